@@ -1,0 +1,423 @@
+"""EPIC instrument model for MOS1, MOS2 and pn, from public facts.
+
+What is modelled, and where the numbers come from
+-------------------------------------------------
+* Sky pixels (X/Y event columns): 0.05 arcsec, reference pixel 25921, legal range
+  1..51840, RA---TAN/DEC--TAN centred on the pointing (XMM Users Handbook (UHB) and
+  the REFXCRPX/REFXCDLT keywords SAS writes; checked against the real PPS products in
+  ../shared/data).
+* CCDs: MOS = 7 front-illuminated CCDs of 600x600 pixels of 1.1"; pn = 12 back-
+  illuminated CCDs of 64x200 pixels of 4.1" in 4 quadrants (UHB sec. 3.3). The layout
+  (central MOS CCD with six around it, pn as two rows of six with the boresight on
+  CCD 4) follows the UHB focal-plane figures; chip gaps are simplified to straight
+  gaps of a few arcsec. MOS1 CCD6 (lost 2005-03-09) and CCD3 (lost 2012-12-11) are off
+  for observations after those dates (micrometeoroid events, UHB).
+* FOV: radius 15 arcmin (DESIGN.md); CCD area outside it is the shielded "corner"
+  area that sees only the particle background (FLAG bit 0x10000 in SAS lists).
+* On-axis effective area (mirror x filter x quantum efficiency), Medium filter: a
+  table read off the UHB effective-area curves; its normalisation and shape were
+  checked against the real SAS ARFs of ../shared/data (point source 2' off-axis,
+  40" radius) divided by this model's encircled energy and vignetting. Thin/Thick
+  filters scale the soft band by ``exp(k/E^2)`` (UHB filter transmission curves,
+  approximate).
+* Vignetting: linear in off-axis angle, steeper at high energy (UHB: ~0.63 at 10'
+  at 1.5 keV, ~0.5 at 10' at 8 keV).
+* Energy resolution: Gaussian with FWHM^2 = w0^2 + k E, fitted to the UHB values
+  (pn: 80 eV at 1 keV, 150 eV at 6.4 keV; MOS: 70 eV and 130 eV).
+* PSF: King profile (1 + r^2/rc^2)^-alpha with alpha = 1.5 and rc set by the on-axis
+  half-energy width (pn 16.6", MOS 13.8"; UHB). No energy/off-axis dependence.
+
+Simplifications (said plainly): no attitude jitter, no MOS RGA azimuthal vignetting,
+no pile-up or out-of-time events, detector orientations relative to the sky are
+conventions (MOS2 turned 90 deg from MOS1 as on XMM, pn another 90 deg).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from scipy.special import erf
+
+# --- sky frame ---------------------------------------------------------------------
+SKY_PIX_ARCSEC = 0.05
+SKY_REF_PIX = 25921.0
+SKY_TLMIN, SKY_TLMAX = 1, 51840
+FOV_RADIUS_ARCMIN = 15.0
+MJDREF = 50814.0                 # 1998-01-01T00:00:00 TT, the XMM time origin
+OUT_OF_FOV_FLAG = 0x10000
+XMMEA_EM_MASK = 0x766BA000       # DESIGN.md; matches SAS DSVAL 'b000x00xx00x0x000x0x...'
+XMMEA_EP_MASK = 0x0CFA0000       # from SAS SLCTEXPR in the real pn spectrum header
+
+# --- energy grids of the responses ------------------------------------------------
+# Same grid as the SAS pn RMF in ../shared/data (0.05-16 keV, 2067 rows is SAS's;
+# we use uniform 10 eV rows which is finer than the resolution everywhere).
+RESP_ELO = np.round(np.arange(0.05, 15.0, 0.01), 5)
+RESP_EHI = np.round(RESP_ELO + 0.01, 5)
+CHANNEL_EV = 5.0                 # spectralbinsize=5: one channel = 5 eV of PI
+
+
+@dataclass(frozen=True)
+class CCD:
+    """One CCD: number, centre in the detector frame (arcsec) and pixel grid."""
+    ccdnr: int
+    cx: float
+    cy: float
+    nx: int
+    ny: int
+    pix: float
+
+    @property
+    def half_w(self) -> float:
+        return self.nx * self.pix / 2.0
+
+    @property
+    def half_h(self) -> float:
+        return self.ny * self.pix / 2.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Static properties of one EPIC camera."""
+    name: str
+    instrume: str
+    pixel_arcsec: float
+    ccds: tuple[CCD, ...]
+    max_pi: int                       # PI range 0..max_pi (eV)
+    sky_rotation_deg: float           # detector frame angle relative to sky (+PA)
+    area_table: tuple[tuple[float, float], ...]
+    fwhm_w0_ev: float
+    fwhm_k_ev2_per_kev: float
+    king_rc_arcsec: float
+    king_alpha: float = 1.5
+    flare_expression: str = ""
+    standard_expression: str = ""
+    flag_mask: int = 0
+    dead_ccds_after: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+
+    @property
+    def n_channels(self) -> int:
+        return int(round((self.max_pi + 1) / CHANNEL_EV))
+
+    def ccd(self, ccdnr: int) -> CCD:
+        for c in self.ccds:
+            if c.ccdnr == ccdnr:
+                return c
+        raise KeyError(ccdnr)
+
+    def active_ccds(self, date_obs: str | None = None) -> list[int]:
+        """CCD numbers that take data on ``date_obs`` (ISO date); all if None."""
+        dead = {n for n, since in self.dead_ccds_after if date_obs and date_obs[:10] >= since}
+        return [c.ccdnr for c in self.ccds if c.ccdnr not in dead]
+
+    # -- detector geometry -----------------------------------------------------
+    def locate(self, detx_as: np.ndarray, dety_as: np.ndarray, active: list[int] | None = None):
+        """CCD number (0 = none/gap), RAWX, RAWY (1-based) for detector positions in arcsec."""
+        detx_as = np.asarray(detx_as, float)
+        dety_as = np.asarray(dety_as, float)
+        ccdnr = np.zeros(detx_as.shape, np.int16)
+        rawx = np.zeros(detx_as.shape, np.int16)
+        rawy = np.zeros(detx_as.shape, np.int16)
+        for c in self.ccds:
+            if active is not None and c.ccdnr not in active:
+                continue
+            u = detx_as - (c.cx - c.half_w)
+            v = dety_as - (c.cy - c.half_h)
+            on = (u >= 0) & (u < 2 * c.half_w) & (v >= 0) & (v < 2 * c.half_h)
+            ccdnr[on] = c.ccdnr
+            rawx[on] = (u[on] / c.pix).astype(np.int16) + 1
+            rawy[on] = (v[on] / c.pix).astype(np.int16) + 1
+        return ccdnr, rawx, rawy
+
+    def in_fov(self, detx_as, dety_as) -> np.ndarray:
+        r = np.hypot(detx_as, dety_as) / 60.0
+        return r <= FOV_RADIUS_ARCMIN
+
+    def bounding_radius_arcsec(self) -> float:
+        return max(np.hypot(abs(c.cx) + c.half_w, abs(c.cy) + c.half_h) for c in self.ccds)
+
+    # -- response ---------------------------------------------------------------
+    def on_axis_area(self, energy_kev, filt: str = "Medium") -> np.ndarray:
+        """On-axis effective area (cm^2) at ``energy_kev`` for the given filter."""
+        e = np.asarray(energy_kev, float)
+        te, ta = np.array(self.area_table).T
+        logarea = np.interp(e, te, np.log(ta), left=-np.inf, right=-np.inf)
+        area = np.exp(logarea)
+        return area * filter_ratio(e, filt)
+
+    def fwhm_kev(self, energy_kev) -> np.ndarray:
+        e = np.asarray(energy_kev, float)
+        return np.sqrt(self.fwhm_w0_ev ** 2 + self.fwhm_k_ev2_per_kev * e) / 1000.0
+
+    def sigma_kev(self, energy_kev) -> np.ndarray:
+        return self.fwhm_kev(energy_kev) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+    def encircled_energy(self, radius_arcsec) -> np.ndarray:
+        """Fraction of a point source's photons within ``radius_arcsec`` (King PSF)."""
+        r = np.asarray(radius_arcsec, float)
+        return 1.0 - (1.0 + (r / self.king_rc_arcsec) ** 2) ** (1.0 - self.king_alpha)
+
+    def sample_psf(self, rng: np.random.Generator, n: int, rmax_arcsec: float = 600.0):
+        """Random offsets (dx, dy) in arcsec drawn from the King PSF, truncated at rmax."""
+        umax = self.encircled_energy(rmax_arcsec)
+        u = rng.uniform(0.0, umax, n)
+        r = self.king_rc_arcsec * np.sqrt((1.0 - u) ** (1.0 / (1.0 - self.king_alpha)) - 1.0)
+        phi = rng.uniform(0.0, 2 * np.pi, n)
+        return r * np.cos(phi), r * np.sin(phi)
+
+
+def filter_ratio(energy_kev, filt: str) -> np.ndarray:
+    """Transmission of ``filt`` relative to the Medium filter (soft band only)."""
+    k = {"medium": 0.0, "thin": 0.015, "thin1": 0.015, "thin2": 0.015, "thick": -0.08}
+    key = (filt or "Medium").strip().lower()
+    if key not in k:
+        raise ValueError(f"unknown filter {filt!r}; use Thin, Medium or Thick")
+    e = np.maximum(np.asarray(energy_kev, float), 0.05)
+    return np.exp(k[key] / e ** 2)
+
+
+def vignetting(theta_arcmin, energy_kev) -> np.ndarray:
+    """Fraction of the on-axis area left at off-axis angle ``theta`` (arcmin)."""
+    th = np.asarray(theta_arcmin, float)
+    e = np.asarray(energy_kev, float)
+    slope = 0.036 + 0.0025 * np.maximum(e - 1.5, 0.0)
+    return np.clip(1.0 - slope * th, 0.05, 1.0)
+
+
+# --- the three cameras --------------------------------------------------------------
+def _mos_ccds() -> tuple[CCD, ...]:
+    side, gap = 600 * 1.1, 10.0
+    step = side + gap
+    centres = {1: (0.0, 0.0), 2: (-step, step / 2), 3: (-step, -step / 2), 4: (0.0, -step),
+               5: (step, -step / 2), 6: (step, step / 2), 7: (0.0, step)}
+    return tuple(CCD(n, x, y, 600, 600, 1.1) for n, (x, y) in centres.items())
+
+
+def _pn_ccds() -> tuple[CCD, ...]:
+    w, h, gap = 64 * 4.1, 200 * 4.1, 4.0
+    x0, y0 = -70.0, -60.0          # puts the boresight ~1' inside CCD 4, as on XMM
+    ccds = []
+    for k in range(6):              # upper row: CCDs 1..6 left to right
+        ccds.append(CCD(k + 1, x0 + (k - 2.5) * (w + gap), y0 + (h + gap) / 2, 64, 200, 4.1))
+    for k in range(6):              # lower row: CCDs 7..12 right to left
+        ccds.append(CCD(k + 7, x0 + (2.5 - k) * (w + gap), y0 - (h + gap) / 2, 64, 200, 4.1))
+    return tuple(ccds)
+
+
+_PN_AREA = ((0.15, 15), (0.2, 40), (0.25, 90), (0.3, 190), (0.35, 330), (0.4, 520),
+            (0.5, 875), (0.6, 1000), (0.8, 1130), (1.0, 1250), (1.2, 1320), (1.5, 1370),
+            (1.8, 1360), (2.0, 1310), (2.2, 1210), (2.3, 1010), (2.5, 960), (3.0, 900),
+            (4.0, 910), (5.0, 925), (6.0, 860), (7.0, 720), (8.0, 560), (9.0, 385),
+            (10.0, 250), (11.0, 150), (12.0, 95), (13.0, 60), (15.0, 25))
+_MOS_AREA = ((0.15, 1), (0.2, 3), (0.25, 8), (0.3, 20), (0.4, 70), (0.5, 160), (0.6, 220),
+             (0.8, 290), (1.0, 350), (1.2, 420), (1.5, 528), (1.7, 540), (1.838, 520),
+             (1.845, 430), (2.0, 410), (2.2, 395), (2.3, 350), (2.5, 345), (3.0, 352),
+             (4.0, 340), (5.0, 314), (6.0, 240), (7.0, 143), (8.0, 85), (9.0, 43),
+             (10.0, 22), (11.0, 12), (12.0, 6), (15.0, 1))
+
+_MOS_COMMON = dict(pixel_arcsec=1.1, max_pi=11999, area_table=_MOS_AREA,
+                   fwhm_w0_ev=51.7, fwhm_k_ev2_per_kev=2222.0, king_rc_arcsec=4.0,
+                   flare_expression="#XMMEA_EM && (PI>10000) && (PATTERN==0)",
+                   standard_expression="#XMMEA_EM && (PATTERN<=12) && (FLAG==0)",
+                   flag_mask=XMMEA_EM_MASK)
+
+CAMERAS: dict[str, Camera] = {
+    "mos1": Camera(name="mos1", instrume="EMOS1", ccds=_mos_ccds(), sky_rotation_deg=90.0,
+                   dead_ccds_after=((6, "2005-03-09"), (3, "2012-12-11")), **_MOS_COMMON),
+    "mos2": Camera(name="mos2", instrume="EMOS2", ccds=_mos_ccds(), sky_rotation_deg=0.0,
+                   **_MOS_COMMON),
+    "pn": Camera(name="pn", instrume="EPN", pixel_arcsec=4.1, ccds=_pn_ccds(), max_pi=20479,
+                 sky_rotation_deg=-90.0, area_table=_PN_AREA, fwhm_w0_ev=58.5,
+                 fwhm_k_ev2_per_kev=2981.0, king_rc_arcsec=4.8,
+                 flare_expression="#XMMEA_EP && (PI>10000 && PI<12000) && (PATTERN==0)",
+                 standard_expression="#XMMEA_EP && (PATTERN<=4) && (FLAG==0)",
+                 flag_mask=XMMEA_EP_MASK),
+}
+INSTRUME_TO_CAMERA = {c.instrume: n for n, c in CAMERAS.items()}
+
+
+def camera(name: str) -> Camera:
+    """The Camera for ``mos1``, ``mos2`` or ``pn`` (also accepts EMOS1/EMOS2/EPN)."""
+    key = INSTRUME_TO_CAMERA.get(name.upper(), name.lower())
+    if key not in CAMERAS:
+        raise KeyError(f"unknown camera {name!r}")
+    return CAMERAS[key]
+
+
+# --- coordinates -----------------------------------------------------------------
+def sky_wcs(ra_pnt: float, dec_pnt: float) -> WCS:
+    """The TAN WCS of the sky X/Y columns (FITS 1-based pixels, as in the event file)."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra_pnt, dec_pnt]
+    w.wcs.crpix = [SKY_REF_PIX, SKY_REF_PIX]
+    w.wcs.cdelt = [-SKY_PIX_ARCSEC / 3600.0, SKY_PIX_ARCSEC / 3600.0]
+    w.wcs.radesys = "FK5"
+    w.wcs.equinox = 2000.0
+    return w
+
+
+def radec_to_sky(ra, dec, ra_pnt: float, dec_pnt: float):
+    """RA/Dec (deg) -> sky X/Y (FITS pixel convention of the event columns)."""
+    x, y = sky_wcs(ra_pnt, dec_pnt).wcs_world2pix(np.atleast_1d(ra), np.atleast_1d(dec), 1)
+    return x, y
+
+
+def sky_to_radec(x, y, ra_pnt: float, dec_pnt: float):
+    ra, dec = sky_wcs(ra_pnt, dec_pnt).wcs_pix2world(np.atleast_1d(x), np.atleast_1d(y), 1)
+    return ra, dec
+
+
+def _rotation(cam: Camera, pa_deg: float) -> np.ndarray:
+    a = np.deg2rad(pa_deg + cam.sky_rotation_deg)
+    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def sky_to_det(cam: Camera, x, y, pa_deg: float):
+    """Sky X/Y pixels -> detector offsets (arcsec) from the boresight."""
+    dx = (np.asarray(x, float) - SKY_REF_PIX) * SKY_PIX_ARCSEC
+    dy = (np.asarray(y, float) - SKY_REF_PIX) * SKY_PIX_ARCSEC
+    r = _rotation(cam, pa_deg)
+    return r[0, 0] * dx + r[0, 1] * dy, r[1, 0] * dx + r[1, 1] * dy
+
+
+def det_to_sky(cam: Camera, detx_as, dety_as, pa_deg: float):
+    """Detector offsets (arcsec) -> sky X/Y pixels."""
+    r = _rotation(cam, pa_deg).T
+    dx = r[0, 0] * np.asarray(detx_as, float) + r[0, 1] * np.asarray(dety_as, float)
+    dy = r[1, 0] * np.asarray(detx_as, float) + r[1, 1] * np.asarray(dety_as, float)
+    return dx / SKY_PIX_ARCSEC + SKY_REF_PIX, dy / SKY_PIX_ARCSEC + SKY_REF_PIX
+
+
+def off_axis_arcmin(x, y) -> np.ndarray:
+    """Off-axis angle of sky pixels, the optical axis being the pointing position."""
+    return np.hypot(np.asarray(x, float) - SKY_REF_PIX, np.asarray(y, float) - SKY_REF_PIX) \
+        * SKY_PIX_ARCSEC / 60.0
+
+
+def exposed_mask(cam: Camera, x, y, pa_deg: float, active: list[int] | None = None,
+                 fov_only: bool = True) -> np.ndarray:
+    """True where sky pixels fall on an active CCD (and inside the FOV if asked)."""
+    dx, dy = sky_to_det(cam, x, y, pa_deg)
+    ccdnr, _, _ = cam.locate(dx, dy, active)
+    ok = ccdnr > 0
+    if fov_only:
+        ok &= cam.in_fov(dx, dy)
+    return ok
+
+
+# --- responses ---------------------------------------------------------------------
+def channel_edges_kev(cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """EBOUNDS of the camera's spectral channels (5 eV of PI each)."""
+    ch = np.arange(cam.n_channels)
+    return ch * CHANNEL_EV / 1000.0, (ch + 1) * CHANNEL_EV / 1000.0
+
+
+@lru_cache(maxsize=8)
+def redistribution(cam_name: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Gaussian redistribution rows: (F_CHAN, N_CHAN, [row values]) per energy row.
+
+    Each row is the probability of a photon of that energy landing in each channel,
+    truncated at +-6 sigma and at the channel range; the part outside the channel
+    range is lost (as for a real detector's thresholds).
+    """
+    cam = CAMERAS[cam_name]
+    emid = 0.5 * (RESP_ELO + RESP_EHI)
+    sig = cam.sigma_kev(emid)
+    cw = CHANNEL_EV / 1000.0
+    nchan = cam.n_channels
+    f_chan = np.zeros(len(emid), np.int32)
+    n_chan = np.zeros(len(emid), np.int32)
+    rows = []
+    for i, (e, s) in enumerate(zip(emid, sig)):
+        lo = max(int(np.floor((e - 6 * s) / cw)), 0)
+        hi = min(int(np.ceil((e + 6 * s) / cw)), nchan - 1)
+        edges = np.arange(lo, hi + 2) * cw
+        cdf = 0.5 * (1 + erf((edges - e) / (np.sqrt(2) * s)))
+        p = np.diff(cdf)
+        f_chan[i], n_chan[i] = lo, len(p)
+        rows.append(p.astype(np.float32))
+    return f_chan, n_chan, rows
+
+
+def dense_rmf(cam: Camera) -> np.ndarray:
+    """The redistribution matrix as a dense (n_energy, n_channel) array."""
+    f_chan, n_chan, rows = redistribution(cam.name)
+    m = np.zeros((len(RESP_ELO), cam.n_channels), np.float64)
+    for i, r in enumerate(rows):
+        m[i, f_chan[i]:f_chan[i] + n_chan[i]] = r
+    return m
+
+
+def _response_header(hdr: fits.Header, cam: Camera, filt: str) -> None:
+    hdr["TELESCOP"] = ("XMM", "mission/satellite name")
+    hdr["INSTRUME"] = (cam.instrume, "instrument/detector name")
+    hdr["FILTER"] = (filt, "filter in use")
+    hdr["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
+    hdr["ORIGIN"] = ("xmmext", "native instrument model (not SAS calibration)")
+
+
+def rmf_hdulist(cam: Camera, filt: str = "Medium") -> fits.HDUList:
+    """OGIP RMF (MATRIX + EBOUNDS, HDUCLAS3 REDIST: the area is in the ARF)."""
+    f_chan, n_chan, rows = redistribution(cam.name)
+    nrow = len(RESP_ELO)
+    cols = [
+        fits.Column("ENERG_LO", "E", unit="keV", array=RESP_ELO),
+        fits.Column("ENERG_HI", "E", unit="keV", array=RESP_EHI),
+        fits.Column("N_GRP", "I", array=np.ones(nrow, np.int16)),
+        fits.Column("F_CHAN", "J", array=f_chan),
+        fits.Column("N_CHAN", "J", array=n_chan),
+        fits.Column("MATRIX", "PE()", array=np.array(rows, dtype=object)),
+    ]
+    matrix = fits.BinTableHDU.from_columns(cols, name="MATRIX")
+    h = matrix.header
+    _response_header(h, cam, filt)
+    h["HDUCLAS1"], h["HDUCLAS2"], h["HDUCLAS3"] = "RESPONSE", "RSP_MATRIX", "REDIST"
+    h["HDUVERS"] = "1.3.0"
+    h["CHANTYPE"] = ("PI", "channel type")
+    h["DETCHANS"] = (cam.n_channels, "total number of detector channels")
+    h["TLMIN4"], h["TLMAX4"] = 0, cam.n_channels - 1
+    h["LO_THRES"] = (1e-6, "lower threshold of stored matrix values")
+    emin, emax = channel_edges_kev(cam)
+    eb = fits.BinTableHDU.from_columns([
+        fits.Column("CHANNEL", "I", array=np.arange(cam.n_channels, dtype=np.int16)),
+        fits.Column("E_MIN", "E", unit="keV", array=emin),
+        fits.Column("E_MAX", "E", unit="keV", array=emax),
+    ], name="EBOUNDS")
+    _response_header(eb.header, cam, filt)
+    eb.header["HDUCLAS1"], eb.header["HDUCLAS2"] = "RESPONSE", "EBOUNDS"
+    eb.header["HDUVERS"] = "1.2.0"
+    eb.header["CHANTYPE"], eb.header["DETCHANS"] = "PI", cam.n_channels
+    return fits.HDUList([fits.PrimaryHDU(), matrix, eb])
+
+
+def arf_hdulist(cam: Camera, specresp: np.ndarray, filt: str = "Medium",
+                extra: dict | None = None) -> fits.HDUList:
+    """OGIP ARF (SPECRESP) on the RMF energy grid."""
+    specresp = np.asarray(specresp, float)
+    if specresp.shape != RESP_ELO.shape:
+        raise ValueError("SPECRESP must be on the response energy grid")
+    hdu = fits.BinTableHDU.from_columns([
+        fits.Column("ENERG_LO", "E", unit="keV", array=RESP_ELO),
+        fits.Column("ENERG_HI", "E", unit="keV", array=RESP_EHI),
+        fits.Column("SPECRESP", "E", unit="cm**2", array=specresp),
+    ], name="SPECRESP")
+    h = hdu.header
+    _response_header(h, cam, filt)
+    h["HDUCLAS1"], h["HDUCLAS2"], h["HDUVERS"] = "RESPONSE", "SPECRESP", "1.1.0"
+    h["ARFVERSN"] = "1992a"
+    for k, v in (extra or {}).items():
+        h[k] = v
+    return fits.HDUList([fits.PrimaryHDU(), hdu])
+
+
+def point_source_arf(cam: Camera, theta_arcmin: float = 0.0, radius_arcsec: float | None = None,
+                     filt: str = "Medium") -> np.ndarray:
+    """SPECRESP for a point source at ``theta`` (optionally x encircled energy in a circle)."""
+    emid = 0.5 * (RESP_ELO + RESP_EHI)
+    area = cam.on_axis_area(emid, filt) * vignetting(theta_arcmin, emid)
+    if radius_arcsec is not None:
+        area = area * cam.encircled_energy(radius_arcsec)
+    return area

@@ -1,0 +1,623 @@
+"""A simulated XMM-Newton EPIC observation of a galaxy cluster (the embedded demo).
+
+``python -m xmmext.simulate --obsid 0999990101 [--workdir DIR] [--seed N] ...`` writes
+``data/<OBSID>/event/<cam>_evt.fits`` in the PPS event-list layout and
+``data/<OBSID>/truth.json`` with every input parameter and the counts drawn.
+
+Components (each with its own spectrum, spatial and time behaviour):
+  cluster       beta-model surface brightness, tbabs*apec (tbabs*bremss without
+                AtomDB), vignetted, through the PSF
+  point_sources tbabs*powerlaw AGN with a Euclidean logN-logS, through the PSF
+  cxb           cosmic X-ray background, tbabs*powerlaw(1.46), vignetted, uniform
+  foreground    Galactic soft thermal emission (kT 0.2 keV), unabsorbed, vignetted
+  qpb           quiescent particle background: not vignetted, on the whole CCD area
+                including the out-of-FOV corners, flat hard spectrum + fluorescence lines
+  sp_quiescent  residual soft protons at a low constant level (FOV only, vignetted)
+  sp_flares     soft-proton flares covering ``--flare-fraction`` of the exposure
+
+Photons are drawn per camera from the spectrum x on-axis effective area, kept with
+probability vignetting(theta, E), placed on the detector through the CCD layout (chip
+gaps and dead CCDs lose them), and given a PI by the Gaussian redistribution of the
+instrument model, so the native responses describe the simulated data exactly.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time, TimeDelta
+
+from . import instrument as ins
+from . import xspec_models as xm
+from .atomdb import find_apec_files
+from .cli import base_parser, run_main, setup_logging
+from .errors import UsageError
+from .fileio import write_fits, write_json
+from .layout import ObsPaths, parse_cameras
+
+log = __import__("logging").getLogger("xmmext.simulate")
+
+# Pattern fractions: (singles, doubles..quads in the standard range, outside it)
+_XRAY_PATTERNS = {"pn": (0.70, 0.26, 0.04), "mos": (0.65, 0.32, 0.03)}
+_PARTICLE_PATTERNS = {"pn": (0.45, 0.25, 0.30), "mos": (0.40, 0.30, 0.30)}
+# Quiescent particle background, counts/s per arcmin^2 of CCD (0.2 keV - top of PI range)
+_QPB_RATE = {"pn": 5.0e-3, "mos": 2.0e-3}
+# Fluorescence lines in the QPB: (energy keV, fraction of QPB events)
+_QPB_LINES = {"pn": ((1.487, 0.02), (7.47, 0.02), (8.04, 0.06), (8.63, 0.02)),
+              "mos": ((1.487, 0.05), (1.740, 0.03))}
+_FLARE_PEAK_PN = 35.0        # counts/s (full band) for a flare of amplitude 1 in pn
+_MOS_FLARE_SCALE = 0.35
+_SP_QUIESCENT_PN = 0.3       # counts/s
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulation depends on (all recorded in truth.json)."""
+    obsid: str = "0999990101"
+    seed: int = 42
+    exposure: float = 30000.0
+    cameras: list = field(default_factory=lambda: ["mos1", "mos2", "pn"])
+    ra_pnt: float = 150.50
+    dec_pnt: float = 2.20
+    pa_pnt: float = 60.0
+    date_obs: str = "2019-05-01T12:00:00"
+    filter: str = "Medium"
+    # cluster
+    kt: float = 5.0
+    abund: float = 0.3
+    redshift: float = 0.05
+    nh: float = 0.03
+    norm: float | None = None          # None: set from cluster_rate
+    cluster_rate: float = 5.0          # pn counts/s on-axis (before vignetting, chips)
+    offset_arcmin: float = 0.5         # cluster centre from the pointing
+    offset_pa_deg: float = 30.0
+    core_radius_arcmin: float = 1.5
+    beta: float = 0.67
+    r_max_arcmin: float = 20.0
+    thermal_model: str = "auto"        # auto | apec | bremss
+    abund_table: str = "aspl"
+    # others
+    flare_fraction: float = 0.2
+    n_flares: int = 4
+    n_point_sources: int = 15
+    ps_min_counts: float = 60.0        # pn counts of the faintest point source
+    ps_max_counts: float = 3000.0
+
+
+def validate(cfg: SimConfig) -> None:
+    """Refuse impossible settings before any file is touched (exit 2)."""
+    ObsPaths.of(cfg.obsid, ".")          # validates the OBSID
+    checks = [
+        (cfg.exposure > 0, "exposure must be positive"),
+        (cfg.exposure <= 2.0e6, "exposure above 2 Ms is not an XMM observation"),
+        (0.0 <= cfg.flare_fraction < 1.0, "flare fraction must be in [0, 1)"),
+        (cfg.kt > 0, "kT must be positive"),
+        (cfg.abund >= 0, "abundance must be >= 0"),
+        (cfg.nh >= 0, "nH must be >= 0"),
+        (cfg.redshift >= 0, "redshift must be >= 0"),
+        (cfg.norm is None or cfg.norm > 0, "norm must be positive"),
+        (cfg.cluster_rate > 0, "cluster rate must be positive"),
+        (cfg.beta > 0.5, "beta must be > 0.5 for a finite flux"),
+        (cfg.core_radius_arcmin > 0, "core radius must be positive"),
+        (cfg.n_point_sources >= 0, "number of point sources must be >= 0"),
+        (cfg.n_flares >= 1, "number of flares must be >= 1"),
+        (0 <= cfg.offset_arcmin < ins.FOV_RADIUS_ARCMIN, "cluster offset must be inside the FOV"),
+        (cfg.thermal_model in ("auto", "apec", "bremss"), "thermal model must be auto, apec or bremss"),
+        (-90 <= cfg.dec_pnt <= 90, "pointing Dec out of range"),
+        (cfg.seed >= 0, "seed must be >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
+    if not cfg.cameras:
+        raise UsageError("no camera to simulate")
+    if cfg.filter.lower() not in ("thin", "medium", "thick"):
+        raise UsageError(f"unknown filter {cfg.filter!r}")
+
+
+# --- spectra -------------------------------------------------------------------------
+def _egrid() -> np.ndarray:
+    return np.append(ins.RESP_ELO, ins.RESP_EHI[-1])
+
+
+def _thermal_model(cfg: SimConfig) -> str:
+    if cfg.thermal_model != "auto":
+        return cfg.thermal_model
+    return "apec" if find_apec_files() else "bremss"
+
+
+def cluster_photon_spectrum(cfg: SimConfig, model: str) -> np.ndarray:
+    """Photons/cm^2/s per response-grid bin of the whole cluster for norm = 1."""
+    e = _egrid()
+    absorb = xm.evaluate("tbabs", [cfg.nh], e)
+    if model == "apec":
+        return absorb * xm.evaluate("apec", [cfg.kt, cfg.abund, cfg.redshift], e)
+    return absorb * xm.evaluate("bremss", [cfg.kt], e)
+
+
+def _powerlaw_spectrum(gamma: float, nh: float) -> np.ndarray:
+    e = _egrid()
+    return xm.evaluate("tbabs", [nh], e) * xm.evaluate("powerlaw", [gamma], e)
+
+
+def _counts_rate(photons: np.ndarray, cam: ins.Camera, filt: str) -> float:
+    emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
+    return float(np.sum(photons * cam.on_axis_area(emid, filt)))
+
+
+# --- event building --------------------------------------------------------------------
+@dataclass
+class Events:
+    """Photon/particle events of one component before detector effects."""
+    time: np.ndarray
+    energy: np.ndarray     # keV (true) for photons; PI/1000 for particles
+    x: np.ndarray          # sky pixels
+    y: np.ndarray
+    particle: bool
+    redistribute: np.ndarray | None = None   # which events get the Gaussian resolution
+
+
+def _sample_energies(rng, weights: np.ndarray, n: int) -> np.ndarray:
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    idx = np.searchsorted(cdf, rng.uniform(0, 1, n))
+    return ins.RESP_ELO[idx] + rng.uniform(0, 1, n) * (ins.RESP_EHI[idx] - ins.RESP_ELO[idx])
+
+
+def _uniform_times(rng, n, tstart, tstop):
+    return rng.uniform(tstart, tstop, n)
+
+
+def _disk(rng, n, radius_px, cx=ins.SKY_REF_PIX, cy=ins.SKY_REF_PIX):
+    r = radius_px * np.sqrt(rng.uniform(0, 1, n))
+    phi = rng.uniform(0, 2 * np.pi, n)
+    return cx + r * np.cos(phi), cy + r * np.sin(phi)
+
+
+def _photon_component(rng, cam, cfg, photons_per_s, spatial, times, n_expected=None):
+    """Draw photons: energies from spectrum x area, positions from ``spatial(n)``."""
+    emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
+    w = photons_per_s * cam.on_axis_area(emid, cfg.filter)
+    mean = float(w.sum()) * cfg.exposure if n_expected is None else n_expected
+    n = rng.poisson(mean)
+    energy = _sample_energies(rng, w, n)
+    x, y = spatial(n)
+    t = times(n)
+    keep = rng.uniform(0, 1, n) < ins.vignetting(ins.off_axis_arcmin(x, y), energy)
+    return Events(t[keep], energy[keep], x[keep], y[keep], particle=False)
+
+
+def _psf_blur(rng, cam, ev: Events) -> Events:
+    dx, dy = cam.sample_psf(rng, len(ev.x))
+    ev.x = ev.x + dx / ins.SKY_PIX_ARCSEC
+    ev.y = ev.y + dy / ins.SKY_PIX_ARCSEC
+    return ev
+
+
+def _beta_positions(rng, cfg, cx, cy):
+    rc = cfg.core_radius_arcmin * 60 / ins.SKY_PIX_ARCSEC
+    rmax = cfg.r_max_arcmin * 60 / ins.SKY_PIX_ARCSEC
+    q = 1.5 - 3 * cfg.beta                       # CDF: 1 - (1 + r^2/rc^2)^q
+    umax = 1.0 - (1.0 + (rmax / rc) ** 2) ** q
+
+    def draw(n):
+        u = rng.uniform(0, umax, n)
+        r = rc * np.sqrt((1.0 - u) ** (1.0 / q) - 1.0)
+        phi = rng.uniform(0, 2 * np.pi, n)
+        return cx + r * np.cos(phi), cy + r * np.sin(phi)
+    return draw
+
+
+def flare_intervals(rng, cfg: SimConfig, tstart: float) -> list[list[float]]:
+    """Non-overlapping flare intervals covering ``flare_fraction`` of the exposure."""
+    total = cfg.flare_fraction * cfg.exposure
+    if total <= 0:
+        return []
+    n = max(1, min(cfg.n_flares, int(total // 300)))
+    lengths = rng.dirichlet(np.full(n, 4.0)) * total
+    quiet = cfg.exposure - total
+    # split the quiet time into n+1 gaps (random), the ends at least 500 s if possible
+    gaps = rng.dirichlet(np.full(n + 1, 2.0)) * quiet
+    t = tstart + gaps[0]
+    out = []
+    for k in range(n):
+        out.append([float(t), float(t + lengths[k])])
+        t += lengths[k] + gaps[k + 1]
+    return out
+
+
+def _flare_profile_times(rng, intervals, amplitudes, peak_rate, n_max_factor=1.0):
+    """Event times of flares: a plateau with 60 s exponential rise and decay inside each
+    interval (so the interval bounds the flare)."""
+    times = []
+    for (t0, t1), amp in zip(intervals, amplitudes):
+        grid = np.arange(t0, t1, 5.0)
+        if len(grid) == 0:
+            continue
+        shape = (1 - np.exp(-(grid - t0 + 2.5) / 60.0)) * (1 - np.exp(-(t1 - grid - 2.5 + 5) / 60.0))
+        shape = np.clip(shape, 0, None)
+        rate = amp * peak_rate * shape
+        n = rng.poisson(rate * 5.0)
+        t = np.repeat(grid, n) + rng.uniform(0, 5.0, int(n.sum()))
+        times.append(np.clip(t, t0, np.nextafter(t1, t0)))
+    return np.concatenate(times) if times else np.zeros(0)
+
+
+def _particle_energies(rng, cam, n):
+    """QPB: flat continuum over the PI range (slightly falling) + fluorescence lines."""
+    kind = "pn" if cam.name == "pn" else "mos"
+    emax = cam.max_pi / 1000.0
+    e = 0.2 + (emax - 0.2) * rng.uniform(0, 1, n) ** 1.15
+    is_line = np.zeros(n, bool)
+    u = rng.uniform(0, 1, n)
+    lo = 0.0
+    for energy, frac in _QPB_LINES[kind]:
+        sel = (u >= lo) & (u < lo + frac)
+        e[sel] = energy
+        is_line |= sel
+        lo += frac
+    return e, is_line
+
+
+def _patterns(rng, cam, n, particle):
+    kind = "pn" if cam.name == "pn" else "mos"
+    singles, doubles, bad = (_PARTICLE_PATTERNS if particle else _XRAY_PATTERNS)[kind]
+    top_ok, top = (4, 12) if kind == "pn" else (12, 31)
+    u = rng.uniform(0, 1, n)
+    pat = np.zeros(n, np.uint8)
+    mid = (u >= singles) & (u < singles + doubles)
+    pat[mid] = rng.integers(1, top_ok + 1, int(mid.sum()))
+    hi = u >= singles + doubles
+    pat[hi] = rng.integers(top_ok + 1, top + 1, int(hi.sum()))
+    return pat
+
+
+def _detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
+    """Place events on the detector: CCD, RAW, DET, PI, PATTERN, FLAG; drop the lost ones."""
+    detx, dety = ins.sky_to_det(cam, ev.x, ev.y, cfg.pa_pnt)
+    ccdnr, rawx, rawy = cam.locate(detx, dety, active)
+    inside = cam.in_fov(detx, dety)
+    keep = (ccdnr > 0) & (inside if fov_only else True)
+    if ev.redistribute is None:
+        redis = np.ones(len(ev.x), bool)
+    else:
+        redis = ev.redistribute
+    e = ev.energy.copy()
+    sig = cam.sigma_kev(np.clip(e, 0.05, None))
+    e = np.where(redis, e + rng.normal(0, 1, len(e)) * sig, e)
+    pi = np.round(e * 1000.0)
+    keep &= (pi >= 0) & (pi <= cam.max_pi)
+    idx = np.flatnonzero(keep)
+    n = len(idx)
+    flag = np.zeros(n, np.int32)
+    c_nx = np.array([cam.ccd(c).nx for c in ccdnr[idx]]) if n else np.zeros(0)
+    c_ny = np.array([cam.ccd(c).ny for c in ccdnr[idx]]) if n else np.zeros(0)
+    border = (rawx[idx] <= 1) | (rawy[idx] <= 1) | (rawx[idx] >= c_nx) | (rawy[idx] >= c_ny)
+    flag[border] |= 0x1                                # close to CCD border
+    u = rng.uniform(0, 1, n)
+    flag[u < 0.010] |= 0x4                             # next to a bad pixel
+    flag[(u >= 0.010) & (u < 0.022)] |= 0x80000        # in a bad column (in #XMMEA_* masks)
+    flag[~inside[idx]] |= ins.OUT_OF_FOV_FLAG
+    return dict(
+        TIME=ev.time[idx],
+        RAWX=rawx[idx], RAWY=rawy[idx],
+        DETX=np.round(detx[idx] / ins.SKY_PIX_ARCSEC).astype(np.int16),
+        DETY=np.round(dety[idx] / ins.SKY_PIX_ARCSEC).astype(np.int16),
+        X=np.round(ev.x[idx]).astype(np.int32), Y=np.round(ev.y[idx]).astype(np.int32),
+        PI=pi[idx].astype(np.int16),
+        PATTERN=_patterns(rng, cam, n, ev.particle),
+        FLAG=flag, CCDNR=ccdnr[idx].astype(np.uint8),
+    )
+
+
+def _ccd_area_arcmin2(cam, active) -> float:
+    return sum((2 * c.half_w) * (2 * c.half_h) for c in cam.ccds if c.ccdnr in active) / 3600.0
+
+
+def _ccd_uniform_positions(rng, cam, cfg, n, active):
+    """Uniform positions over the active CCDs (detector frame) -> sky pixels."""
+    chips = [c for c in cam.ccds if c.ccdnr in active]
+    areas = np.array([c.half_w * c.half_h for c in chips])
+    pick = rng.choice(len(chips), n, p=areas / areas.sum())
+    cx = np.array([c.cx for c in chips])[pick]
+    cy = np.array([c.cy for c in chips])[pick]
+    hw = np.array([c.half_w for c in chips])[pick]
+    hh = np.array([c.half_h for c in chips])[pick]
+    detx = cx + rng.uniform(-1, 1, n) * hw
+    dety = cy + rng.uniform(-1, 1, n) * hh
+    return ins.det_to_sky(cam, detx, dety, cfg.pa_pnt)
+
+
+# --- the observation -------------------------------------------------------------------
+def simulate(cfg: SimConfig, workdir=None) -> dict:
+    """Simulate all cameras, write the event lists and truth.json; return the truth."""
+    validate(cfg)
+    paths = ObsPaths.of(cfg.obsid, workdir)
+    xm.set_abundances(cfg.abund_table)
+    model = _thermal_model(cfg)
+    if model == "apec":
+        from .atomdb import configure_xspec
+        configure_xspec()
+    seq = np.random.SeedSequence(cfg.seed)
+    rng_global, *cam_seeds = [np.random.default_rng(s) for s in seq.spawn(1 + 3)]
+
+    tstart = float((Time(cfg.date_obs, scale="utc").tt
+                    - Time(ins.MJDREF, format="mjd", scale="tt")).sec)
+    tstart = float(np.floor(tstart))
+    tstop = tstart + cfg.exposure
+    flares = flare_intervals(rng_global, cfg, tstart)
+    flare_amp = rng_global.uniform(0.5, 2.0, len(flares))
+
+    # cluster centre and normalisation
+    off_px = cfg.offset_arcmin * 60 / ins.SKY_PIX_ARCSEC
+    a = np.deg2rad(cfg.offset_pa_deg)
+    ccx, ccy = ins.SKY_REF_PIX + off_px * np.sin(a), ins.SKY_REF_PIX + off_px * np.cos(a)
+    c_ra, c_dec = ins.sky_to_radec(ccx, ccy, cfg.ra_pnt, cfg.dec_pnt)
+    unit_spec = cluster_photon_spectrum(cfg, model)
+    pn = ins.camera("pn")
+    norm = cfg.norm if cfg.norm is not None else cfg.cluster_rate / _counts_rate(unit_spec, pn, cfg.filter)
+    cluster_spec = unit_spec * norm
+
+    # point sources: Euclidean logN-logS in pn counts, positions inside 13'
+    n_ps = cfg.n_point_sources
+    u = rng_global.uniform(0, 1, n_ps)
+    s_min, s_max = cfg.ps_min_counts, cfg.ps_max_counts
+    ps_counts = (s_min ** -1.5 - u * (s_min ** -1.5 - s_max ** -1.5)) ** (-1 / 1.5)
+    ps_gamma = rng_global.normal(1.9, 0.2, n_ps)
+    ps_xy = []
+    while len(ps_xy) < n_ps:
+        px, py = _disk(rng_global, 1, 13 * 60 / ins.SKY_PIX_ARCSEC)
+        far_from_cluster = np.hypot(px - ccx, py - ccy)[0] * ins.SKY_PIX_ARCSEC > 60
+        far_from_others = all(np.hypot(px[0] - qx, py[0] - qy) * ins.SKY_PIX_ARCSEC > 40 for qx, qy in ps_xy)
+        if far_from_cluster and far_from_others:
+            ps_xy.append((float(px[0]), float(py[0])))
+    ps_spectra = []
+    for g, cts in zip(ps_gamma, ps_counts):
+        s = _powerlaw_spectrum(g, cfg.nh)
+        ps_spectra.append(s * cts / cfg.exposure / _counts_rate(s, pn, cfg.filter))
+
+    # sky background spectra per arcmin^2
+    fov_arcmin2 = np.pi * ins.FOV_RADIUS_ARCMIN ** 2
+    cxb_spec = _powerlaw_spectrum(1.46, cfg.nh) * (11.6 / 1.1818e7) * fov_arcmin2
+    fg_spec = xm.evaluate("bremss", [0.2], _egrid()) * 1.2e-5 * fov_arcmin2 if model == "bremss" \
+        else xm.evaluate("apec", [0.2, 1.0, 0.0], _egrid()) * 4.0e-6 * fov_arcmin2
+
+    truth_counts: dict[str, dict[str, int]] = {}
+    ps_truth = [{"ra": 0.0, "dec": 0.0, "counts": {}, "gamma": float(g)} for g in ps_gamma]
+    for k, (px, py) in enumerate(ps_xy):
+        r, d = ins.sky_to_radec(px, py, cfg.ra_pnt, cfg.dec_pnt)
+        ps_truth[k]["ra"], ps_truth[k]["dec"] = float(r[0]), float(d[0])
+    fov_px = ins.FOV_RADIUS_ARCMIN * 60 / ins.SKY_PIX_ARCSEC
+    files = {}
+    for cam_name in cfg.cameras:
+        cam = ins.camera(cam_name)
+        rng = cam_seeds[["mos1", "mos2", "pn"].index(cam_name)]
+        active = cam.active_ccds(cfg.date_obs)
+        times = lambda n: _uniform_times(rng, n, tstart, tstop)   # noqa: E731
+        comps: dict[str, Events] = {}
+        comps["cluster"] = _psf_blur(rng, cam, _photon_component(
+            rng, cam, cfg, cluster_spec, _beta_positions(rng, cfg, ccx, ccy), times))
+        ps_events = []
+        for k, ((px, py), spec) in enumerate(zip(ps_xy, ps_spectra)):
+            ev = _psf_blur(rng, cam, _photon_component(
+                rng, cam, cfg, spec, lambda n, px=px, py=py: (np.full(n, px), np.full(n, py)), times))
+            ev.source_index = k
+            ps_events.append(ev)
+        comps["cxb"] = _photon_component(rng, cam, cfg, cxb_spec, lambda n: _disk(rng, n, fov_px), times)
+        comps["foreground"] = _photon_component(rng, cam, cfg, fg_spec, lambda n: _disk(rng, n, fov_px), times)
+        # quiescent particle background (not vignetted, whole CCD area)
+        kind = "pn" if cam_name == "pn" else "mos"
+        n_qpb = rng.poisson(_QPB_RATE[kind] * _ccd_area_arcmin2(cam, active) * cfg.exposure)
+        e_qpb, is_line = _particle_energies(rng, cam, n_qpb)
+        qx, qy = _ccd_uniform_positions(rng, cam, cfg, n_qpb, active)
+        comps["qpb"] = Events(times(n_qpb), e_qpb, qx, qy, particle=True, redistribute=is_line)
+        # soft protons: counts-space spectrum E^-0.8 over the PI range, vignetted, FOV only
+        scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
+        comps["sp_quiescent"] = _soft_protons(rng, cam, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
+        comps["sp_flares"] = _soft_protons(
+            rng, cam, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale), fov_px)
+
+        columns, counts = [], {}
+        for name, ev in comps.items():
+            cols = _detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
+            counts[name] = int(len(cols["TIME"]))
+            columns.append(cols)
+        n_ps_total = 0
+        for ev in ps_events:
+            cols = _detect(rng, cam, cfg, ev, active, fov_only=True)
+            ps_truth[ev.source_index]["counts"][cam_name] = int(len(cols["TIME"]))
+            n_ps_total += len(cols["TIME"])
+            columns.append(cols)
+        counts["point_sources"] = int(n_ps_total)
+        truth_counts[cam_name] = counts
+        merged = {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
+        order = np.argsort(merged["TIME"], kind="stable")
+        merged = {k: v[order] for k, v in merged.items()}
+        hdul = event_hdulist(cam, cfg, merged, tstart, tstop, active, c_ra[0], c_dec[0])
+        dest = paths.event_dir / f"{cam_name}_evt.fits"
+        write_fits(dest, hdul, checksum=False)   # no CHECKSUM: same seed -> identical bytes
+        files[cam_name] = str(dest)
+        log.info("simulated %s: %d events (%s)", cam_name, len(merged["TIME"]),
+                 ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    truth = {
+        "obsid": cfg.obsid, "seed": cfg.seed, "exposure_s": cfg.exposure,
+        "tstart": tstart, "tstop": tstop, "date_obs": cfg.date_obs,
+        "pointing": {"ra": cfg.ra_pnt, "dec": cfg.dec_pnt, "pa": cfg.pa_pnt},
+        "filter": cfg.filter,
+        "cluster": {"ra": float(c_ra[0]), "dec": float(c_dec[0]), "x": float(ccx), "y": float(ccy),
+                    "kT": cfg.kt, "abund": cfg.abund if model == "apec" else None,
+                    "redshift": cfg.redshift, "nH": cfg.nh, "norm": float(norm),
+                    "model": f"tbabs*{model}", "abund_table": cfg.abund_table,
+                    "core_radius_arcmin": cfg.core_radius_arcmin, "beta": cfg.beta,
+                    "r_max_arcmin": cfg.r_max_arcmin,
+                    "note": None if model == "apec" else
+                    "AtomDB absent: bremss continuum (no lines, no abundance, redshift not applied)"},
+        "flares": flares, "flare_amplitudes": [float(a) for a in flare_amp],
+        "point_sources": ps_truth,
+        "counts": truth_counts,
+        "active_ccds": {c: ins.camera(c).active_ccds(cfg.date_obs) for c in cfg.cameras},
+        "config": asdict(cfg),
+        "files": files,
+    }
+    write_json(paths.truth, truth)
+    return truth
+
+
+def _soft_protons(rng, cam, t, fov_px) -> Events:
+    n = len(t)
+    emax = cam.max_pi / 1000.0
+    # counts-space power law E^-0.8 between 0.2 keV and the top of the PI range
+    a = 1 - 0.8
+    u = rng.uniform(0, 1, n)
+    e = (0.2 ** a + u * (emax ** a - 0.2 ** a)) ** (1 / a)
+    x, y = _disk(rng, n, fov_px)
+    keep = rng.uniform(0, 1, n) < ins.vignetting(ins.off_axis_arcmin(x, y), e)
+    return Events(t[keep], e[keep], x[keep], y[keep], particle=False,
+                  redistribute=np.zeros(int(keep.sum()), bool))
+
+
+def event_hdulist(cam: ins.Camera, cfg: SimConfig, cols: dict, tstart: float, tstop: float,
+                  active: list[int], ra_obj: float, dec_obj: float) -> fits.HDUList:
+    """An EPIC event list in the PPS layout: EVENTS + one STDGTInn per CCD."""
+    date_end = (Time(cfg.date_obs, scale="utc") + TimeDelta(cfg.exposure, format="sec")).isot[:19]
+    common = {
+        "TELESCOP": ("XMM", "Telescope (mission) name"),
+        "INSTRUME": (cam.instrume, "Instrument name"),
+        "OBS_ID": (cfg.obsid, "Observation identifier"),
+        "EXP_ID": (f"{cfg.obsid}{'001' if cam.name == 'pn' else ('002' if cam.name == 'mos1' else '003')}", ""),
+        "OBJECT": ("SIMULATED CLUSTER", "Name of observed object"),
+        "DATE-OBS": (cfg.date_obs, "Start Time (UTC) of exposure"),
+        "DATE-END": (date_end, "End Time (UTC) of exposure"),
+        "FILTER": (cfg.filter, "Filter ID"),
+        "DATAMODE": ("IMAGING", "Instrument mode"),
+        "SUBMODE": ("PrimeFullWindow" if cam.name == "pn" else "PrimeFullWindow", "Guest Observer mode"),
+        "RA_PNT": (cfg.ra_pnt, "[deg] mean pointing RA of the optical axis"),
+        "DEC_PNT": (cfg.dec_pnt, "[deg] mean pointing Dec of the optical axis"),
+        "PA_PNT": (cfg.pa_pnt, "[deg] Actual (mean) measured position angle"),
+        "RA_NOM": (cfg.ra_pnt, "[deg] Ra of boresight"),
+        "DEC_NOM": (cfg.dec_pnt, "[deg] Dec of boresight"),
+        "RA_OBJ": (ra_obj, "[deg] Ra of the observed object"),
+        "DEC_OBJ": (dec_obj, "[deg] Dec of the observed object"),
+        "TSTART": (tstart, "[s] Start time"), "TSTOP": (tstop, "[s] Stop time"),
+        "TIMESYS": ("TT", ""), "MJDREF": (ins.MJDREF, "[d] 1998-01-01T00:00:00 (TT)"),
+        "TIMEUNIT": ("s", ""), "TIMEREF": ("LOCAL", ""), "TASSIGN": ("SATELLITE", ""),
+        "EQUINOX": (2000.0, ""), "RADECSYS": ("FK5", ""),
+        "CREATOR": ("xmmext.simulate", "simulated, not real data"),
+    }
+    prim = fits.PrimaryHDU()
+    for k, v in common.items():
+        prim.header[k] = v
+    fits_cols = [
+        fits.Column("TIME", "D", unit="s", array=cols["TIME"]),
+        fits.Column("RAWX", "I", unit="pixel", array=cols["RAWX"]),
+        fits.Column("RAWY", "I", unit="pixel", array=cols["RAWY"]),
+        fits.Column("DETX", "I", unit="0.05 arcsec", array=cols["DETX"]),
+        fits.Column("DETY", "I", unit="0.05 arcsec", array=cols["DETY"]),
+        fits.Column("X", "J", unit="0.05 arcsec", array=cols["X"]),
+        fits.Column("Y", "J", unit="0.05 arcsec", array=cols["Y"]),
+        fits.Column("PI", "I", unit="eV", array=cols["PI"]),
+        fits.Column("PATTERN", "B", array=cols["PATTERN"]),
+        fits.Column("FLAG", "J", array=cols["FLAG"]),
+        fits.Column("CCDNR", "B", array=cols["CCDNR"]),
+    ]
+    ev = fits.BinTableHDU.from_columns(fits_cols, name="EVENTS")
+    h = ev.header
+    for k, v in common.items():
+        h[k] = v
+    names = [c.name for c in fits_cols]
+    ix, iy, ipi = names.index("X") + 1, names.index("Y") + 1, names.index("PI") + 1
+    for i, ctype in ((ix, "RA---TAN"), (iy, "DEC--TAN")):
+        h[f"TLMIN{i}"], h[f"TLMAX{i}"] = ins.SKY_TLMIN, ins.SKY_TLMAX
+        h[f"TCTYP{i}"] = ctype
+        h[f"TCRPX{i}"] = ins.SKY_REF_PIX
+        h[f"TCRVL{i}"] = cfg.ra_pnt if i == ix else cfg.dec_pnt
+        h[f"TCDLT{i}"] = (-1 if i == ix else 1) * ins.SKY_PIX_ARCSEC / 3600.0
+        h[f"TCUNI{i}"] = "deg"
+    for key, val in (("REFXCTYP", "RA---TAN"), ("REFXCRPX", ins.SKY_REF_PIX), ("REFXCRVL", cfg.ra_pnt),
+                     ("REFXCDLT", -ins.SKY_PIX_ARCSEC / 3600.0), ("REFYCTYP", "DEC--TAN"),
+                     ("REFYCRPX", ins.SKY_REF_PIX), ("REFYCRVL", cfg.dec_pnt),
+                     ("REFYCDLT", ins.SKY_PIX_ARCSEC / 3600.0)):
+        h[key] = val
+    h[f"TLMIN{ipi}"], h[f"TLMAX{ipi}"] = 0, cam.max_pi
+    ipat = names.index("PATTERN") + 1
+    h[f"TLMIN{ipat}"], h[f"TLMAX{ipat}"] = 0, 31 if cam.name != "pn" else 12
+    ontime = tstop - tstart
+    h["ONTIME"] = (ontime, "[s] sum of GTIs (central CCD)")
+    h["LIVETIME"] = (ontime, "[s] live time (no dead time simulated)")
+    h["EXPOSURE"] = (ontime, "[s] exposure (central CCD)")
+    for c in active:
+        h[f"ONTIME{c:02d}"] = ontime
+        h[f"LIVETI{c:02d}"] = ontime
+        h[f"EXPOSU{c:02d}"] = ontime
+    hdus = [prim, ev]
+    for c in active:
+        g = fits.BinTableHDU.from_columns([
+            fits.Column("START", "D", unit="s", array=np.array([tstart])),
+            fits.Column("STOP", "D", unit="s", array=np.array([tstop])),
+        ], name=f"STDGTI{c:02d}")
+        g.header["CCDID"] = (c, "CCD ID")
+        g.header["HDUCLASS"], g.header["HDUCLAS1"], g.header["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
+        g.header["ONTIME"] = ontime
+        g.header["TSTART"], g.header["TSTOP"] = tstart, tstop
+        g.header["TIMESYS"], g.header["MJDREF"] = "TT", ins.MJDREF
+        hdus.append(g)
+    return fits.HDUList(hdus)
+
+
+# --- command line ---------------------------------------------------------------------
+def build_parser():
+    p = base_parser("python -m xmmext.simulate", "Simulate an XMM-Newton EPIC observation "
+                    "of a galaxy cluster (event lists + truth.json).")
+    d = SimConfig()
+    p.add_argument("--obsid", default=d.obsid, help="10-digit OBSID (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--exposure", type=float, default=d.exposure, help="seconds (default %(default)s)")
+    p.add_argument("--cameras", default="mos1,mos2,pn")
+    p.add_argument("--kt", type=float, default=d.kt, help="cluster temperature, keV")
+    p.add_argument("--abund", type=float, default=d.abund, help="abundance (apec only)")
+    p.add_argument("--redshift", type=float, default=d.redshift)
+    p.add_argument("--nh", type=float, default=d.nh, help="absorbing column, 1e22 cm^-2")
+    p.add_argument("--norm", type=float, default=None, help="XSPEC norm of the thermal model "
+                   "(default: set by --cluster-rate)")
+    p.add_argument("--cluster-rate", type=float, default=d.cluster_rate,
+                   help="pn on-axis cluster count rate used to set the norm (default %(default)s)")
+    p.add_argument("--offset-arcmin", type=float, default=d.offset_arcmin,
+                   help="cluster centre distance from the pointing (arcmin)")
+    p.add_argument("--core-radius", type=float, default=d.core_radius_arcmin, help="arcmin")
+    p.add_argument("--beta", type=float, default=d.beta)
+    p.add_argument("--flare-fraction", type=float, default=d.flare_fraction)
+    p.add_argument("--n-flares", type=int, default=d.n_flares)
+    p.add_argument("--n-point-sources", type=int, default=d.n_point_sources)
+    p.add_argument("--thermal-model", default="auto", choices=["auto", "apec", "bremss"])
+    p.add_argument("--filter", default=d.filter, choices=["Thin", "Medium", "Thick"])
+    p.add_argument("--date-obs", default=d.date_obs)
+    return p
+
+
+def config_from_args(args) -> SimConfig:
+    return SimConfig(obsid=args.obsid, seed=args.seed, exposure=args.exposure,
+                     cameras=parse_cameras(args.cameras), kt=args.kt, abund=args.abund,
+                     redshift=args.redshift, nh=args.nh, norm=args.norm,
+                     cluster_rate=args.cluster_rate, offset_arcmin=args.offset_arcmin,
+                     core_radius_arcmin=args.core_radius, beta=args.beta,
+                     flare_fraction=args.flare_fraction, n_flares=args.n_flares,
+                     n_point_sources=args.n_point_sources, thermal_model=args.thermal_model,
+                     filter=args.filter, date_obs=args.date_obs)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.debug, args.quiet)
+    cfg = config_from_args(args)
+    truth = simulate(cfg, args.workdir)
+    print(json.dumps({"obsid": truth["obsid"], "files": truth["files"],
+                      "truth": str(ObsPaths.of(cfg.obsid, args.workdir).truth)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
