@@ -69,8 +69,8 @@ def test_missing_folder_corrupt_and_missing_column(tmp_path, short_obs):
     assert "nopi.fits" in exc.value.one_line()
     with fits.open(wd / "data/0999990201/event/mos1_evt.fits") as h:
         ev = h["EVENTS"]
-        fits.HDUList([h[0].copy(), fits.BinTableHDU.from_columns(ev.columns, header=ev.header, nrows=0,
-                                                                  name="EVENTS")]).writeto(tmp_path / "empty.fits")
+        empty = fits.BinTableHDU(data=ev.data[:0], header=ev.header, name="EVENTS")
+        fits.HDUList([h[0].copy(), empty]).writeto(tmp_path / "empty.fits")
     with pytest.raises(DataError):
         read_events(tmp_path / "empty.fits")
 
