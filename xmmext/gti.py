@@ -148,7 +148,7 @@ def _gauss(x, a, mu, s):
     return a * np.exp(-0.5 * ((x - mu) / s) ** 2)
 
 
-def histogram_screen(lc: LightCurve, nsigma: float = 3.0) -> Screening:
+def histogram_screen(lc: LightCurve, nsigma: float = 3.0, edge_sigma: float = 2.0) -> Screening:
     """espfilt-like: Gaussian fit to the rate histogram around its peak."""
     valid = lc.exposure > 0.5 * np.median(lc.exposure[lc.exposure > 0]) if np.any(lc.exposure > 0) else lc.exposure > 0
     rates = lc.rate[valid]
@@ -172,9 +172,35 @@ def histogram_screen(lc: LightCurve, nsigma: float = 3.0) -> Screening:
             mu, sig = float(popt[1]), float(abs(popt[2]))
     except (RuntimeError, ValueError):
         pass
+    # The quiescent spread cannot be narrower than Poisson noise; with a few counts per
+    # bin the histogram of discrete rates makes the Gaussian fit too narrow otherwise.
+    t_bin = float(np.median(lc.exposure[valid]))
+    sig = max(sig, np.sqrt(max(mu, 0.0) * t_bin) / t_bin)
     upper_lim, lower_lim = mu + nsigma * sig, mu - nsigma * sig
     good = (lc.exposure > 0) & (lc.rate <= upper_lim) & (lc.rate >= lower_lim)
+    good = reject_flare_edges(lc.rate, good, mu + edge_sigma * sig)
     return Screening("histogram", float(upper_lim), float(lower_lim), good, mu, sig)
+
+
+def reject_flare_edges(rate: np.ndarray, good: np.ndarray, edge_limit: float) -> np.ndarray:
+    """Also reject bins next to a rejected bin whose rate is above ``edge_limit``.
+
+    A flare rarely starts on a bin boundary: the bins holding its rise and decay are
+    only partly flared and can sit just under the cut. They are recognised by being
+    next to a flare bin and elevated above the quiescent mean; the rule is applied until
+    nothing changes, so a slow rise is followed bin by bin.
+    """
+    good = good.copy()
+    r = np.nan_to_num(rate, nan=-np.inf)
+    while True:
+        bad = ~good
+        neighbour = np.zeros_like(bad)
+        neighbour[1:] |= bad[:-1]
+        neighbour[:-1] |= bad[1:]
+        extra = good & neighbour & (r > edge_limit)
+        if not extra.any():
+            return good
+        good &= ~extra
 
 
 def fixed_screen(lc: LightCurve, threshold: float) -> Screening:

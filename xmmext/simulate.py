@@ -49,7 +49,7 @@ _QPB_RATE = {"pn": 5.0e-3, "mos": 2.0e-3}
 _QPB_LINES = {"pn": ((1.487, 0.02), (7.47, 0.02), (8.04, 0.06), (8.63, 0.02)),
               "mos": ((1.487, 0.05), (1.740, 0.03))}
 _FLARE_PEAK_PN = 35.0        # counts/s (full band) for a flare of amplitude 1 in pn
-_MOS_FLARE_SCALE = 0.35
+_MOS_FLARE_SCALE = 0.5
 _SP_QUIESCENT_PN = 0.3       # counts/s
 
 
@@ -82,6 +82,7 @@ class SimConfig:
     # others
     flare_fraction: float = 0.2
     n_flares: int = 4
+    flare_scale: float = 1.0           # multiplies the flare peak rates
     n_point_sources: int = 15
     ps_min_counts: float = 60.0        # pn counts of the faintest point source
     ps_max_counts: float = 3000.0
@@ -93,7 +94,8 @@ def validate(cfg: SimConfig) -> None:
     checks = [
         (cfg.exposure > 0, "exposure must be positive"),
         (cfg.exposure <= 2.0e6, "exposure above 2 Ms is not an XMM observation"),
-        (0.0 <= cfg.flare_fraction < 1.0, "flare fraction must be in [0, 1)"),
+        (0.0 <= cfg.flare_fraction <= 1.0, "flare fraction must be in [0, 1]"),
+        (cfg.flare_scale > 0, "flare scale must be positive"),
         (cfg.kt > 0, "kT must be positive"),
         (cfg.abund >= 0, "abundance must be >= 0"),
         (cfg.nh >= 0, "nH must be >= 0"),
@@ -216,7 +218,7 @@ def flare_intervals(rng, cfg: SimConfig, tstart: float) -> list[list[float]]:
     total = cfg.flare_fraction * cfg.exposure
     if total <= 0:
         return []
-    n = max(1, min(cfg.n_flares, int(total // 300)))
+    n = max(1, min(cfg.n_flares, int(total // 1000)))   # flares last >~1 ks on average
     lengths = rng.dirichlet(np.full(n, 4.0)) * total
     quiet = cfg.exposure - total
     # split the quiet time into n+1 gaps (random), the ends at least 500 s if possible
@@ -349,7 +351,7 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
     tstart = float(np.floor(tstart))
     tstop = tstart + cfg.exposure
     flares = flare_intervals(rng_global, cfg, tstart)
-    flare_amp = rng_global.uniform(0.5, 2.0, len(flares))
+    flare_amp = rng_global.uniform(0.7, 2.0, len(flares))
 
     # cluster centre and normalisation
     off_px = cfg.offset_arcmin * 60 / ins.SKY_PIX_ARCSEC
@@ -418,7 +420,7 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
         comps["sp_quiescent"] = _soft_protons(rng, cam, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
         comps["sp_flares"] = _soft_protons(
-            rng, cam, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale), fov_px)
+            rng, cam, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
         columns, counts = [], {}
         for name, ev in comps.items():
@@ -591,6 +593,7 @@ def build_parser():
     p.add_argument("--beta", type=float, default=d.beta)
     p.add_argument("--flare-fraction", type=float, default=d.flare_fraction)
     p.add_argument("--n-flares", type=int, default=d.n_flares)
+    p.add_argument("--flare-scale", type=float, default=d.flare_scale, help="multiplies flare peak rates")
     p.add_argument("--n-point-sources", type=int, default=d.n_point_sources)
     p.add_argument("--thermal-model", default="auto", choices=["auto", "apec", "bremss"])
     p.add_argument("--filter", default=d.filter, choices=["Thin", "Medium", "Thick"])
@@ -604,7 +607,7 @@ def config_from_args(args) -> SimConfig:
                      redshift=args.redshift, nh=args.nh, norm=args.norm,
                      cluster_rate=args.cluster_rate, offset_arcmin=args.offset_arcmin,
                      core_radius_arcmin=args.core_radius, beta=args.beta,
-                     flare_fraction=args.flare_fraction, n_flares=args.n_flares,
+                     flare_fraction=args.flare_fraction, n_flares=args.n_flares, flare_scale=args.flare_scale,
                      n_point_sources=args.n_point_sources, thermal_model=args.thermal_model,
                      filter=args.filter, date_obs=args.date_obs)
 

@@ -1,0 +1,373 @@
+"""Step 1 (native backend): flare-cleaned event lists, GTIs and light curves.
+
+For each camera: the high-energy single-event light curve of the FOV (MOS PI>10 keV,
+pn 10-12 keV, PATTERN==0, 100 s bins, corrected for GTI coverage) and of the
+out-of-FOV corners; a flare GTI from it (histogram / fixed / ratio); and the cleaned
+list = standard filter AND (per-CCD GTI intersected with the flare GTI), with the
+exposure keywords and STDGTInn extensions updated as evselect's updateexposure does.
+
+Outputs (results/<OBSID>/events/): <cam>_clean_evt.fits, <cam>_gti.fits,
+<cam>_lc.fits, <cam>_lc.png, filtering.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from astropy.io import fits
+
+from . import gti as G
+from . import instrument as ins
+from .errors import DataError, UsageError
+from .events import EventList, choose_exposure, find_event_files, read_events
+from .expression import compile_expression
+from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json
+from .layout import ObsPaths
+
+log = logging.getLogger("xmmext.filtering")
+
+# Central CCD whose GTI defines the camera exposure (as SAS's EXPOSURE keyword does).
+REFERENCE_CCD = {"mos1": 1, "mos2": 1, "pn": 4}
+CORNER_EXPRESSION = f"((FLAG & {ins.OUT_OF_FOV_FLAG:#x})!=0) && (PATTERN<=12) && (PI>500)"
+
+
+@dataclass
+class FilterOptions:
+    """Step-1 settings (recorded in filtering.json; a change forces a re-run)."""
+    method: str = "histogram"
+    threshold_mos: float = 0.35
+    threshold_pn: float = 0.4
+    sigma: float = 3.0
+    binsize: float = 100.0
+    min_gti: float = 100.0
+    expression_mos: str | None = None
+    expression_pn: str | None = None
+    cameras: list = field(default_factory=lambda: ["mos1", "mos2", "pn"])
+
+    def threshold(self, cam: str) -> float:
+        return self.threshold_pn if cam == "pn" else self.threshold_mos
+
+    def expression(self, cam: str) -> str:
+        user = self.expression_pn if cam == "pn" else self.expression_mos
+        return user or ins.camera(cam).standard_expression
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def validate(self) -> None:
+        G.validate_method(self.method)
+        if self.sigma <= 0 or self.binsize <= 0 or self.min_gti < 0:
+            raise UsageError("--sigma and bin size must be positive, --min-gti >= 0")
+        if self.threshold_mos <= 0 or self.threshold_pn <= 0:
+            raise UsageError("thresholds must be positive (ct/s)")
+        for cam in self.cameras:
+            compile_expression(self.expression(cam))   # fail early on a bad expression
+
+
+@dataclass
+class FlareResult:
+    gti: np.ndarray
+    lc: G.LightCurve
+    corner: G.LightCurve
+    screening: G.Screening
+    note: str | None = None
+
+
+def observation_gti(ev: EventList) -> np.ndarray:
+    """Time the camera took data: the union of the per-CCD GTIs (else TSTART..TSTOP)."""
+    if ev.gtis:
+        return G.normalise(np.vstack(list(ev.gtis.values())))
+    return np.array([[ev.tstart, ev.tstop]])
+
+
+def reference_gti(ev: EventList) -> np.ndarray:
+    ref = REFERENCE_CCD[ev.camera]
+    if ref in ev.gtis:
+        return G.normalise(ev.gtis[ref])
+    return observation_gti(ev)
+
+
+def flare_gti(ev: EventList, opts: FilterOptions) -> FlareResult:
+    """Screen the high-energy FOV light curve for soft-proton flares."""
+    cam = ins.camera(ev.camera)
+    cols = ev.columns
+    fov_hard = compile_expression(f"({cam.flare_expression}) && #INFOV").evaluate(cols)
+    corner_sel = compile_expression(CORNER_EXPRESSION).evaluate(cols)
+    obs_gti = observation_gti(ev)
+    lc = G.light_curve(cols["TIME"][fov_hard], ev.tstart, ev.tstop, obs_gti, opts.binsize)
+    corner = G.light_curve(cols["TIME"][corner_sel], ev.tstart, ev.tstop, obs_gti, opts.binsize)
+    note = None
+    if opts.method == "fixed":
+        scr = G.fixed_screen(lc, opts.threshold(ev.camera))
+    elif opts.method == "ratio":
+        if corner.counts.sum() < 20:
+            raise DataError("too few out-of-FOV corner events for the ratio method", ev.path)
+        scr = G.ratio_screen(lc, corner, opts.sigma)
+    else:
+        scr = G.histogram_screen(lc, opts.sigma)
+        # A quiescent level above the classic threshold means the whole exposure is
+        # flared (the Gaussian sits on flare bins): fall back to the fixed threshold.
+        if scr.mean is not None and scr.mean > opts.threshold(ev.camera):
+            note = (f"fitted quiescent rate {scr.mean:.3f} ct/s exceeds the {opts.threshold(ev.camera)} ct/s "
+                    "threshold: the observation is flared throughout; fixed threshold applied")
+            scr = G.fixed_screen(lc, opts.threshold(ev.camera))
+    good = G.bins_to_gti(lc.edges, scr.good_bins, obs_gti)
+    good = G.drop_short(good, opts.min_gti)
+    return FlareResult(good, lc, corner, scr, note)
+
+
+def clean_events(ev: EventList, flare: np.ndarray, expression: str) -> tuple[fits.HDUList, dict]:
+    """Apply the filter expression and the per-CCD GTIs intersected with ``flare``."""
+    cols = ev.columns
+    keep = compile_expression(expression).evaluate(cols)
+    ccd_gti = {c: G.intersect(g, flare) for c, g in ev.gtis.items()} if ev.gtis else \
+        {int(c): G.intersect([[ev.tstart, ev.tstop]], flare) for c in np.unique(cols["CCDNR"])}
+    in_time = np.zeros(ev.n, bool)
+    for c, g in ccd_gti.items():
+        on = cols["CCDNR"] == c
+        in_time[on] = G.in_gti(cols["TIME"][on], g)
+    keep &= in_time
+    hdul = _cleaned_hdulist(ev, keep, ccd_gti, flare, expression)
+    stats = {"events_before": int(ev.n), "events_after": int(keep.sum())}
+    return hdul, stats
+
+
+def _cleaned_hdulist(ev, keep, ccd_gti, flare, expression) -> fits.HDUList:
+    prim = fits.PrimaryHDU(header=ev.primary.copy())
+    cols = []
+    with fits.open(ev.path) as src:           # column formats/units as in the input
+        in_cols = src["EVENTS"].columns
+        for c in in_cols:
+            cols.append(fits.Column(name=c.name, format=c.format, unit=c.unit,
+                                    array=ev.columns[c.name.upper()][keep]))
+    hdu = fits.BinTableHDU.from_columns(cols, header=ev.header.copy(), name="EVENTS")
+    h = hdu.header
+    ref = REFERENCE_CCD[ev.camera]
+    for c, g in ccd_gti.items():
+        t = G.total(g)
+        h[f"ONTIME{c:02d}"] = (t, "[s] sum of GTIs for this CCD")
+        h[f"LIVETI{c:02d}"] = (t, "[s] live time for this CCD")
+        h[f"EXPOSU{c:02d}"] = (t, "[s] exposure for this CCD")
+    expo = G.total(ccd_gti.get(ref, flare))
+    h["ONTIME"] = (expo, "[s] GTI sum of the reference CCD after filtering")
+    h["LIVETIME"] = (expo, "[s] live time after filtering")
+    h["EXPOSURE"] = (expo, "[s] exposure after filtering (reference CCD)")
+    h["SLCTEXPR"] = expression
+    h["HISTORY"] = f"xmmext.filtering: kept {int(keep.sum())} of {ev.n} events; expression {expression}"
+    hdus = [prim, hdu]
+    for c, g in sorted(ccd_gti.items()):
+        hdus.append(gti_hdu(g, f"STDGTI{c:02d}", ccd=c))
+    return fits.HDUList(hdus)
+
+
+def gti_hdu(g: np.ndarray, name: str = "STDGTI", ccd: int | None = None) -> fits.BinTableHDU:
+    """A GTI table in the SAS/OGIP layout (START/STOP in s)."""
+    g = np.asarray(g, float).reshape(-1, 2)
+    hdu = fits.BinTableHDU.from_columns([
+        fits.Column("START", "D", unit="s", array=g[:, 0]),
+        fits.Column("STOP", "D", unit="s", array=g[:, 1]),
+    ], name=name)
+    h = hdu.header
+    h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
+    if ccd is not None:
+        h["CCDID"] = (ccd, "CCD ID")
+    h["ONTIME"] = (G.total(g), "[s] sum of all Good Time Intervals")
+    if len(g):
+        h["TSTART"], h["TSTOP"] = float(g[0, 0]), float(g[-1, 1])
+    h["TIMESYS"], h["MJDREF"], h["TIMEUNIT"] = "TT", ins.MJDREF, "s"
+    return hdu
+
+
+def light_curve_hdulist(ev: EventList, res: FlareResult) -> fits.HDUList:
+    """OGIP light curves: RATE (FOV, high energy) and CORNER (out-of-FOV)."""
+    def table(lc: G.LightCurve, name: str):
+        hdu = fits.BinTableHDU.from_columns([
+            fits.Column("TIME", "D", unit="s", array=lc.centres),
+            fits.Column("COUNTS", "J", unit="count", array=lc.counts.astype(np.int32)),
+            fits.Column("RATE", "E", unit="count/s", array=np.nan_to_num(lc.rate)),
+            fits.Column("ERROR", "E", unit="count/s", array=np.nan_to_num(lc.rate_error)),
+            fits.Column("FRACEXP", "E", array=lc.exposure / (lc.edges[1] - lc.edges[0])),
+        ], name=name)
+        h = hdu.header
+        h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "OGIP", "LIGHTCURVE", "TOTAL"
+        h["TIMEDEL"] = (float(lc.edges[1] - lc.edges[0]), "[s] bin size")
+        h["TSTART"], h["TSTOP"] = float(lc.edges[0]), float(lc.edges[-1])
+        h["TIMESYS"], h["MJDREF"], h["TIMEUNIT"] = "TT", ins.MJDREF, "s"
+        h["INSTRUME"] = ins.camera(ev.camera).instrume
+        return hdu
+    rate = table(res.lc, "RATE")
+    rate.header["FLTMETH"] = (res.screening.method, "flare screening method")
+    rate.header["FLTTHR"] = (res.screening.threshold, "[count/s] upper limit applied")
+    rate.header["SELEXPR"] = ins.camera(ev.camera).flare_expression
+    return fits.HDUList([fits.PrimaryHDU(), rate, table(res.corner, "CORNER")])
+
+
+def plot_light_curve(ev: EventList, res: FlareResult, dest) -> None:
+    """Light curve with the threshold and rejected intervals shaded; corners beneath."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t0 = res.lc.edges[0]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True,
+                                 gridspec_kw={"height_ratios": [2.2, 1]})
+    x = (res.lc.centres - t0) / 1000.0
+    a1.step(x, res.lc.rate, where="mid", color="k", lw=0.8, label="FOV, high energy, PATTERN==0")
+    a1.axhline(res.screening.threshold, color="C3", ls="--", lw=1.2,
+               label=f"{res.screening.method} cut {res.screening.threshold:.3f} ct/s")
+    bad = G.intersect([[res.lc.edges[0], res.lc.edges[-1]]], res.gti)
+    edges_bad = _complement(bad, res.lc.edges[0], res.lc.edges[-1])
+    for s, e in edges_bad:
+        for ax in (a1, a2):
+            ax.axvspan((s - t0) / 1000, (e - t0) / 1000, color="C3", alpha=0.15, lw=0)
+    a1.set_ylabel("rate (ct/s)")
+    kept = G.total(res.gti) / max(G.total(np.array([[res.lc.edges[0], res.lc.edges[-1]]])), 1)
+    a1.set_title(f"{ins.camera(ev.camera).instrume} {ev.key('OBS_ID', '')}: flare screening "
+                 f"(kept {100 * kept:.0f}% of the time; shaded = rejected)")
+    a1.legend(loc="upper right", fontsize=8)
+    a2.step(x, res.corner.rate, where="mid", color="C0", lw=0.8)
+    a2.set_ylabel("corner (ct/s)")
+    a2.set_xlabel(f"time since {t0:.0f} s (ks)")
+    fig.tight_layout()
+    save_figure(dest, fig)
+    plt.close(fig)
+
+
+def _complement(gti, t0, t1):
+    g = G.normalise(gti)
+    edges = [t0] + g.ravel().tolist() + [t1]
+    pairs = np.array(edges).reshape(-1, 2)
+    return pairs[pairs[:, 1] > pairs[:, 0]]
+
+
+# --- the step --------------------------------------------------------------------------
+def outputs_for(paths: ObsPaths, cam: str) -> list:
+    e = paths.events
+    return [e / f"{cam}_clean_evt.fits", e / f"{cam}_gti.fits", e / f"{cam}_lc.fits", e / f"{cam}_lc.png"]
+
+
+def run_filtering(paths: ObsPaths, opts: FilterOptions, force: bool = False) -> dict:
+    """Run step 1 for every requested camera; write outputs; return filtering.json content.
+
+    A camera that is absent or unusable is skipped with a warning and recorded; the step
+    fails (DataError, exit 4) only when no camera is usable.
+    """
+    opts.validate()
+    found = find_event_files(paths)
+    remove_stale_parts(paths.events)
+    summary_path = paths.events / "filtering.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary: dict = {}
+    for cam in opts.cameras:
+        if cam not in found:
+            log.warning("%s: no event list in %s; camera skipped", cam, paths.event_dir)
+            summary[cam] = {"status": "skipped", "reason": "no event list"}
+            continue
+        infile, choice = choose_exposure(found[cam])
+        prev = previous.get(cam, {})
+        if (not force and prev.get("status") == "ok" and prev.get("options") == opts.fingerprint()
+                and is_up_to_date(outputs_for(paths, cam), [infile])):
+            log.info("%s: up to date, skipped (use --force to redo)", cam)
+            summary[cam] = dict(prev, up_to_date=True)
+            continue
+        try:
+            summary[cam] = _filter_camera(paths, cam, infile, choice, opts)
+        except DataError as exc:
+            log.warning("%s: %s", cam, exc.message)
+            summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infile)}
+    write_json(summary_path, summary)
+    usable = [c for c, s in summary.items() if s.get("status") == "ok"]
+    if not usable:
+        reasons = "; ".join(f"{c}: {s.get('reason')}" for c, s in summary.items())
+        raise DataError(f"no usable camera after filtering ({reasons})", summary_path)
+    return summary
+
+
+def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterOptions) -> dict:
+    ev = read_events(infile)
+    if ev.camera != cam:
+        raise UsageError(f"file name says {cam} but INSTRUME says {ev.camera}", infile)
+    res = flare_gti(ev, opts)
+    ref_before = reference_gti(ev)
+    if G.total(res.gti) <= 0:
+        raise DataError("no good time left after flare screening: the observation is 100% flared "
+                        f"(method {res.screening.method}, cut {res.screening.threshold:.3f} ct/s)", infile)
+    expression = opts.expression(cam)
+    hdul, stats = clean_events(ev, res.gti, expression)
+    if stats["events_after"] == 0:
+        raise DataError("no events left after cleaning", infile)
+    out = outputs_for(paths, cam)
+    write_fits(out[1], fits.HDUList([fits.PrimaryHDU(), gti_hdu(res.gti, "STDGTI")]))
+    write_fits(out[2], light_curve_hdulist(ev, res))
+    plot_light_curve(ev, res, out[3])
+    write_fits(out[0], hdul)     # last: its presence marks the camera as done
+    before = G.total(ref_before)
+    after = float(hdul["EVENTS"].header["EXPOSURE"])
+    rec = {
+        "status": "ok", "input": str(infile), "exposure_choice": choice,
+        "method": res.screening.method, "threshold": res.screening.threshold,
+        "lower_limit": None if not np.isfinite(res.screening.lower) else res.screening.lower,
+        "quiescent_mean": res.screening.mean, "quiescent_sigma": res.screening.sigma,
+        "sigma": opts.sigma, "binsize_s": opts.binsize, "min_gti_s": opts.min_gti,
+        "expression": expression,
+        "exposure_before_s": before, "exposure_after_s": after,
+        "fraction_rejected": 1.0 - after / before if before > 0 else None,
+        **stats, "gti": res.gti.tolist(), "options": opts.fingerprint(),
+    }
+    if res.note:
+        rec["note"] = res.note
+        log.warning("%s: %s", cam, res.note)
+    log.info("%s: %s kept %.0f of %.0f s (%.1f%% rejected), %d of %d events", cam, rec["method"], after,
+             before, 100 * rec["fraction_rejected"], stats["events_after"], stats["events_before"])
+    return rec
+
+
+# --- command line ------------------------------------------------------------------------
+def build_parser():
+    from .cli import base_parser
+    p = base_parser("run_filtering.sh", "Step 1: flare-cleaned event lists, GTIs and light curves.")
+    p.add_argument("obsid", help="10-digit observation ID")
+    p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
+    p.add_argument("--method", default="histogram", help="histogram (default), fixed or ratio")
+    p.add_argument("--threshold-mos", type=float, default=0.35, help="fixed method, ct/s")
+    p.add_argument("--threshold-pn", type=float, default=0.4, help="fixed method, ct/s")
+    p.add_argument("--sigma", type=float, default=3.0, help="histogram/ratio: kept range in sigma")
+    p.add_argument("--binsize", type=float, default=100.0, help="light-curve bin (s)")
+    p.add_argument("--min-gti", type=float, default=100.0, help="drop good intervals shorter than this (s)")
+    p.add_argument("--expression-mos", help="event filter for MOS (default: standard)")
+    p.add_argument("--expression-pn", help="event filter for pn (default: standard)")
+    p.add_argument("--cameras", default="mos1,mos2,pn")
+    p.add_argument("--timeout", type=float, default=7200.0, help="SAS backend: per-task timeout (s)")
+    p.add_argument("--force", action="store_true", help="redo even if outputs are up to date")
+    return p
+
+
+def main(argv=None) -> int:
+    from .cli import setup_logging
+    from .layout import parse_cameras
+    from .backends import choose_backend
+    args = build_parser().parse_args(argv)
+    paths = ObsPaths.of(args.obsid, args.workdir)
+    setup_logging(args.debug, args.quiet, paths.logs / "filtering.log" if paths.data.exists() else None)
+    opts = FilterOptions(method=args.method, threshold_mos=args.threshold_mos,
+                         threshold_pn=args.threshold_pn, sigma=args.sigma, binsize=args.binsize,
+                         min_gti=args.min_gti, expression_mos=args.expression_mos,
+                         expression_pn=args.expression_pn, cameras=parse_cameras(args.cameras))
+    opts.validate()
+    backend = choose_backend(args.backend, paths)
+    if backend == "sas":
+        from .sas import run_sas_filtering
+        summary = run_sas_filtering(paths, opts, timeout=args.timeout, force=args.force)
+    else:
+        summary = run_filtering(paths, opts, force=args.force)
+    ok = [c for c, s in summary.items() if s.get("status") == "ok"]
+    print(f"filtering ({backend}): {', '.join(ok)} -> {paths.events}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    from .cli import run_main
+    sys.exit(run_main(main))
