@@ -119,32 +119,77 @@ def flare_gti(ev: EventList, opts: FilterOptions) -> FlareResult:
     return FlareResult(good, lc, corner, scr, note)
 
 
-def clean_events(ev: EventList, flare: np.ndarray, expression: str) -> tuple[fits.HDUList, dict]:
-    """Apply the filter expression and the per-CCD GTIs intersected with ``flare``."""
+def clean_events(ev: EventList, flare: np.ndarray, expression: str, dest) -> dict:
+    """Apply the filter expression and the per-CCD GTIs intersected with ``flare``;
+    write the cleaned list to ``dest`` (atomically) and return event counts.
+
+    ``ev`` needs only the columns the selection uses (plus TIME and CCDNR); the output
+    rows are copied whole from the input table, so every column, its format and
+    scaling are carried over untouched.
+    """
     cols = ev.columns
     keep = compile_expression(expression).evaluate(cols)
     ccd_gti = {c: G.intersect(g, flare) for c, g in ev.gtis.items()} if ev.gtis else \
         {int(c): G.intersect([[ev.tstart, ev.tstop]], flare) for c in np.unique(cols["CCDNR"])}
-    in_time = np.zeros(ev.n, bool)
+    keep &= _in_ccd_gtis(cols["TIME"], cols["CCDNR"], ccd_gti)
+    header = _cleaned_header(ev, keep, ccd_gti, flare, expression)
+    gti_hdus = [gti_hdu(g, f"STDGTI{c:02d}", ccd=c) for c, g in sorted(ccd_gti.items())]
+    write_selected_rows(ev.path, keep, ev.primary, header, gti_hdus, dest)
+    return {"events_before": int(ev.n), "events_after": int(keep.sum())}
+
+
+def write_selected_rows(src, keep: np.ndarray, primary: fits.Header, header: fits.Header,
+                        extra_hdus: list, dest) -> None:
+    """Write the rows of the EVENTS table of ``src`` where ``keep`` is true.
+
+    The binary-table bytes of the selected rows are copied as they are (FITS rows are
+    fixed-width records), which is several times faster than rebuilding the table in
+    astropy; the small GTI extensions are appended with astropy.
+    """
+    from .fileio import atomic_path
+    with fits.open(src, memmap=True) as hdul:
+        ev = hdul["EVENTS"]
+        if int(ev.header.get("PCOUNT", 0)) != 0:      # variable-length columns: let astropy do it
+            raw_hdu = fits.BinTableHDU(data=ev.data[keep], header=header, name="EVENTS")
+            with atomic_path(dest) as tmp:
+                fits.HDUList([fits.PrimaryHDU(header=primary.copy()), raw_hdu] + extra_hdus).writeto(tmp)
+            return
+        raw = np.asarray(ev.data).view(np.ndarray)
+        rows = raw.view(f"V{raw.dtype.itemsize}").take(np.flatnonzero(keep))
+    hdr = header.copy()
+    hdr["NAXIS2"] = len(rows)
+    for k in ("CHECKSUM", "DATASUM"):
+        hdr.remove(k, ignore_missing=True)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as fh:
+            fits.PrimaryHDU(header=primary.copy()).writeto(fh)
+            fh.write(hdr.tostring().encode("ascii"))
+            fh.write(memoryview(rows))          # no intermediate copy
+            fh.write(b"\0" * (-rows.nbytes % 2880))
+        for hdu in extra_hdus:
+            fits.append(tmp, hdu.data, hdu.header)
+
+
+def _in_ccd_gtis(time, ccdnr, ccd_gti: dict) -> np.ndarray:
+    """Events inside the GTI of their own CCD; one pass per distinct GTI set (usually one)."""
+    groups: dict[bytes, list[int]] = {}
     for c, g in ccd_gti.items():
-        on = cols["CCDNR"] == c
-        in_time[on] = G.in_gti(cols["TIME"][on], g)
-    keep &= in_time
-    hdul = _cleaned_hdulist(ev, keep, ccd_gti, flare, expression)
-    stats = {"events_before": int(ev.n), "events_after": int(keep.sum())}
-    return hdul, stats
+        groups.setdefault(np.ascontiguousarray(g).tobytes(), []).append(c)
+    if len(groups) == 1:
+        (ccds,) = groups.values()
+        inside = G.in_gti(time, ccd_gti[ccds[0]])
+        known = np.isin(ccdnr, ccds) if set(np.unique(ccdnr)) - set(ccds) else True
+        return inside & known
+    out = np.zeros(len(time), bool)
+    for ccds in groups.values():
+        on = np.isin(ccdnr, ccds)
+        out[on] = G.in_gti(time[on], ccd_gti[ccds[0]])
+    return out
 
 
-def _cleaned_hdulist(ev, keep, ccd_gti, flare, expression) -> fits.HDUList:
-    prim = fits.PrimaryHDU(header=ev.primary.copy())
-    cols = []
-    with fits.open(ev.path) as src:           # column formats/units as in the input
-        in_cols = src["EVENTS"].columns
-        for c in in_cols:
-            cols.append(fits.Column(name=c.name, format=c.format, unit=c.unit,
-                                    array=ev.columns[c.name.upper()][keep]))
-    hdu = fits.BinTableHDU.from_columns(cols, header=ev.header.copy(), name="EVENTS")
-    h = hdu.header
+def _cleaned_header(ev, keep, ccd_gti, flare, expression) -> fits.Header:
+    """EVENTS header with exposure keywords updated as evselect's updateexposure does."""
+    h = ev.header.copy()
     ref = REFERENCE_CCD[ev.camera]
     for c, g in ccd_gti.items():
         t = G.total(g)
@@ -157,10 +202,7 @@ def _cleaned_hdulist(ev, keep, ccd_gti, flare, expression) -> fits.HDUList:
     h["EXPOSURE"] = (expo, "[s] exposure after filtering (reference CCD)")
     h["SLCTEXPR"] = expression
     h["HISTORY"] = f"xmmext.filtering: kept {int(keep.sum())} of {ev.n} events; expression {expression}"
-    hdus = [prim, hdu]
-    for c, g in sorted(ccd_gti.items()):
-        hdus.append(gti_hdu(g, f"STDGTI{c:02d}", ccd=c))
-    return fits.HDUList(hdus)
+    return h
 
 
 def gti_hdu(g: np.ndarray, name: str = "STDGTI", ccd: int | None = None) -> fits.BinTableHDU:
@@ -243,6 +285,14 @@ def _complement(gti, t0, t1):
 
 
 # --- the step --------------------------------------------------------------------------
+def needed_columns(cam: str, opts: FilterOptions) -> list[str]:
+    """Columns the light curves and the selection read (the rest is copied untouched)."""
+    need = {"TIME", "CCDNR", "FLAG", "PI", "PATTERN"}
+    need |= compile_expression(opts.expression(cam)).columns
+    need |= compile_expression(ins.camera(cam).flare_expression).columns
+    return sorted(need)
+
+
 def outputs_for(paths: ObsPaths, cam: str) -> list:
     e = paths.events
     return [e / f"{cam}_clean_evt.fits", e / f"{cam}_gti.fits", e / f"{cam}_lc.fits", e / f"{cam}_lc.png"]
@@ -286,7 +336,7 @@ def run_filtering(paths: ObsPaths, opts: FilterOptions, force: bool = False) -> 
 
 
 def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterOptions) -> dict:
-    ev = read_events(infile)
+    ev = read_events(infile, columns=needed_columns(cam, opts))
     if ev.camera != cam:
         raise UsageError(f"file name says {cam} but INSTRUME says {ev.camera}", infile)
     res = flare_gti(ev, opts)
@@ -295,16 +345,16 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterO
         raise DataError("no good time left after flare screening: the observation is 100% flared "
                         f"(method {res.screening.method}, cut {res.screening.threshold:.3f} ct/s)", infile)
     expression = opts.expression(cam)
-    hdul, stats = clean_events(ev, res.gti, expression)
-    if stats["events_after"] == 0:
-        raise DataError("no events left after cleaning", infile)
     out = outputs_for(paths, cam)
     write_fits(out[1], fits.HDUList([fits.PrimaryHDU(), gti_hdu(res.gti, "STDGTI")]))
     write_fits(out[2], light_curve_hdulist(ev, res))
     plot_light_curve(ev, res, out[3])
-    write_fits(out[0], hdul)     # last: its presence marks the camera as done
+    stats = clean_events(ev, res.gti, expression, out[0])   # last: it marks the camera as done
+    if stats["events_after"] == 0:
+        out[0].unlink()
+        raise DataError("no events left after cleaning", infile)
     before = G.total(ref_before)
-    after = float(hdul["EVENTS"].header["EXPOSURE"])
+    after = float(fits.getheader(out[0], "EVENTS")["EXPOSURE"])
     rec = {
         "status": "ok", "input": str(infile), "exposure_choice": choice,
         "method": res.screening.method, "threshold": res.screening.threshold,

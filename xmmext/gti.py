@@ -65,16 +65,27 @@ def drop_short(gti, min_length: float) -> np.ndarray:
 
 
 def in_gti(times, gti) -> np.ndarray:
-    """Boolean mask: which times fall inside [START, STOP) of any interval."""
+    """Boolean mask: which times fall inside [START, STOP) of any interval.
+
+    Event lists are time-ordered; then each interval is two binary searches and a slice
+    fill. Unsorted input takes the general per-event search.
+    """
     g = normalise(gti)
-    t = np.asarray(times, float)
-    if len(g) == 0:
-        return np.zeros(t.shape, bool)
-    idx = np.searchsorted(g[:, 0], t, side="right") - 1
-    ok = idx >= 0
+    t = np.asarray(times)
+    if t.dtype.kind != "f" or not t.dtype.isnative:
+        t = t.astype(np.float64)
     out = np.zeros(t.shape, bool)
-    out[ok] = t[ok] < g[idx[ok], 1]
-    return out
+    if len(g) == 0 or t.size == 0:
+        return out
+    if t.ndim == 1 and np.all(t[1:] >= t[:-1]):
+        lo = np.searchsorted(t, g[:, 0], side="left")
+        hi = np.searchsorted(t, g[:, 1], side="left")
+        for a, b in zip(lo, hi):
+            out[a:b] = True
+        return out
+    idx = np.searchsorted(g[:, 0], t, side="right")          # 0 = before the first interval
+    stops = np.concatenate([[-np.inf], g[:, 1]])
+    return t < stops[idx]
 
 
 def overlap_per_bin(edges, gti) -> np.ndarray:

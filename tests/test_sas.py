@@ -1,0 +1,198 @@
+"""SAS backend: the command lines it builds, and how it runs and judges tasks.
+
+No SAS is installed here: tasks are replaced by stand-in executables on PATH.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from xmmext import sas
+from xmmext.errors import DependencyError
+from xmmext.filtering import FilterOptions
+from xmmext.layout import ObsPaths
+
+
+def test_parse_version():
+    assert sas.parse_sas_version("xmmsas_20230412_1735-21.0.0") == (21, 0, 0)
+    assert sas.parse_sas_version("sasversion:- ... [xmmsas_20190531_1155-18.0.0]") == (18, 0, 0)
+    with pytest.raises(DependencyError):
+        sas.parse_sas_version("nothing here")
+
+
+def test_espfilt_command_sas20_plus_pn():
+    t = sas.espfilt(Path("/w/P01PNS003PIEVLI0000.FIT"), "pn", "S003", (21, 0, 0), Path("/w/ccf.cif"),
+                    ootfile=Path("/w/P01PNS003OOEVLI0000.FIT"))
+    assert t.argv == ["espfilt", "eventfile=/w/P01PNS003PIEVLI0000.FIT", "withoot=yes",
+                      "ootfile=/w/P01PNS003OOEVLI0000.FIT", "method=histogram", "withsmoothing=yes",
+                      "smooth=51", "withbinning=yes", "binsize=60", "ratio=1.2", "withlongnames=yes",
+                      "elow=2500", "ehigh=8500", "rangescale=25", "allowsigma=3", "keepinterfiles=no"]
+    assert t.outputs == ["pnS003-gti-2500-8500.fits"]
+    assert t.env == {"SAS_CCF": "/w/ccf.cif"}
+
+
+def test_espfilt_command_old_sas_uses_eventset_and_ratio():
+    t = sas.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
+    assert t.argv[:3] == ["espfilt", "eventset=m1.fits", "method=ratio"]
+    assert "withlongnames=yes" not in t.argv
+
+
+def test_evselect_and_tabgtigen_commands():
+    rate = sas.evselect_rate(Path("m1.fits"), "mos1", "rate.fits", 100)
+    assert rate.argv == ["evselect", "table=m1.fits", "withrateset=yes", "rateset=rate.fits",
+                         "maketimecolumn=yes", "timecolumn=TIME", "timebinsize=100", "makeratecolumn=yes",
+                         "expression=#XMMEA_EM && (PI>10000) && (PATTERN==0)"]
+    gti = sas.tabgtigen("rate.fits", 0.35, "gti.fits")
+    assert gti.argv == ["tabgtigen", "table=rate.fits", "expression=RATE<=0.35", "gtiset=gti.fits"]
+    clean = sas.evselect_clean(Path("pn.fits"), Path("gti.fits"), "#XMMEA_EP && (PATTERN<=4) && (FLAG==0)")
+    assert clean.argv == ["evselect", "table=pn.fits", "withfilteredset=yes", "filteredset=clean.fits",
+                          "destruct=yes", "keepfilteroutput=yes", "filtertype=expression",
+                          "expression=#XMMEA_EP && (PATTERN<=4) && (FLAG==0) && GTI(gti.fits,TIME)",
+                          "updateexposure=yes", "filterexposure=yes"]
+    # an argument list: the expression stays one argument, nothing goes through a shell
+    assert sum(a.startswith("expression=") for a in clean.argv) == 1
+
+
+def test_chain_commands():
+    assert sas.cifbuild(Path("/d/ODF")).argv == ["cifbuild", "withccfpath=no", "analysisdate=now",
+                                                 "category=XMMCCF", "calindexset=ccf.cif", "fullpath=yes"]
+    assert sas.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "outdir=."]
+    assert sas.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == ["epchain", "withoutoftime=yes"]
+    assert sas.emchain(Path("s.SAS"), Path("c.cif")).env == {"SAS_ODF": "s.SAS", "SAS_CCF": "c.cif"}
+
+
+def _fake(bindir: Path, name: str, body: str, prefix: str = ""):
+    """A stand-in SAS task written in Python."""
+    bindir.mkdir(exist_ok=True)
+    exe = bindir / name
+    exe.write_text(f"#!{sys.executable}\nimport os, sys, time, json, shutil\n" + prefix + textwrap.dedent(body))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.fixture
+def fakebin(tmp_path, monkeypatch):
+    b = tmp_path / "bin"
+    b.mkdir()
+    monkeypatch.setenv("PATH", f"{b}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PFILES", "/user/pf;/sys/pf")
+    return b
+
+
+def test_runner_success_moves_outputs_and_isolates_pfiles(tmp_path, fakebin):
+    _fake(fakebin, "tabgtigen", """
+        args = dict(a.split("=", 1) for a in sys.argv[1:])
+        open(args["gtiset"], "w").write(json.dumps({"PFILES": os.environ["PFILES"],
+            "HEADASNOQUERY": os.environ.get("HEADASNOQUERY"), "cwd": os.getcwd()}))
+        print("tabgtigen:- done")
+    """)
+    out = sas.run_task(sas.tabgtigen("rate.fits", 0.4, "g.fits"), tmp_path / "dest", tmp_path / "logs", 30)
+    assert out == [tmp_path / "dest" / "g.fits"]
+    info = json.loads(out[0].read_text())
+    assert info["HEADASNOQUERY"] == "1"
+    user, system = info["PFILES"].split(";")
+    assert user.startswith(info["cwd"]) and system == "/sys/pf"      # private user pfiles
+    assert not list((tmp_path / "dest").glob("xmmext_*"))            # temp dir removed
+    assert "tabgtigen:- done" in (tmp_path / "logs" / "sas_tabgtigen.log").read_text()
+
+
+def test_runner_error_line_fails(tmp_path, fakebin):
+    _fake(fakebin, "evselect", """
+        print("evselect:- Executing")
+        print("** evselect: error (NoSuchFile), The file m1.fits could not be opened")
+    """)
+    with pytest.raises(sas.SasTaskError) as exc:
+        sas.run_task(sas.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
+    line = exc.value.one_line()
+    assert "NoSuchFile" in line and "sas_evselect.log" in line and exc.value.exit_code == 4
+
+
+def test_runner_missing_output_fails(tmp_path, fakebin):
+    _fake(fakebin, "tabgtigen", "print('finished without writing anything')\n")
+    with pytest.raises(sas.SasTaskError, match="did not produce gti.fits"):
+        sas.run_task(sas.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
+
+
+def test_runner_nonzero_exit_fails(tmp_path, fakebin):
+    _fake(fakebin, "tabgtigen", "sys.exit(5)\n")
+    with pytest.raises(sas.SasTaskError, match="status 5"):
+        sas.run_task(sas.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
+
+
+def test_runner_timeout_kills_the_real_process(tmp_path, fakebin):
+    pidfile = tmp_path / "child.pid"
+    # the task starts a grandchild (as SAS perl wrappers do) and both hang
+    _fake(fakebin, "espfilt", f"""
+        import subprocess
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+        time.sleep(60)
+    """)
+    t0 = time.monotonic()
+    with pytest.raises(sas.SasTaskError, match="timed out"):
+        sas.run_task(sas.espfilt(Path("e.fits"), "mos1", "S001", (21, 0, 0), Path("c.cif")), tmp_path,
+                     tmp_path / "logs", timeout=2)
+    assert time.monotonic() - t0 < 20
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    status = Path(f"/proc/{pid}/status")
+    # gone, or a zombie waiting for PID 1 to reap it: either way no longer running
+    assert not status.exists() or "\nState:\tZ" in status.read_text()
+
+
+def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch):
+    """cifbuild -> odfingest -> epchain (OOT, then events) -> espfilt -> evselect, orchestrated
+    by run_sas_filtering; stand-ins copy a simulated event list where SAS would make one."""
+    wd, truth = short_obs
+    evt = wd / "data/0999990201/event/pn_evt.fits"
+    paths = ObsPaths.of("0999990201", tmp_path)
+    paths.odf.mkdir(parents=True)
+    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
+    monkeypatch.setenv("SAS_DIR", str(tmp_path))
+    ccf = tmp_path / "ccfdir"
+    ccf.mkdir()
+    monkeypatch.setenv("SAS_CCFPATH", str(ccf))
+    calls = tmp_path / "calls.txt"
+    log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
+    _fake(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
+    _fake(fakebin, "cifbuild", prefix=log_call, body="open('ccf.cif', 'w').write('cif')\n")
+    _fake(fakebin, "odfingest", prefix=log_call, body="open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
+    _fake(fakebin, "epchain", prefix=log_call, body=f"""
+        oot = 'withoutoftime=yes' in sys.argv
+        name = 'P0999990201PNS003' + ('OOEVLI0000.FIT' if oot else 'PIEVLI0000.FIT')
+        shutil.copy({str(evt)!r}, name)
+    """)
+    _fake(fakebin, "espfilt", prefix=log_call, body="""
+        from astropy.io import fits
+        import numpy as np
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        with fits.open(args['eventfile']) as h:
+            t0, t1 = h['EVENTS'].header['TSTART'], h['EVENTS'].header['TSTOP']
+        g = fits.BinTableHDU.from_columns([fits.Column('START', 'D', array=np.array([t0])),
+                                           fits.Column('STOP', 'D', array=np.array([t0 + 0.5 * (t1 - t0)]))], name='STDGTI')
+        fits.HDUList([fits.PrimaryHDU(), g]).writeto('pnS003-gti-2500-8500.fits')
+    """)
+    _fake(fakebin, "evselect", prefix=log_call, body="""
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        shutil.copy(args['table'], args['filteredset'])
+    """)
+    summary = sas.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
+    assert summary["pn"]["status"] == "ok" and summary["pn"]["sas_version"] == "21.0.0"
+    assert summary["pn"]["gti"][0][1] - summary["pn"]["gti"][0][0] == pytest.approx(5000.0)
+    order = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert order == ["cifbuild", "odfingest", "epchain", "epchain", "espfilt", "evselect"]
+    lines = calls.read_text().splitlines()
+    assert "withoutoftime=yes" in lines[2] and "withoutoftime=no" in lines[3]     # OOT run first
+    assert "ootfile=" in lines[4] and "OOEVLI" in lines[4]
+    assert "GTI(" in lines[5] and "FLAG==0" in lines[5]
+    assert (paths.events / "pn_clean_evt.fits").exists()
+    assert json.loads((paths.events / "filtering.json").read_text())["pn"]["backend"] == "sas"
+    for task in ("cifbuild", "odfingest", "epchain", "espfilt", "evselect"):
+        assert (paths.logs / f"sas_{task}.log").exists()
