@@ -35,6 +35,16 @@ def test_expression_semantics(expr, expected):
     assert e.evaluate(COLS).astype(int).tolist() == expected
 
 
+def test_region_predicates():
+    cols = {"X": np.array([0.0, 3.0, 6.0, 10.0]), "Y": np.zeros(4)}
+    assert compile_expression("(X,Y) IN circle(0,0,5)").evaluate(cols).tolist() == [True, True, False, False]
+    assert compile_expression("((X,Y) IN annulus(0,0,5,8)) && !((X,Y) IN circle(6,0,0.5))").evaluate(cols).tolist() \
+        == [False, False, False, False]
+    assert compile_expression("(X,Y) in box(5,0,4,2,0)").evaluate(cols).tolist() == [False, True, True, False]
+    with pytest.raises(UsageError):
+        compile_expression("(X,Y) IN circle(1,2)")
+
+
 def test_expression_reports_columns_and_gti():
     e = compile_expression("#XMMEA_EP && GTI(g.fits,TIME)", gti_loader=lambda src: [[5, 25]])
     assert e.columns == {"FLAG", "TIME"}

@@ -5,7 +5,8 @@ Supported (the subset users write for EPIC event selection):
   bitwise ``& |``, arithmetic ``+ - * /``, decimal and hex numbers,
   ``COL in [a:b]`` (inclusive; ``(a:b)`` exclusive ends), the flag macros
   ``#XMMEA_EM``, ``#XMMEA_EP`` (and ``#XMMEA_SM``, ``#XMMEA_22``, ... where known),
-  ``GTI(file.fits, TIME)`` and ``GTI(EXTNAME, TIME)`` against a GTI table.
+  ``GTI(file.fits, TIME)`` and ``GTI(EXTNAME, TIME)`` against a GTI table,
+  ``(X,Y) IN circle(x,y,r)`` / ``annulus(x,y,rin,rout)`` / ``box(x,y,w,h,angle)``.
 
 Bitwise operators bind tighter than comparisons (so ``FLAG & 0x10000 == 0`` means what
 users mean); write parentheses as evselect users do anyway.
@@ -34,6 +35,7 @@ MACROS = {
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
+  | (?P<region>\(\s*X\s*,\s*Y\s*\)\s+IN\s+(?:circle|annulus|box)\s*\([^()]*\))
   | (?P<gti>GTI\(\s*[^,()]+?\s*,\s*[A-Za-z_]\w*\s*\))
   | (?P<num>0[xX][0-9a-fA-F]+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)
   | (?P<dotop>\.(?:and|or|not|eq|ne|lt|le|gt|ge)\.)
@@ -196,6 +198,8 @@ class _Parser:
             return node
         if kind == "gti":
             return self.gti_call(val)
+        if kind == "region":
+            return self.region_call(val)
         if kind == "name":
             col = val.upper()
             self.columns.add(col)
@@ -206,6 +210,31 @@ class _Parser:
                 return c[col]
             return column
         raise UsageError(f"unexpected {val or 'end'!r} in filter expression {self.text!r}")
+
+    def region_call(self, text: str):
+        """``(X,Y) IN circle(x,y,r)``, ``annulus(x,y,rin,rout)`` or ``box(x,y,w,h,angle)``."""
+        shape = re.search(r"\bIN\s+(\w+)", text, re.IGNORECASE).group(1).lower()
+        try:
+            args = [float(a) for a in text[text.rindex("(") + 1:-1].split(",")]
+        except ValueError:
+            raise UsageError(f"bad numbers in region {text!r}") from None
+        need = {"circle": 3, "annulus": 4, "box": (4, 5)}[shape]
+        if len(args) not in (need if isinstance(need, tuple) else (need,)):
+            raise UsageError(f"{shape} takes {need} numbers, got {len(args)} in {text!r}")
+        self.columns.update({"X", "Y"})
+
+        def inside(c, shape=shape, a=args):
+            dx, dy = np.asarray(c["X"], float) - a[0], np.asarray(c["Y"], float) - a[1]
+            if shape == "circle":
+                return dx * dx + dy * dy <= a[2] ** 2
+            if shape == "annulus":
+                d2 = dx * dx + dy * dy
+                return (d2 >= a[2] ** 2) & (d2 <= a[3] ** 2)
+            ang = np.deg2rad(a[4] if len(a) > 4 else 0.0)
+            u = dx * np.cos(ang) + dy * np.sin(ang)
+            v = -dx * np.sin(ang) + dy * np.cos(ang)
+            return (np.abs(u) <= a[2] / 2) & (np.abs(v) <= a[3] / 2)
+        return inside
 
     def gti_call(self, text: str):
         source, col = (part.strip() for part in text[text.index("(") + 1:-1].rsplit(",", 1))

@@ -47,9 +47,17 @@ def _filtering(paths: ObsPaths, args) -> str:
     return ("skipped (up to date)" if skipped else "done") + f": {kept}" if ok else "failed"
 
 
+def _regions(paths: ObsPaths, args) -> str:
+    from .regions import RegionOptions, run_regions
+    res = run_regions(paths, RegionOptions(), force=args.force)
+    state = "skipped (up to date)" if res.get("up_to_date") else "done"
+    return (f"{state}: R = {res['radius_arcmin']:.2f}', background {res['bkg_inner_arcmin']:.2f}'-"
+            f"{res['bkg_outer_arcmin']:.2f}', {len(res['excluded'])} point sources excluded")
+
+
 STEPS = [
     Step("filtering", _filtering, 3),
-    Step("regions", None, 4),
+    Step("regions", _regions, 4),
     Step("spectra", None, 5),
     Step("fit", None, 6),
 ]

@@ -1,0 +1,169 @@
+"""Step 2: images, point-source detection, source and background regions (native)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from conftest import ROOT, run_cli, simulate_into
+from xmmext import instrument as ins
+from xmmext.expression import compile_expression
+from xmmext.filtering import FilterOptions, run_filtering
+from xmmext.layout import ObsPaths
+from xmmext.regions import RegionOptions, run_regions
+from xmmext.shapes import read_ds9
+
+
+def _sep_arcsec(a, b):
+    return math.hypot((a["ra"] - b["ra"]) * math.cos(math.radians(b["dec"])), a["dec"] - b["dec"]) * 3600
+
+
+def _prepare(wd, obsid, **sim):
+    truth = simulate_into(wd, obsid=obsid, **sim)
+    paths = ObsPaths.of(obsid, wd)
+    run_filtering(paths, FilterOptions())
+    return truth, paths
+
+
+@pytest.fixture(scope="module")
+def three_fields(tmp_path_factory):
+    """Default-like fields (two seeds) and one with the cluster 5' off-axis."""
+    out = []
+    for seed, offset in ((42, 0.5), (2, 0.5), (4, 5.0)):
+        wd = tmp_path_factory.mktemp(f"reg{seed}")
+        truth, paths = _prepare(wd, "0999993001", seed=seed, offset_arcmin=offset)
+        res = run_regions(paths, RegionOptions())
+        out.append((truth, paths, res))
+    return out
+
+
+def test_centre_within_10_arcsec(three_fields):
+    for truth, _, res in three_fields:
+        assert _sep_arcsec(res["center"], truth["cluster"]) < 10.0, (truth["config"]["offset_arcmin"], res["center"])
+
+
+def test_detection_completeness_and_purity(three_fields):
+    bright = found = detections = spurious = 0
+    for truth, _, res in three_fields:
+        ps = truth["point_sources"]
+        for p in ps:
+            if sum(p["counts"].values()) >= 50:
+                bright += 1
+                found += any(_sep_arcsec(p, e) < 10 for e in res["excluded"])
+        for e in res["excluded"]:
+            detections += 1
+            spurious += not any(_sep_arcsec(p, e) < 10 for p in ps)
+    assert found / bright >= 0.80, (found, bright)
+    assert spurious / detections <= 0.10, (spurious, detections)
+
+
+def _beta_fraction(c, r1, r2):
+    q = 1.5 - 3 * c["beta"]
+    f = lambda r: 1 - (1 + (r / c["core_radius_arcmin"]) ** 2) ** q   # noqa: E731
+    return (f(r2) - f(r1)) / f(c["r_max_arcmin"])
+
+
+def test_background_annulus_holds_little_cluster_emission(three_fields):
+    for truth, _, res in three_fields:
+        frac = _beta_fraction(truth["cluster"], res["bkg_inner_arcmin"], res["bkg_outer_arcmin"])
+        assert frac < 0.05, (truth["config"]["offset_arcmin"], frac)
+        assert res["bkg_inner_arcmin"] == pytest.approx(1.5 * res["radius_arcmin"])
+
+
+def test_outputs_and_json_keys(three_fields):
+    truth, paths, res = three_fields[0]
+    for name in ("src.reg", "bkg.reg", "src_sky.reg", "bkg_sky.reg", "ptsrc.reg", "regions.json",
+                 "regions.png", "profile.png", "epic_images.fits", "epic_expmaps.fits", "pn_images.fits",
+                 "mos1_expmaps.fits"):
+        assert (paths.regions / name).stat().st_size > 0, name
+    on_disk = json.loads((paths.regions / "regions.json").read_text())
+    for k in ("center", "radius_arcmin", "bkg_inner_arcmin", "bkg_outer_arcmin", "excluded", "area_arcmin2"):
+        assert k in on_disk
+    for k in ("ra", "dec", "x", "y"):
+        assert k in on_disk["center"]
+    assert set(on_disk["area_arcmin2"]) == {"mos1", "mos2", "pn"}
+    # areas: below the full circle (chip gaps, exclusions), MOS1 lost two CCDs
+    full = math.pi * on_disk["radius_arcmin"] ** 2
+    for cam, a in on_disk["area_arcmin2"].items():
+        assert 0.5 * full < a < full, (cam, a, full)
+    assert on_disk["area_arcmin2"]["mos1"] < on_disk["area_arcmin2"]["mos2"]
+
+
+def test_images_have_correct_wcs(three_fields):
+    truth, paths, res = three_fields[0]
+    with fits.open(paths.regions / "epic_images.fits") as h:
+        assert {f"IMG_{b}" for b in ("0.2-0.5", "0.5-1.0", "1.0-2.0", "2.0-4.5", "4.5-12", "0.5-2", "2-10")} \
+            <= {x.name for x in h}
+        hdr = h["IMG_0.5-2"].header
+        img = h["IMG_0.5-2"].data
+    w = WCS(hdr)
+    assert abs(w.wcs.cdelt[1] * 3600 - 4.0) < 1e-9
+    # brightest smoothed pixel is at the cluster
+    from scipy import ndimage
+    r, c = np.unravel_index(np.argmax(ndimage.gaussian_filter(img.astype(float), 8)), img.shape)
+    ra, dec = w.wcs_pix2world([[c, r]], 0)[0]
+    assert _sep_arcsec({"ra": ra, "dec": dec}, truth["cluster"]) < 30
+    # physical coordinates through LTV/LTM equal event X/Y
+    x_phys = (c + 1 - hdr["LTV1"]) / hdr["LTM1_1"]
+    xs, _ = ins.radec_to_sky(ra, dec, truth["pointing"]["ra"], truth["pointing"]["dec"])
+    assert abs(x_phys - xs[0]) < 80
+
+
+def test_region_files_parse_and_agree(three_fields):
+    truth, paths, res = three_fields[0]
+    ra_p, dec_p = truth["pointing"]["ra"], truth["pointing"]["dec"]
+    from regions import Regions
+    for kind in ("src", "bkg"):
+        phys = read_ds9(paths.regions / f"{kind}.reg")
+        sky = read_ds9(paths.regions / f"{kind}_sky.reg", ra_p, dec_p)
+        assert phys.x == pytest.approx(sky.x, abs=0.5) and phys.r_out == pytest.approx(sky.r_out, rel=1e-4)
+        assert len(phys.exclude) == len(sky.exclude) > 0 if kind == "src" else True
+        # the fk5 file parses directly with the regions package
+        assert len(Regions.read(paths.regions / f"{kind}_sky.reg", format="ds9")) == 1 + len(sky.exclude)
+    assert len(Regions.read(paths.regions / "ptsrc.reg", format="ds9")) == len(res["excluded"])
+    # the evselect expression selects the same events as the region
+    src = read_ds9(paths.regions / "src.reg")
+    with fits.open(paths.clean_events("pn")) as h:
+        cols = {"X": np.array(h["EVENTS"].data["X"]), "Y": np.array(h["EVENTS"].data["Y"])}
+    m_expr = compile_expression(res["evselect"]["src"]).evaluate(cols)
+    assert np.array_equal(m_expr, src.contains(cols["X"], cols["Y"]))
+    assert m_expr.sum() > 1000
+
+
+def _cli(wd, *args):
+    return run_cli(["bash", str(ROOT / "generate_regions.sh"), *args, "--workdir", str(wd)])
+
+
+def _one_line(r, code, needle):
+    assert r.returncode == code, r.stderr
+    errs = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errs) == 1 and needle in errs[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_user_centre_and_bad_positions(three_fields):
+    truth, paths, _ = three_fields[0]
+    wd = paths.workdir
+    c = truth["cluster"]
+    r = _cli(wd, "0999993001", "--ra", f"{c['ra']}", "--dec", f"{c['dec']}", "--radius", "4", "--force")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((paths.regions / "regions.json").read_text())
+    assert res["radius_arcmin"] == 4.0 and res["center"]["from"] == "user"
+    assert _sep_arcsec(res["center"], c) < 0.5
+    # galactic coordinates of the same place given as RA/Dec: off the field -> exit 4
+    from astropy.coordinates import SkyCoord
+    g = SkyCoord(c["ra"], c["dec"], unit="deg", frame="fk5").galactic
+    _one_line(_cli(wd, "0999993001", "--ra", f"{g.l.deg}", "--dec", f"{g.b.deg}", "--force"), 4, "outside")
+    _one_line(_cli(wd, "0999993001", "--ra", "abc", "--dec", "1"), 2, "--ra must be a number")
+    _one_line(_cli(wd, "0999993001", "--ra", "400", "--dec", "1"), 2, "--ra must be in")
+    _one_line(_cli(wd, "0999993001", "--ra", "10"), 2, "both --ra and --dec")
+    _one_line(_cli(wd, "0999993001", "--radius", "-3"), 2, "--radius")
+    _one_line(_cli(wd, "0999993001", "--bkg-inner", "2.5", "--bkg-outer", "2"), 2, "bkg")
+
+
+def test_regions_without_filtering_is_a_clear_error(tmp_path):
+    _one_line(_cli(tmp_path, "0999993009"), 2, "run step 1")

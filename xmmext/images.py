@@ -1,0 +1,115 @@
+"""Images and exposure maps from cleaned event lists (native backend).
+
+Images are binned in sky X/Y with 4" pixels (80 sky pixels) over a square that covers
+the FOV, written as FITS with a TAN WCS for RA/Dec and the LTV/LTM keywords that let
+ds9 show physical (event X/Y) coordinates, as SAS images do.
+
+Exposure maps: seconds x vignetting at the band's mean energy x the fraction of each
+pixel that falls on an active CCD inside the FOV (sub-pixel sampling, so chip gaps and
+the FOV edge are resolved); the SAS path is ``eexpmap``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from . import instrument as ins
+
+BANDS_KEV = {  # classic XMM bands plus the broad soft/hard ones
+    "0.2-0.5": (0.2, 0.5), "0.5-1.0": (0.5, 1.0), "1.0-2.0": (1.0, 2.0), "2.0-4.5": (2.0, 4.5),
+    "4.5-12": (4.5, 12.0), "0.5-2": (0.5, 2.0), "2-10": (2.0, 10.0), "0.5-10": (0.5, 10.0),
+}
+DETECT_BAND = "0.5-10"       # point sources are detected on the broad band (most source counts)
+CENTRE_BAND = "0.5-2"        # the extended source is located and profiled in the soft band
+PIX_ARCSEC = 4.0
+BIN = PIX_ARCSEC / ins.SKY_PIX_ARCSEC          # sky pixels per image pixel (80)
+NPIX = 512                                     # 512 x 4" = 34.1': covers the 30' FOV
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """A square image grid in sky X/Y: pixel i covers x0 + [i, i+1) * BIN."""
+    x0: float
+    y0: float
+    n: int = NPIX
+    binsize: float = BIN
+
+    @classmethod
+    def around_pointing(cls) -> "ImageGrid":
+        half = NPIX * BIN / 2
+        return cls(ins.SKY_REF_PIX - half, ins.SKY_REF_PIX - half)
+
+    def edges(self):
+        e = np.arange(self.n + 1) * self.binsize
+        return self.x0 + e, self.y0 + e
+
+    def centres(self):
+        c = (np.arange(self.n) + 0.5) * self.binsize
+        return np.meshgrid(self.x0 + c, self.y0 + c)       # (y, x) order arrays: [row, col]
+
+    def sky_to_pix(self, x, y):
+        """Sky X/Y -> fractional 0-based image (col, row)."""
+        return (np.asarray(x) - self.x0) / self.binsize - 0.5, (np.asarray(y) - self.y0) / self.binsize - 0.5
+
+    def pix_to_sky(self, col, row):
+        return self.x0 + (np.asarray(col) + 0.5) * self.binsize, self.y0 + (np.asarray(row) + 0.5) * self.binsize
+
+    def wcs(self, ra_pnt: float, dec_pnt: float) -> WCS:
+        """Celestial WCS of the image (1-based FITS pixels)."""
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [ra_pnt, dec_pnt]
+        # FITS pixel p (1-based) has sky X = x0 + (p - 0.5) * bin; the sky reference pixel is at
+        w.wcs.crpix = [(ins.SKY_REF_PIX - self.x0) / self.binsize + 0.5,
+                       (ins.SKY_REF_PIX - self.y0) / self.binsize + 0.5]
+        w.wcs.cdelt = [-PIX_ARCSEC / 3600.0, PIX_ARCSEC / 3600.0]
+        w.wcs.radesys, w.wcs.equinox = "FK5", 2000.0
+        return w
+
+
+def counts_image(x, y, grid: ImageGrid) -> np.ndarray:
+    ex, ey = grid.edges()
+    img, _, _ = np.histogram2d(np.asarray(y, float), np.asarray(x, float), bins=[ey, ex])
+    return img
+
+
+def band_mask(pi, band: str) -> np.ndarray:
+    lo, hi = BANDS_KEV[band]
+    return (pi >= lo * 1000) & (pi < hi * 1000)
+
+
+def coverage_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], sub: int = 4) -> np.ndarray:
+    """Fraction of each image pixel on an active CCD inside the FOV (sub x sub samples)."""
+    frac = np.zeros((grid.n, grid.n))
+    offs = (np.arange(sub) + 0.5) / sub
+    base = np.arange(grid.n)
+    for oy in offs:
+        for ox in offs:
+            X, Y = np.meshgrid(grid.x0 + (base + ox) * grid.binsize, grid.y0 + (base + oy) * grid.binsize)
+            frac += ins.exposed_mask(cam, X, Y, pa, active, fov_only=True)
+    return frac / sub ** 2
+
+
+def exposure_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], exposure_s: float,
+                 band: str, coverage: np.ndarray | None = None) -> np.ndarray:
+    """Seconds x vignetting (band mean energy) x CCD/FOV coverage."""
+    lo, hi = BANDS_KEV[band]
+    emean = np.sqrt(lo * hi)
+    X, Y = grid.centres()
+    cov = coverage if coverage is not None else coverage_map(cam, grid, pa, active)
+    return exposure_s * ins.vignetting(ins.off_axis_arcmin(X, Y), emean) * cov
+
+
+def image_hdu(data: np.ndarray, grid: ImageGrid, ra_pnt: float, dec_pnt: float, extra: dict) -> fits.PrimaryHDU:
+    hdu = fits.PrimaryHDU(data=data.astype(np.float32))
+    hdu.header.update(grid.wcs(ra_pnt, dec_pnt).to_header())
+    # physical (event X/Y) <-> image: x_img = (X - x0)/bin + 0.5, as SAS's LTV/LTM keywords
+    h = hdu.header
+    h["LTM1_1"], h["LTM2_2"] = 1.0 / grid.binsize, 1.0 / grid.binsize
+    h["LTV1"], h["LTV2"] = 0.5 - grid.x0 / grid.binsize, 0.5 - grid.y0 / grid.binsize
+    for k, v in extra.items():
+        h[k] = v
+    return hdu

@@ -1,0 +1,456 @@
+"""Step 2 (native backend): images, point sources, source and background regions.
+
+From the cleaned event lists of step 1:
+  * per camera and combined (EPIC) images in the classic bands, 4" pixels, and exposure
+    maps (vignetting x CCD/FOV coverage x exposure);
+  * point sources detected on the combined 0.5-2 keV image (:mod:`xmmext.detect`);
+  * the extended source centre: ``--ra/--dec``, else the peak of the smoothed,
+    exposure-corrected, point-source-free image refined by centroiding;
+  * the extraction radius: ``--radius`` or ``auto`` = where the background-subtracted
+    surface-brightness profile falls below S/N 3 per bin, capped so the background
+    annulus (``--bkg-inner``..``--bkg-outer`` x R, default 1.5-2.0) stays in the FOV;
+    if even the smallest useful radius leaves no room, the background falls back to an
+    annulus on the outer CCDs and regions.json says so;
+  * src.reg / bkg.reg (physical X/Y), src_sky.reg / bkg_sky.reg (fk5), ptsrc.reg,
+    regions.json, regions.png (image with regions) and profile.png (radial profile).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+from scipy import ndimage
+
+from . import instrument as ins
+from .detect import Source, background_map, detect_point_sources
+from .errors import DataError, UsageError
+from .events import read_events
+from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json, write_text
+from .images import BANDS_KEV, CENTRE_BAND, DETECT_BAND, PIX_ARCSEC, ImageGrid, band_mask, counts_image, coverage_map, \
+    exposure_map, image_hdu
+from .layout import ObsPaths
+from .shapes import ExtractionRegion, area_fraction_map
+
+log = logging.getLogger("xmmext.regions")
+PIX_ARCMIN2 = (PIX_ARCSEC / 60.0) ** 2
+PROFILE_STEP_ARCSEC = 15.0
+
+
+@dataclass
+class RegionOptions:
+    ra: float | None = None
+    dec: float | None = None
+    radius: float | None = None        # arcmin; None = auto
+    bkg_inner: float = 1.5
+    bkg_outer: float = 2.0
+    min_sigma: float = 5.0
+    cameras: tuple = ("mos1", "mos2", "pn")
+
+    def validate(self) -> None:
+        if (self.ra is None) != (self.dec is None):
+            raise UsageError("give both --ra and --dec, or neither")
+        if self.ra is not None:
+            if not (math.isfinite(self.ra) and math.isfinite(self.dec)):
+                raise UsageError("--ra/--dec must be finite numbers (degrees)")
+            if not (0.0 <= self.ra < 360.0 and -90.0 <= self.dec <= 90.0):
+                raise UsageError("--ra must be in [0, 360) and --dec in [-90, 90] degrees")
+        if self.radius is not None and not (math.isfinite(self.radius) and self.radius > 0):
+            raise UsageError("--radius must be a positive number of arcmin or 'auto'")
+        if not (1.0 <= self.bkg_inner < self.bkg_outer):
+            raise UsageError("need 1 <= --bkg-inner < --bkg-outer (multiples of the radius)")
+        if self.min_sigma <= 0:
+            raise UsageError("--min-sigma must be positive")
+
+
+@dataclass
+class CameraData:
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    pi: np.ndarray
+    exposure_s: float
+    pa: float
+    active: list
+    coverage: np.ndarray
+
+
+def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
+    summary_path = paths.events / "filtering.json"
+    if not summary_path.exists():
+        raise UsageError("no filtering results: run step 1 (run_filtering.sh) first", summary_path)
+    filt = json.loads(summary_path.read_text())
+    grid = ImageGrid.around_pointing()
+    data, meta = [], {}
+    for cam in cameras:
+        if filt.get(cam, {}).get("status") != "ok" or not paths.clean_events(cam).exists():
+            log.warning("%s: no cleaned events; camera skipped", cam)
+            continue
+        ev = read_events(paths.clean_events(cam), columns=["X", "Y", "PI", "CCDNR"])
+        pa = float(ev.key("PA_PNT"))
+        meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")), "pa_pnt": pa,
+                "date_obs": str(ev.key("DATE-OBS", ""))}
+        active = sorted(ev.gtis) or sorted(set(np.unique(ev.columns["CCDNR"]).tolist()))
+        cov = coverage_map(ins.camera(cam), grid, pa, active)
+        data.append(CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"],
+                               float(ev.key("EXPOSURE")), pa, active, cov))
+    if not data:
+        raise DataError("no camera has cleaned events", summary_path)
+    return data, meta
+
+
+def camera_weight(cam: str) -> float:
+    """Relative soft-band count rate of a camera (pn = 1), for combining exposure maps."""
+    e = np.linspace(0.5, 2.0, 31)
+    return float(np.mean(ins.camera(cam).on_axis_area(e)) / np.mean(ins.camera("pn").on_axis_area(e)))
+
+
+def make_images(cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> dict:
+    """Counts images and exposure maps per camera and EPIC; written as multi-extension FITS."""
+    epic_counts = {b: np.zeros((grid.n, grid.n)) for b in BANDS_KEV}
+    epic_expo = {b: np.zeros((grid.n, grid.n)) for b in BANDS_KEV}
+    for c in cams:
+        cam = ins.camera(c.name)
+        img_hdus, exp_hdus = [fits.PrimaryHDU()], [fits.PrimaryHDU()]
+        for band in BANDS_KEV:
+            sel = band_mask(c.pi, band)
+            img = counts_image(c.x[sel], c.y[sel], grid)
+            expo = exposure_map(cam, grid, c.pa, c.active, c.exposure_s, band, c.coverage)
+            epic_counts[band] += img
+            epic_expo[band] += expo * camera_weight(c.name)
+            extra = {"INSTRUME": cam.instrume, "BAND": band, "EXPOSURE": c.exposure_s}
+            img_hdus.append(fits.ImageHDU(image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"], extra).data,
+                                          header=image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"], extra).header,
+                                          name=f"IMG_{band}"))
+            exp_hdus.append(fits.ImageHDU(expo.astype(np.float32),
+                                          header=image_hdu(expo, grid, meta["ra_pnt"], meta["dec_pnt"], extra).header,
+                                          name=f"EXP_{band}"))
+        write_fits(outdir / f"{c.name}_images.fits", fits.HDUList(img_hdus))
+        write_fits(outdir / f"{c.name}_expmaps.fits", fits.HDUList(exp_hdus))
+    hdus_i, hdus_e = [fits.PrimaryHDU()], [fits.PrimaryHDU()]
+    for band in BANDS_KEV:
+        extra = {"INSTRUME": "EPIC", "BAND": band, "EXPWEIGH": "pn-equivalent seconds"}
+        hi = image_hdu(epic_counts[band], grid, meta["ra_pnt"], meta["dec_pnt"], extra)
+        he = image_hdu(epic_expo[band], grid, meta["ra_pnt"], meta["dec_pnt"], extra)
+        hdus_i.append(fits.ImageHDU(hi.data, header=hi.header, name=f"IMG_{band}"))
+        hdus_e.append(fits.ImageHDU(he.data, header=he.header, name=f"EXP_{band}"))
+    write_fits(outdir / "epic_images.fits", fits.HDUList(hdus_i))
+    write_fits(outdir / "epic_expmaps.fits", fits.HDUList(hdus_e))
+    return {"counts": epic_counts, "exposure": epic_expo}
+
+
+def _mask_sources(counts, bkg, sources: list[Source], grid: ImageGrid):
+    out = counts.copy()
+    X, Y = grid.centres()
+    for s in sources:
+        m = (X - s.x) ** 2 + (Y - s.y) ** 2 <= (s.radius_arcsec / ins.SKY_PIX_ARCSEC) ** 2
+        out[m] = bkg[m]
+    return out
+
+
+def find_centre(counts, expo, sources, grid: ImageGrid, search_arcmin: float = 12.0):
+    """Peak of the smoothed exposure-corrected image (point sources removed), then centroid."""
+    bkg = ndimage.gaussian_filter(counts, 8.0)
+    clean = _mask_sources(counts, bkg, sources, grid)
+    valid = expo > 0.2 * expo.max()
+    sm_c = ndimage.gaussian_filter(np.where(valid, clean, 0), 30 / PIX_ARCSEC)
+    sm_e = ndimage.gaussian_filter(np.where(valid, expo, 0), 30 / PIX_ARCSEC)
+    rate = np.where(sm_e > 0.2 * expo.max(), sm_c / np.maximum(sm_e, 1e-9), 0)
+    X, Y = grid.centres()
+    rate[ins.off_axis_arcmin(X, Y) > search_arcmin] = 0
+    r, c = np.unravel_index(np.argmax(rate), rate.shape)
+    x, y = grid.pix_to_sky(c, r)
+    # iterate an exposure-corrected centroid within 1' (converges on the core)
+    for rad in (90.0, 60.0, 60.0, 45.0):
+        m = valid & ((X - x) ** 2 + (Y - y) ** 2 <= (rad / ins.SKY_PIX_ARCSEC) ** 2)
+        w = np.where(m, clean / np.maximum(expo, 1e-9), 0.0)
+        if w.sum() <= 0:
+            break
+        x, y = (w * X).sum() / w.sum(), (w * Y).sum() / w.sum()
+    return float(x), float(y)
+
+
+def radial_profile(counts, expo, sources, grid: ImageGrid, x, y, rmax_arcmin: float):
+    """Counts, exposure-weighted area and surface brightness in annuli of 15"."""
+    X, Y = grid.centres()
+    d = np.hypot(X - x, Y - y) * ins.SKY_PIX_ARCSEC
+    keep = expo > 0.05 * expo.max()
+    for s in sources:
+        keep &= (X - s.x) ** 2 + (Y - s.y) ** 2 > (s.radius_arcsec / ins.SKY_PIX_ARCSEC) ** 2
+    edges = np.arange(0, rmax_arcmin * 60 + PROFILE_STEP_ARCSEC, PROFILE_STEP_ARCSEC)
+    idx = np.digitize(d[keep], edges) - 1
+    ok = (idx >= 0) & (idx < len(edges) - 1)
+    n = np.bincount(idx[ok], weights=counts[keep][ok], minlength=len(edges) - 1)
+    e = np.bincount(idx[ok], weights=expo[keep][ok], minlength=len(edges) - 1)
+    npix = np.bincount(idx[ok], minlength=len(edges) - 1)
+    return edges, n, e, npix
+
+
+def auto_radius(edges, n, e, npix, min_pixels: int = 20) -> tuple[float, float, np.ndarray]:
+    """Radius (arcmin) where the background-subtracted profile falls below S/N 3.
+
+    The background rate per exposure is the median of the outer 20% of the profile.
+    """
+    good = npix >= min_pixels
+    rate = np.where(good, n / np.maximum(e, 1e-9), np.nan)
+    r_mid = 0.5 * (edges[:-1] + edges[1:])
+    outer = good & (r_mid >= 0.8 * r_mid[good].max())
+    b_rate = float(np.nanmedian(rate[outer])) if outer.any() else 0.0
+    b = b_rate * e
+    snr = np.where(good, (n - b) / np.sqrt(np.maximum(n, 1) + b * (1.0 / max(outer.sum(), 1))), np.nan)
+    radius = edges[1]
+    for i in range(len(n)):
+        if not good[i]:
+            continue
+        if snr[i] < 3:
+            break
+        radius = edges[i + 1]
+    return radius / 60.0, b_rate, snr
+
+
+def fov_room_arcmin(x: float, y: float) -> float:
+    """Distance from (x, y) to the edge of the FOV (arcmin)."""
+    return ins.FOV_RADIUS_ARCMIN - float(ins.off_axis_arcmin(x, y))
+
+
+def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False) -> dict:
+    """Run step 2 and write its outputs; return the regions.json content."""
+    opts.validate()
+    outdir = paths.regions
+    remove_stale_parts(outdir)
+    outputs = [outdir / n for n in ("src.reg", "bkg.reg", "src_sky.reg", "bkg_sky.reg", "ptsrc.reg",
+                                    "regions.json", "regions.png")]
+    inputs = [paths.clean_events(c) for c in opts.cameras] + [paths.events / "filtering.json"]
+    prev = json.loads((outdir / "regions.json").read_text()) if (outdir / "regions.json").exists() else {}
+    if not force and prev.get("options") == _fingerprint(opts) and is_up_to_date(outputs, inputs):
+        log.info("regions: up to date, skipped (use --force to redo)")
+        return dict(prev, up_to_date=True)
+    cams, meta = _load_cameras(paths, opts.cameras)
+    grid = ImageGrid.around_pointing()
+    imgs = make_images(cams, grid, meta, outdir)
+    counts, expo = imgs["counts"][CENTRE_BAND], imgs["exposure"][CENTRE_BAND]
+    if opts.ra is not None:
+        x0, y0 = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
+        first_centre = (float(x0[0]), float(y0[0]))
+    else:
+        first_centre = find_centre(counts, expo, [], grid)
+    sources = detect_point_sources(imgs["counts"][DETECT_BAND], imgs["exposure"][DETECT_BAND], grid,
+                                   meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
+                                   centre_xy=first_centre)
+    warnings: list[str] = []
+    # centre
+    if opts.ra is not None:
+        x, y = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
+        x, y = float(x[0]), float(y[0])
+        theta = float(ins.off_axis_arcmin(x, y))
+        if not np.isfinite(theta) or theta > ins.FOV_RADIUS_ARCMIN:
+            raise DataError(f"--ra {opts.ra} --dec {opts.dec} is {theta:.1f}' from the pointing "
+                            f"({meta['ra_pnt']:.4f}, {meta['dec_pnt']:.4f}), outside the "
+                            f"{ins.FOV_RADIUS_ARCMIN:.0f}' field of view (RA/Dec must be FK5/ICRS degrees)",
+                            paths.regions)
+        centre_from = "user"
+    else:
+        x, y = find_centre(counts, expo, sources, grid)
+        centre_from = "image peak + centroid"
+    # the centre is never excluded as a point source
+    sources = [s for s in sources if math.hypot(s.x - x, s.y - y) * ins.SKY_PIX_ARCSEC > 30.0]
+    room = fov_room_arcmin(x, y)
+    edges, n, e, npix = radial_profile(counts, expo, sources, grid, x, y, max(room, 1.0) + 2.0)
+    r_sn, b_rate, snr = auto_radius(edges, n, e, npix)
+    if opts.radius is not None:
+        radius, radius_from = opts.radius, "user"
+    else:
+        radius, radius_from = r_sn, "S/N 3 per 15\" bin"
+    # The background annulus is used where it is exposed (BACKSCAL counts only that part);
+    # it needs at least 1' of its width inside the FOV.
+    fallback = False
+    if radius > room - 1.0:
+        warnings.append(f"radius {radius:.2f}' reaches the edge of the FOV; reduced to {room - 1.0:.2f}'")
+        radius, radius_from = room - 1.0, "capped by the FOV"
+    bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
+    if bkg_in > room - 1.0:
+        if opts.radius is None and (room - 1.0) / opts.bkg_inner >= 2.0:
+            cap = (room - 1.0) / opts.bkg_inner
+            warnings.append(f"S/N radius {radius:.2f}' reduced to {cap:.2f}' so that the background "
+                            "annulus lies in the FOV")
+            radius, radius_from = cap, "capped by the FOV"
+            bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
+        else:
+            fallback = True
+            bkg_in, bkg_out = max(radius + 0.5, room - 3.0), room + 2 * float(ins.off_axis_arcmin(x, y))
+            warnings.append("the source fills the field of view: background from the outer CCDs "
+                            f"({bkg_in:.1f}' from the centre to the FOV edge); it contains source "
+                            "emission - consider a blank-sky background")
+    to_px = 60.0 / ins.SKY_PIX_ARCSEC
+    excl = [(s.x, s.y, s.radius_arcsec / ins.SKY_PIX_ARCSEC) for s in sources]
+    src = ExtractionRegion(x, y, 0.0, radius * to_px, excl)
+    bkg = ExtractionRegion(x, y, bkg_in * to_px, bkg_out * to_px, excl)
+    ra_c, dec_c = ins.sky_to_radec(x, y, meta["ra_pnt"], meta["dec_pnt"])
+    areas = {}
+    src_frac, bkg_frac = area_fraction_map(src, grid), area_fraction_map(bkg, grid)
+    for c in cams:
+        a_src = float((src_frac * c.coverage).sum() * PIX_ARCMIN2)
+        a_bkg = float((bkg_frac * c.coverage).sum() * PIX_ARCMIN2)
+        areas[c.name] = {"src": a_src, "bkg": a_bkg}
+        if a_src <= 0:
+            warnings.append(f"{c.name}: the source region has no exposed area")
+    if all(a["bkg"] <= 0 for a in areas.values()):
+        raise DataError("the background region has no exposed area in any camera", paths.regions)
+    result = {
+        "center": {"ra": float(ra_c[0]), "dec": float(dec_c[0]), "x": x, "y": y, "from": centre_from},
+        "radius_arcmin": float(radius), "radius_from": radius_from, "radius_sn3_arcmin": float(r_sn),
+        "bkg_inner_arcmin": float(bkg_in), "bkg_outer_arcmin": float(bkg_out), "bkg_fallback_outer_ccds": fallback,
+        "excluded": [{"ra": s.ra, "dec": s.dec, "x": s.x, "y": s.y, "radius_arcsec": s.radius_arcsec,
+                      "counts": s.counts, "significance": s.significance} for s in sources],
+        "area_arcmin2": {c: a["src"] for c, a in areas.items()},
+        "bkg_area_arcmin2": {c: a["bkg"] for c, a in areas.items()},
+        "background_rate_per_pn_s_per_pix": b_rate,
+        "cameras": [c.name for c in cams], "warnings": warnings,
+        "evselect": {"src": src.evselect_expression(), "bkg": bkg.evselect_expression()},
+        "options": _fingerprint(opts),
+    }
+    write_text(outdir / "src.reg", src.ds9_physical())
+    write_text(outdir / "bkg.reg", bkg.ds9_physical())
+    write_text(outdir / "src_sky.reg", src.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
+    write_text(outdir / "bkg_sky.reg", bkg.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
+    write_text(outdir / "ptsrc.reg", _ptsrc_reg(sources))
+    _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png")
+    _plot_profile(edges, n, e, b_rate, snr, radius, bkg_in, bkg_out, outdir / "profile.png")
+    write_json(outdir / "regions.json", result)
+    for w in warnings:
+        log.warning("regions: %s", w)
+    log.info("regions: centre (%.5f, %.5f) [%s], R = %.2f' (%s), background %.2f'-%.2f', %d point sources",
+             result["center"]["ra"], result["center"]["dec"], centre_from, radius, radius_from, bkg_in, bkg_out,
+             len(sources))
+    return result
+
+
+def _fingerprint(opts: RegionOptions) -> str:
+    import hashlib
+    from dataclasses import asdict
+    return hashlib.sha256(json.dumps(asdict(opts), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _ptsrc_reg(sources: list[Source]) -> str:
+    lines = ["# Region file format: DS9 version 4.1\n", "# point sources detected by xmmext (excluded)\n", "fk5\n"]
+    for s in sources:
+        lines.append(f'circle({s.ra:.6f},{s.dec:.6f},{s.radius_arcsec:.2f}") # text={{{s.significance:.1f} sigma}}\n')
+    return "".join(lines)
+
+
+def _plot_regions(img, grid, src, bkg, sources, dest):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Circle
+    fig, ax = plt.subplots(figsize=(7, 7))
+    sm = ndimage.gaussian_filter(img, 1.0)
+    pos = sm[sm > 0]
+    vmin = max(np.percentile(pos, 5), 1e-2) if pos.size else 1e-2
+    ax.imshow(np.maximum(sm, vmin), origin="lower", cmap="magma", norm=LogNorm(vmin=vmin, vmax=max(sm.max(), vmin * 10)))
+
+    def circ(xs, ys, r, **kw):
+        c, rr = grid.sky_to_pix(xs, ys)
+        ax.add_patch(Circle((c, rr), r / grid.binsize, fill=False, **kw))
+    circ(src.x, src.y, src.r_out, color="lime", lw=1.5, label=f"source R={src.r_out * ins.SKY_PIX_ARCSEC / 60:.2f}'")
+    circ(bkg.x, bkg.y, bkg.r_in, color="cyan", lw=1.2, ls="--", label="background annulus")
+    circ(bkg.x, bkg.y, bkg.r_out, color="cyan", lw=1.2, ls="--")
+    for i, s in enumerate(sources):
+        circ(s.x, s.y, s.radius_arcsec / ins.SKY_PIX_ARCSEC, color="red", lw=0.9,
+             label="excluded point sources" if i == 0 else None)
+    ax.set_title("EPIC 0.5-2 keV counts (log), 4\" pixels")
+    ax.set_xlabel("image x (4\" pixels)")
+    ax.set_ylabel("image y")
+    ax.legend(loc="upper right", fontsize=8)
+    save_figure(dest, fig)
+    plt.close(fig)
+
+
+def _plot_profile(edges, n, e, b_rate, snr, radius, bkg_in, bkg_out, dest):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    r = 0.5 * (edges[:-1] + edges[1:]) / 60.0
+    area = np.pi * (edges[1:] ** 2 - edges[:-1] ** 2) / 3600.0
+    ok = e > 0
+    sb = np.where(ok, n / np.maximum(e, 1e-9), np.nan)
+    err = np.where(ok, np.sqrt(np.maximum(n, 1)) / np.maximum(e, 1e-9), np.nan)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.errorbar(r[ok], sb[ok] / (area[ok] / np.maximum(area[ok], 1e-9)), yerr=err[ok], fmt=".", ms=3, color="k",
+                label="EPIC 0.5-2 keV (per exposure-weighted pixel)")
+    ax.axhline(b_rate, color="C0", ls=":", label="background level")
+    ax.axvline(radius, color="lime", lw=1.5, label=f"R = {radius:.2f}'")
+    ax.axvspan(bkg_in, bkg_out, color="cyan", alpha=0.2, label="background annulus")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("radius (arcmin)")
+    ax.set_ylabel("counts / (pn-eq. s) per pixel")
+    ax.set_title("Radial surface-brightness profile")
+    ax.legend(fontsize=8)
+    save_figure(dest, fig)
+    plt.close(fig)
+
+
+# --- command line ------------------------------------------------------------------------
+def _radius_arg(text: str):
+    if text.lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--radius must be a number of arcmin or 'auto', got {text!r}") from None
+
+
+def _float_arg(name):
+    def conv(text):
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"{name} must be a number, got {text!r}") from None
+    return conv
+
+
+def build_parser():
+    from .cli import base_parser
+    p = base_parser("generate_regions.sh", "Step 2: images, point sources, source and background regions.")
+    p.add_argument("obsid")
+    p.add_argument("--ra", type=_float_arg("--ra"), help="source centre RA (deg, FK5)")
+    p.add_argument("--dec", type=_float_arg("--dec"), help="source centre Dec (deg, FK5)")
+    p.add_argument("--radius", default="auto", help="extraction radius in arcmin, or auto (default)")
+    p.add_argument("--bkg-inner", type=_float_arg("--bkg-inner"), default=1.5, help="x radius (default 1.5)")
+    p.add_argument("--bkg-outer", type=_float_arg("--bkg-outer"), default=2.0, help="x radius (default 2.0)")
+    p.add_argument("--min-sigma", type=_float_arg("--min-sigma"), default=5.0, help="detection threshold")
+    p.add_argument("--cameras", default="mos1,mos2,pn")
+    p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
+    p.add_argument("--force", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    from .cli import setup_logging
+    from .layout import parse_cameras
+    args = build_parser().parse_args(argv)
+    paths = ObsPaths.of(args.obsid, args.workdir)
+    setup_logging(args.debug, args.quiet, paths.logs / "regions.log" if paths.results.exists() else None)
+    opts = RegionOptions(ra=args.ra, dec=args.dec, radius=_radius_arg(args.radius), bkg_inner=args.bkg_inner,
+                         bkg_outer=args.bkg_outer, min_sigma=args.min_sigma,
+                         cameras=tuple(parse_cameras(args.cameras)))
+    opts.validate()
+    if args.backend == "sas":
+        from .backends import choose_backend
+        choose_backend("sas", paths)     # exit 3 when SAS is missing
+        log.warning("regions: the SAS path (eexpmap/edetect_chain) is not built; using the native path")
+    res = run_regions(paths, opts, force=args.force)
+    print(f"regions: R = {res['radius_arcmin']:.2f}' at ({res['center']['ra']:.5f}, {res['center']['dec']:.5f}), "
+          f"{len(res['excluded'])} point sources excluded -> {paths.regions}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    from .cli import run_main
+    sys.exit(run_main(main))
