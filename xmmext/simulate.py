@@ -35,14 +35,11 @@ from . import xspec_models as xm
 from .atomdb import find_apec_files
 from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
-from .fileio import write_fits, write_json
+from .fileio import atomic_path, write_fits, write_json
 from .layout import ObsPaths, parse_cameras
 
 log = __import__("logging").getLogger("xmmext.simulate")
 
-# Pattern fractions: (singles, doubles..quads in the standard range, outside it)
-_XRAY_PATTERNS = {"pn": (0.70, 0.26, 0.04), "mos": (0.65, 0.32, 0.03)}
-_PARTICLE_PATTERNS = {"pn": (0.45, 0.25, 0.30), "mos": (0.40, 0.30, 0.30)}
 # Quiescent particle background, counts/s per arcmin^2 of CCD (0.2 keV - top of PI range)
 _QPB_RATE = {"pn": 5.0e-3, "mos": 2.0e-3}
 # Fluorescence lines in the QPB: (energy keV, fraction of QPB events)
@@ -51,6 +48,9 @@ _QPB_LINES = {"pn": ((1.487, 0.02), (7.47, 0.02), (8.04, 0.06), (8.63, 0.02)),
 _FLARE_PEAK_PN = 35.0        # counts/s (full band) for a flare of amplitude 1 in pn
 _MOS_FLARE_SCALE = 0.5
 _SP_QUIESCENT_PN = 0.3       # counts/s
+# per-event component labels (data/<OBSID>/truth_<cam>_components.npy, in file order)
+COMPONENT_CODES = {"cluster": 1, "point_sources": 2, "cxb": 3, "foreground": 4, "qpb": 5,
+                   "sp_quiescent": 6, "sp_flares": 7}
 
 
 @dataclass
@@ -264,19 +264,6 @@ def _particle_energies(rng, cam, n):
     return e, is_line
 
 
-def _patterns(rng, cam, n, particle):
-    kind = "pn" if cam.name == "pn" else "mos"
-    singles, doubles, bad = (_PARTICLE_PATTERNS if particle else _XRAY_PATTERNS)[kind]
-    top_ok, top = (4, 12) if kind == "pn" else (12, 31)
-    u = rng.uniform(0, 1, n)
-    pat = np.zeros(n, np.uint8)
-    mid = (u >= singles) & (u < singles + doubles)
-    pat[mid] = rng.integers(1, top_ok + 1, int(mid.sum()))
-    hi = u >= singles + doubles
-    pat[hi] = rng.integers(top_ok + 1, top + 1, int(hi.sum()))
-    return pat
-
-
 def _detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
     """Place events on the detector: CCD, RAW, DET, PI, PATTERN, FLAG; drop the lost ones."""
     detx, dety = ins.sky_to_det(cam, ev.x, ev.y, cfg.pa_pnt)
@@ -298,10 +285,8 @@ def _detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
     c_nx = np.array([cam.ccd(c).nx for c in ccdnr[idx]]) if n else np.zeros(0)
     c_ny = np.array([cam.ccd(c).ny for c in ccdnr[idx]]) if n else np.zeros(0)
     border = (rawx[idx] <= 1) | (rawy[idx] <= 1) | (rawx[idx] >= c_nx) | (rawy[idx] >= c_ny)
-    flag[border] |= 0x1                                # close to CCD border
-    u = rng.uniform(0, 1, n)
-    flag[u < 0.010] |= 0x4                             # next to a bad pixel
-    flag[(u >= 0.010) & (u < 0.022)] |= 0x80000        # in a bad column (in #XMMEA_* masks)
+    flag[border] |= ins.BORDER_FLAG                    # close to CCD border
+    flag |= ins.draw_random_flags(rng, n)              # bad pixels / columns
     flag[~inside[idx]] |= ins.OUT_OF_FOV_FLAG
     return dict(
         TIME=ev.time[idx],
@@ -310,7 +295,7 @@ def _detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
         DETY=np.round(dety[idx] / ins.SKY_PIX_ARCSEC).astype(np.int16),
         X=np.round(ev.x[idx]).astype(np.int32), Y=np.round(ev.y[idx]).astype(np.int32),
         PI=pi[idx].astype(np.int16),
-        PATTERN=_patterns(rng, cam, n, ev.particle),
+        PATTERN=ins.draw_patterns(rng, cam, n, ev.particle),
         FLAG=flag, CCDNR=ccdnr[idx].astype(np.uint8),
     )
 
@@ -422,22 +407,28 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         comps["sp_flares"] = _soft_protons(
             rng, cam, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
-        columns, counts = [], {}
+        columns, counts, labels = [], {}, []
         for name, ev in comps.items():
             cols = _detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
             counts[name] = int(len(cols["TIME"]))
             columns.append(cols)
+            labels.append(np.full(len(cols["TIME"]), COMPONENT_CODES[name], np.uint8))
         n_ps_total = 0
         for ev in ps_events:
             cols = _detect(rng, cam, cfg, ev, active, fov_only=True)
             ps_truth[ev.source_index]["counts"][cam_name] = int(len(cols["TIME"]))
             n_ps_total += len(cols["TIME"])
             columns.append(cols)
+            labels.append(np.full(len(cols["TIME"]), COMPONENT_CODES["point_sources"], np.uint8))
         counts["point_sources"] = int(n_ps_total)
         truth_counts[cam_name] = counts
         merged = {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
         order = np.argsort(merged["TIME"], kind="stable")
         merged = {k: v[order] for k, v in merged.items()}
+        label_path = paths.data / f"truth_{cam_name}_components.npy"
+        with atomic_path(label_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.concatenate(labels)[order])
         hdul = event_hdulist(cam, cfg, merged, tstart, tstop, active, c_ra[0], c_dec[0])
         dest = paths.event_dir / f"{cam_name}_evt.fits"
         write_fits(dest, hdul, checksum=False)   # no CHECKSUM: same seed -> identical bytes
@@ -461,6 +452,7 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         "flares": flares, "flare_amplitudes": [float(a) for a in flare_amp],
         "point_sources": ps_truth,
         "counts": truth_counts,
+        "component_codes": COMPONENT_CODES,
         "active_ccds": {c: ins.camera(c).active_ccds(cfg.date_obs) for c in cfg.cameras},
         "config": asdict(cfg),
         "files": files,
