@@ -50,3 +50,21 @@ def short_obs(tmp_path_factory):
     wd = tmp_path_factory.mktemp("short")
     truth = simulate_into(wd, obsid="0999990201", seed=7, exposure=10000.0)
     return wd, truth
+
+
+@pytest.fixture(scope="session")
+def processed_obs(tmp_path_factory):
+    """A default simulated observation taken through filtering, regions and spectra."""
+    from xmmext.filtering import FilterOptions, run_filtering
+    from xmmext.layout import ObsPaths
+    from xmmext.regions import RegionOptions, run_regions
+    wd = tmp_path_factory.mktemp("processed")
+    obsid = "0999994001"
+    truth = simulate_into(wd, obsid=obsid, seed=42)
+    paths = ObsPaths.of(obsid, wd)
+    run_filtering(paths, FilterOptions())
+    run_regions(paths, RegionOptions())
+    r = run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", obsid, "--workdir", str(wd)])
+    assert r.returncode == 0, r.stderr
+    import json
+    return wd, truth, paths, json.loads((paths.spectra / "spectra.json").read_text())

@@ -26,15 +26,8 @@ OBS = "0999994001"
 
 
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("spec")
-    truth = simulate_into(wd, obsid=OBS, seed=42)
-    paths = ObsPaths.of(OBS, wd)
-    run_filtering(paths, FilterOptions())
-    run_regions(paths, RegionOptions())
-    r = run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBS, "--workdir", str(wd)])
-    assert r.returncode == 0, r.stderr
-    return wd, truth, paths, json.loads((paths.spectra / "spectra.json").read_text())
+def extracted(processed_obs):
+    return processed_obs
 
 
 def _truth_in_regions(paths, truth, cam, emin=None, emax=None):

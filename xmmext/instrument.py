@@ -392,6 +392,9 @@ def redistribution(cam_name: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarr
     for i, (e, s) in enumerate(zip(emid, sig)):
         lo = max(int(np.floor((e - 6 * s) / cw)), 0)
         hi = min(int(np.ceil((e + 6 * s) / cw)), nchan - 1)
+        if hi < lo:                       # energy beyond the channel range: no group
+            rows.append(np.zeros(0, np.float32))
+            continue
         edges = np.arange(lo, hi + 2) * cw
         cdf = 0.5 * (1 + erf((edges - e) / (np.sqrt(2) * s)))
         p = np.diff(cdf)
@@ -424,7 +427,7 @@ def rmf_hdulist(cam: Camera, filt: str = "Medium") -> fits.HDUList:
     cols = [
         fits.Column("ENERG_LO", "E", unit="keV", array=RESP_ELO),
         fits.Column("ENERG_HI", "E", unit="keV", array=RESP_EHI),
-        fits.Column("N_GRP", "I", array=np.ones(nrow, np.int16)),
+        fits.Column("N_GRP", "I", array=(n_chan > 0).astype(np.int16)),
         fits.Column("F_CHAN", "J", array=f_chan),
         fits.Column("N_CHAN", "J", array=n_chan),
         fits.Column("MATRIX", "PE()", array=np.array(rows, dtype=object)),

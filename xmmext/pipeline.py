@@ -55,11 +55,45 @@ def _regions(paths: ObsPaths, args) -> str:
             f"{res['bkg_outer_arcmin']:.2f}', {len(res['excluded'])} point sources excluded")
 
 
+def _spectra(paths: ObsPaths, args) -> str:
+    from .spectra import SpectraOptions, run_spectra
+    res = run_spectra(paths, SpectraOptions(), force=args.force)
+    ok = {c: s for c, s in res["cameras"].items() if s.get("status") == "ok"}
+    state = "skipped (up to date)" if all(s.get("up_to_date") for s in ok.values()) else "done"
+    return f"{state}: " + ", ".join(f"{c} {s['net_counts']:.0f} net counts" for c, s in ok.items())
+
+
+def _fit(paths: ObsPaths, args) -> str:
+    from .fileio import is_up_to_date
+    from .fitting import FitOptions, run_fit
+    model = args.model
+    out = [paths.fit / "fit.json"]
+    inputs = sorted(paths.spectra.glob("*.pha")) + sorted(paths.spectra.glob("*.?rf"))
+    if not args.force and is_up_to_date(out, inputs):
+        res = json.loads(out[0].read_text())
+        if res.get("model") == model:
+            return "skipped (up to date): " + _fit_summary(res)
+    opts = FitOptions(model=model, nh=args.nh, redshift=args.redshift, engine=args.engine)
+    res = run_fit(paths.spectra, paths.fit, opts)
+    return "done: " + _fit_summary(res)
+
+
+def _fit_summary(res: dict) -> str:
+    pars = res["parameters"]
+    kt = next((k for k in pars if k.endswith(".kT") and not pars[k]["frozen"]), None)
+    st = res["statistic"]
+    txt = f"stat {st['value']:.1f}/{st['dof']}"
+    if kt:
+        p = pars[kt]
+        txt += f", {kt} = {p['value']:.2f} ({p['lower']:.2f}-{p['upper']:.2f}, {res['conf_level']}%)"
+    return txt
+
+
 STEPS = [
     Step("filtering", _filtering, 3),
     Step("regions", _regions, 4),
-    Step("spectra", None, 5),
-    Step("fit", None, 6),
+    Step("spectra", _spectra, 5),
+    Step("fit", _fit, 6),
 ]
 
 
@@ -91,6 +125,11 @@ def build_parser():
     p.add_argument("--demo", action="store_true", help="simulate the embedded observation and analyse it")
     p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
     p.add_argument("--force", action="store_true", help="redo steps even if up to date")
+    p.add_argument("--model", default=None, help="XSPEC model (default tbabs*(apec+powerlaw); "
+                   "the demo uses tbabs*(bremss+powerlaw) when AtomDB is absent)")
+    p.add_argument("--nh", type=float, help="Galactic absorbing column (1e22 cm^-2), frozen in the fit")
+    p.add_argument("--redshift", type=float, help="source redshift (frozen)")
+    p.add_argument("--engine", default="auto", choices=["auto", "sherpa", "pyxspec"])
     return p
 
 
@@ -98,6 +137,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug, args.quiet)
     if args.demo:
+        from .atomdb import find_apec_files
         from .simulate import SimConfig, simulate
         obsid, name = DEMO_OBSID, args.name or "demo_cluster"
         paths = ObsPaths.of(obsid, args.workdir)
@@ -106,6 +146,16 @@ def main(argv=None) -> int:
             simulate(SimConfig(obsid=obsid, seed=DEMO_SEED), args.workdir)
         else:
             print(f"[{obsid}] simulate   skipped (already in {paths.data}; --force to redo)", flush=True)
+        truth = json.loads(paths.truth.read_text())["cluster"]
+        thermal = "apec" if find_apec_files() else "bremss"
+        if args.model is None:
+            args.model = f"tbabs*({thermal}+powerlaw)"
+            if thermal == "bremss":
+                print(f"[{obsid}] note       AtomDB absent: fitting tbabs*(bremss+powerlaw) instead of apec "
+                      "(python -m xmmext.atomdb --status)", flush=True)
+        # a user gives the Galactic nH and the redshift; for the demo they come from its truth
+        args.nh = truth["nH"] if args.nh is None else args.nh
+        args.redshift = truth["redshift"] if args.redshift is None else args.redshift
     else:
         if not args.obsid or not args.name:
             from .errors import UsageError
@@ -113,12 +163,18 @@ def main(argv=None) -> int:
         obsid, name = args.obsid, args.name
     ObsPaths.of(obsid, args.workdir)
     validate_name(name)
+    if args.model is None:
+        args.model = "tbabs*(apec+powerlaw)"
     outcome = run_observation(obsid, name, args)
     paths = ObsPaths.of(obsid, args.workdir)
     if args.demo:
         truth = json.loads(paths.truth.read_text())
         c = truth["cluster"]
-        print(f"demo truth: kT {c['kT']} keV, model {c['model']} ({c.get('note') or 'AtomDB present'})")
+        fit = json.loads((paths.fit / "fit.json").read_text())
+        kt = next(v for k, v in fit["parameters"].items() if k.endswith(".kT") and not v["frozen"])
+        inside = kt["lower"] is not None and kt["lower"] <= c["kT"] <= kt["upper"]
+        print(f"demo: fitted kT = {kt['value']:.2f} keV ({kt['lower']:.2f}-{kt['upper']:.2f}, 90%) "
+              f"vs true {c['kT']} keV -> {'inside' if inside else 'OUTSIDE'} the interval")
     pending = [s for s, o in outcome.items() if o.startswith("still to come")]
     print(f"results in {paths.results}" + (f"; steps still to come: {', '.join(pending)}" if pending else ""))
     return 0

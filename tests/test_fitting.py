@@ -1,0 +1,185 @@
+"""Step 4: fits with sherpa + XSPEC's model library; PyXspec script; outputs; bad input."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import ROOT, SHARED_DATA, needs_shared, run_cli
+from xmmext import xspec_models as xm
+from xmmext.errors import DependencyError, UsageError
+from xmmext.fitting import FitOptions, fit_sherpa, pyxspec_script, run_fit, xcm_text
+from xmmext.modelexpr import parse_model
+from xmmext.ogip import read_arf, read_pha, read_rmf
+
+
+def test_model_expression_names():
+    e = parse_model("tbabs*(apec+powerlaw)")
+    assert e.parameters() == ["TBabs.nH", "apec.kT", "apec.Abundanc", "apec.Redshift", "apec.norm",
+                              "powerlaw.PhoIndex", "powerlaw.norm"]
+    assert e.xspec_string() == "TBabs*(apec+powerlaw)"
+    e2 = parse_model("phabs(bremss + bremss)")
+    assert [c.name for c in e2.components] == ["phabs", "bremss", "bremss_2"]
+    for bad in ("tbabs*(apec+", "tbabs*nosuchmodel", "tbabs", "tbabs**apec", ""):
+        with pytest.raises(UsageError):
+            parse_model(bad)
+
+
+@needs_shared()
+def test_real_ngc7793_pn_matches_published_posterior():
+    """tbabs*(bbodyrad+powerlaw), wilm, background ignored, cstat on grp20, 0.5-8 keV:
+    within 2 sigma of the jaxspec posterior (kT 0.74+-0.04, Gamma 2.03+-0.10, nH 0.095+-0.028)."""
+    opts = FitOptions(model="tbabs*(bbodyrad+powerlaw)", abund_table="wilm", no_background=True,
+                      emin=0.5, emax=8.0, cameras=("pn",))
+    r = fit_sherpa([("pn", SHARED_DATA / "PN" / "PN_spectrum_grp20.fits")], parse_model(opts.model), opts)
+    p = r["parameters"]
+    assert r["statistic"]["sherpa_name"] == "cstat"
+    assert abs(p["bbodyrad.kT"]["value"] - 0.74) < 2 * 0.04
+    assert abs(p["powerlaw.PhoIndex"]["value"] - 2.03) < 2 * 0.10
+    assert abs(p["TBabs.nH"]["value"] - 0.095) < 2 * 0.028
+    assert not p["TBabs.nH"]["frozen"]                     # no --nh given: fitted
+
+
+@pytest.fixture(scope="module")
+def demo_fit(processed_obs, tmp_path_factory):
+    wd, truth, paths, _ = processed_obs
+    c = truth["cluster"]
+    r = run_cli(["python", str(ROOT / "xspec_analysis.py"), "--input", str(paths.spectra),
+                 "--model", "tbabs*(bremss+powerlaw)", "--nh", str(c["nH"]), "--redshift", str(c["redshift"])])
+    assert r.returncode == 0, r.stderr
+    return truth, paths, json.loads((paths.fit / "fit.json").read_text())
+
+
+def test_demo_fit_recovers_truth(demo_fit):
+    truth, paths, res = demo_fit
+    kt = res["parameters"]["bremss.kT"]
+    assert kt["lower"] <= truth["cluster"]["kT"] <= kt["upper"]
+    assert res["parameters"]["TBabs.nH"]["frozen"] and res["parameters"]["TBabs.nH"]["value"] == truth["cluster"]["nH"]
+    for cam in ("mos2", "pn"):
+        cn = res["parameters"][f"cross_norm.{cam}"]
+        assert cn["lower"] < 1.05 and cn["upper"] > 0.95
+    assert 0.8 < res["statistic"]["value"] / res["statistic"]["dof"] < 1.3
+
+
+def test_fit_outputs(demo_fit):
+    truth, paths, res = demo_fit
+    for k in ("engine", "model", "statistic", "parameters", "conf_level", "energy_range_keV", "spectra", "fluxes"):
+        assert k in res
+    assert res["engine"] == "sherpa" and res["conf_level"] == 90
+    for name in ("fit.json", "fit.csv", "fit.xcm", "fit.png", "fit_pyxspec.py"):
+        assert (paths.fit / name).stat().st_size > 0
+    f = res["fluxes"]["0.5-2keV_absorbed"]
+    assert f["lower"] < f["value"] < f["upper"] and 1e-13 < f["value"] < 1e-10
+    assert res["fluxes"]["0.1-2.4keV_unabsorbed"]["value"] > res["fluxes"]["0.1-2.4keV_absorbed"]["value"]
+    assert res["fluxes"]["0.1-2.4keV_luminosity"]["value"] > 1e42
+    csv_text = (paths.fit / "fit.csv").read_text()
+    assert "bremss.kT" in csv_text and "statistic" in csv_text
+
+
+def test_xcm_is_xspec_syntax(demo_fit):
+    truth, paths, res = demo_fit
+    lines = (paths.fit / "fit.xcm").read_text().splitlines()
+    assert "statistic cstat" in lines and "abund aspl" in lines and "ignore bad" in lines
+    assert lines[lines.index("ignore bad") - 2].startswith("data 1:1 mos1_src_grp.pha 2:2 mos2_src_grp.pha 3:3 pn_src_grp.pha")
+    assert "ignore 1:**-0.5 7.0-** 2:**-0.5 7.0-** 3:**-0.5 7.0-**" in lines
+    i = lines.index("model  constant*TBabs*(bremss+powerlaw)")
+    par_lines = lines[i + 1:]
+    n = 1 + 5                                     # constant + nH, kT, norm, PhoIndex, norm
+    assert len(par_lines) == 3 * n
+    assert par_lines[0].split() == ["1", "-1"]     # group 1 constant frozen at 1
+    assert float(par_lines[1].split()[0]) == truth["cluster"]["nH"] and par_lines[1].split()[1] == "-1"
+    assert par_lines[n + 1:2 * n] == [f"= p{j}" for j in range(2, n + 1)]
+    assert float(par_lines[n].split()[1]) > 0      # group 2 constant free
+
+
+def test_pyxspec_script(processed_obs):
+    wd, truth, paths, _ = processed_obs
+    expr = parse_model("tbabs*(apec+powerlaw)")
+    opts = FitOptions(nh=0.03, redshift=0.05, abund_table="aspl")
+    spectra = [("mos1", paths.spectra / "mos1_src_grp.pha"), ("pn", paths.spectra / "pn_src_grp.pha")]
+    s = pyxspec_script(spectra, expr, opts)
+    assert "xspec.Xset.abund = 'aspl'" in s
+    assert f"xspec.AllData('1:1 {spectra[0][1]} 2:2 {spectra[1][1]}')" in s
+    assert "xspec.AllData.ignore('**-0.5 7.0-**')" in s and "xspec.AllData.ignore('bad')" in s
+    assert "m = xspec.Model('constant*TBabs*(apec+powerlaw)')" in s
+    assert "m.setPars({2: '0.03 -1'})" in s                  # nH frozen
+    assert "m.setPars({5: '0.05 -1'})" in s                  # redshift frozen
+    assert "m(4).frozen = False" in s                        # abundance free
+    assert "xspec.AllModels(2)(1).untie()" in s
+    assert s[-2:] == ["xspec.Fit.perform()", "xspec.Fit.error('maximum 1000 2.706 2-8')"]
+
+
+def test_parameter_coverage_on_fake_spectra(processed_obs, tmp_path):
+    """kT and norm inside their 90% intervals in >= 8 of 10 Poisson realisations of the
+    truth model through the pipeline's own pn response and background."""
+    wd, truth, paths, _ = processed_obs
+    c = truth["cluster"]
+    src = read_pha(paths.spectra / "pn_src.pha")
+    bkg = read_pha(paths.spectra / "pn_bkg.pha")
+    rmf = read_rmf(paths.spectra / "pn.rmf")
+    lo, hi, specresp = read_arf(paths.spectra / "pn.arf")
+    xm.set_abundances(c["abund_table"])
+    e = np.append(lo, hi[-1])
+    norm = 0.002
+    model = norm * xm.evaluate("tbabs", [c["nH"]], e) * xm.evaluate("bremss", [c["kT"]], e)
+    expo = 3000.0                                          # short: fast fits
+    mu_src = (model * specresp) @ rmf.matrix * expo
+    scale = src.backscal / bkg.backscal
+    mu_bkg = bkg.counts / bkg.exposure * expo
+    hits_kt = hits_norm = 0
+    rng = np.random.default_rng(2024)
+    for k in range(10):
+        d = tmp_path / f"r{k}"
+        d.mkdir()
+        for name in ("pn.rmf", "pn.arf"):
+            shutil.copy(paths.spectra / name, d / name)
+        b = rng.poisson(mu_bkg)
+        s = rng.poisson(mu_src + scale * mu_bkg)
+        for fname, counts, src_file in (("pn_src_grp.pha", s, "pn_src_grp.pha"), ("pn_bkg.pha", b, "pn_bkg.pha")):
+            with fits.open(paths.spectra / src_file) as h:
+                h["SPECTRUM"].data["COUNTS"] = counts
+                h["SPECTRUM"].header["EXPOSURE"] = expo
+                h.writeto(d / fname)
+        opts = FitOptions(model="tbabs*bremss", nh=c["nH"], cameras=("pn",))
+        r = fit_sherpa([("pn", d / "pn_src_grp.pha")], parse_model(opts.model), opts)["parameters"]
+        hits_kt += r["bremss.kT"]["lower"] <= c["kT"] <= r["bremss.kT"]["upper"]
+        hits_norm += r["bremss.norm"]["lower"] <= norm <= r["bremss.norm"]["upper"]
+    assert hits_kt >= 8 and hits_norm >= 8, (hits_kt, hits_norm)
+
+
+def _cli(*args):
+    return run_cli(["python", str(ROOT / "xspec_analysis.py"), *args])
+
+
+def _one_line(r, code, needle):
+    assert r.returncode == code, r.stderr
+    errs = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errs) == 1 and needle in errs[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_inputs(processed_obs, tmp_path):
+    wd, truth, paths, _ = processed_obs
+    sp = str(paths.spectra)
+    out = ["--output", str(tmp_path / "fit")]
+    _one_line(_cli("--input", sp, "--model", "tbabs*(nosuch+powerlaw)", *out), 2, "unknown XSPEC model component")
+    _one_line(_cli("--input", sp, "--model", "tbabs*bremss", "--set", "bremss.kt_typo=3", *out), 2, "no parameter")
+    _one_line(_cli("--input", sp, "--model", "tbabs*bremss", "--freeze", "bremss.kTT", *out), 2, "no parameter")
+    _one_line(_cli("--input", sp, "--model", "tbabs*bremss", "--emin", "5", "--emax", "2", *out), 2, "empty energy range")
+    _one_line(_cli("--input", sp, "--model", "tbabs*(apec+powerlaw)", *out), 3, "AtomDB")
+    # missing response
+    bad = tmp_path / "spec"
+    shutil.copytree(paths.spectra, bad)
+    (bad / "pn.arf").unlink()
+    _one_line(_cli("--input", str(bad), "--cameras", "pn", "--model", "tbabs*bremss", *out), 2, "ANCRFILE")
+    # zero counts
+    zero = tmp_path / "zero"
+    shutil.copytree(paths.spectra, zero)
+    with fits.open(zero / "pn_src_grp.pha", mode="update") as h:
+        h["SPECTRUM"].data["COUNTS"] = 0
+    _one_line(_cli("--input", str(zero), "--cameras", "pn", "--model", "tbabs*bremss", *out), 4, "zero counts")
+    _one_line(_cli("--input", str(tmp_path / "none"), *out), 2, "spectra folder not found")
