@@ -41,10 +41,20 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(dest: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON, atomically (run-time 'up_to_date' markers are not written)."""
+    text = json.dumps(_strip_markers(obj), indent=2, sort_keys=False, default=_json_default) + "\n"
+    dest = Path(dest)
     with atomic_path(dest) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-    return Path(dest)
+        tmp.write_text(text)
+    return dest
+
+
+def _strip_markers(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_markers(v) for k, v in obj.items() if k != "up_to_date"}
+    if isinstance(obj, list):
+        return [_strip_markers(v) for v in obj]
+    return obj
 
 
 def write_text(dest: str | os.PathLike, text: str) -> Path:

@@ -327,7 +327,8 @@ def run_filtering(paths: ObsPaths, opts: FilterOptions, force: bool = False) -> 
         except DataError as exc:
             log.warning("%s: %s", cam, exc.message)
             summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infile)}
-    write_json(summary_path, summary)
+    if not summary_path.exists() or not all(s.get("up_to_date") for s in summary.values()):
+        write_json(summary_path, summary)      # untouched when nothing was redone (keeps later steps current)
     usable = [c for c, s in summary.items() if s.get("status") == "ok"]
     if not usable:
         reasons = "; ".join(f"{c}: {s.get('reason')}" for c, s in summary.items())

@@ -2,8 +2,9 @@
 
 ``bash run_extended_source_analysis.sh <OBSID> <name>`` runs every step that exists for
 one observation; ``--demo`` first simulates the embedded observation (0999990101,
-fixed seed) into the work directory. Each step is a function of (paths, args); a step
-that is not built yet is reported as such rather than silently skipped.
+fixed seed) into the work directory; ``--list obs_list.txt <name>`` runs every
+observation of a list (in parallel) and combines their fits. Each step is a function of
+(paths, args) that skips itself when its outputs are up to date.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ DEMO_SEED = 42
 @dataclass
 class Step:
     name: str
-    run: Callable | None        # None: not built yet
+    run: Callable
     issue: int
 
 
@@ -97,23 +98,41 @@ STEPS = [
 ]
 
 
-def run_observation(obsid: str, name: str, args) -> dict[str, str]:
-    """Run the steps for one observation; return {step: outcome}. Raises on failure."""
+def _report(paths: ObsPaths, args) -> str:
+    from .report import build_report
+    name = getattr(args, "name", None) or "source"
+    cmds = [f"bash run_filtering.sh {paths.obsid} --workdir {paths.workdir}",
+            f"bash generate_regions.sh {paths.obsid} --workdir {paths.workdir}",
+            f"python spectral_analysis.py --obsid {paths.obsid} --workdir {paths.workdir}",
+            f"python xspec_analysis.py --input {paths.spectra} --model '{args.model}'"
+            + (f" --nh {args.nh}" if args.nh is not None else "")
+            + (f" --redshift {args.redshift}" if args.redshift is not None else "")]
+    dest = build_report(paths, name, cmds)
+    return f"done: {dest}"
+
+
+STEPS.append(Step("report", _report, 7))
+
+
+def run_observation(obsid: str, name: str, args, echo: bool = True) -> dict[str, str]:
+    """Run the steps for one observation; return {step: outcome}.
+
+    On failure the exception is re-raised with the outcomes so far attached (``.steps``).
+    """
     paths = ObsPaths.of(obsid, args.workdir)
     outcome: dict[str, str] = {}
     for step in STEPS:
-        if step.run is None:
-            outcome[step.name] = f"still to come (issue #{step.issue})"
-            print(f"[{obsid}] {step.name:<10} {outcome[step.name]}", flush=True)
-            continue
         t0 = time.monotonic()
         try:
             outcome[step.name] = step.run(paths, args)
         except XmmextError as exc:
             outcome[step.name] = f"failed: {exc.one_line()}"
-            print(f"[{obsid}] {step.name:<10} {outcome[step.name]}", flush=True)
+            if echo:
+                print(f"[{obsid}] {step.name:<10} {outcome[step.name]}", flush=True)
+            exc.steps = outcome
             raise
-        print(f"[{obsid}] {step.name:<10} {outcome[step.name]} ({time.monotonic() - t0:.1f} s)", flush=True)
+        if echo:
+            print(f"[{obsid}] {step.name:<10} {outcome[step.name]} ({time.monotonic() - t0:.1f} s)", flush=True)
     return outcome
 
 
@@ -123,6 +142,9 @@ def build_parser():
     p.add_argument("obsid", nargs="?", help="10-digit OBSID")
     p.add_argument("name", nargs="?", help="source/run name ([A-Za-z0-9_.+-]{1,64})")
     p.add_argument("--demo", action="store_true", help="simulate the embedded observation and analyse it")
+    p.add_argument("--list", dest="obs_list", help="file of OBSIDs: run all, then combine (give <name> too)")
+    p.add_argument("--workers", type=int, default=None, help="--list: parallel processes (default cores-1)")
+    p.add_argument("--scheduler", help="--list: dask scheduler address or 'local'")
     p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
     p.add_argument("--force", action="store_true", help="redo steps even if up to date")
     p.add_argument("--model", default=None, help="XSPEC model (default tbabs*(apec+powerlaw); "
@@ -136,6 +158,8 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug, args.quiet)
+    if args.obs_list:
+        return _run_list(args)
     if args.demo:
         from .atomdb import find_apec_files
         from .simulate import SimConfig, simulate
@@ -165,6 +189,7 @@ def main(argv=None) -> int:
     validate_name(name)
     if args.model is None:
         args.model = "tbabs*(apec+powerlaw)"
+    args.name = name
     outcome = run_observation(obsid, name, args)
     paths = ObsPaths.of(obsid, args.workdir)
     if args.demo:
@@ -175,8 +200,31 @@ def main(argv=None) -> int:
         inside = kt["lower"] is not None and kt["lower"] <= c["kT"] <= kt["upper"]
         print(f"demo: fitted kT = {kt['value']:.2f} keV ({kt['lower']:.2f}-{kt['upper']:.2f}, 90%) "
               f"vs true {c['kT']} keV -> {'inside' if inside else 'OUTSIDE'} the interval")
-    pending = [s for s, o in outcome.items() if o.startswith("still to come")]
-    print(f"results in {paths.results}" + (f"; steps still to come: {', '.join(pending)}" if pending else ""))
+    print(f"report: {paths.results / 'report.html'}")
+    return 0
+
+
+def _run_list(args) -> int:
+    """--list obs_list.txt <name>: every observation through all steps, then combine."""
+    from .errors import UsageError
+    from .multi import combine, read_obs_list, run_many, summary_table
+    name = args.obsid if args.obsid and not args.name else args.name
+    if not name:
+        raise UsageError("--list needs a name: run_extended_source_analysis.sh --list obs_list.txt <name>")
+    validate_name(name)
+    obsids = read_obs_list(args.obs_list)
+    opts = {"model": args.model or "tbabs*(apec+powerlaw)", "nh": args.nh, "redshift": args.redshift,
+            "force": args.force, "backend": args.backend, "engine": args.engine, "name": name}
+    results = run_many(obsids, args.workdir, opts, args.workers, args.scheduler)
+    print(summary_table(results))
+    ok = [r["obsid"] for r in results if r["status"] == "ok"]
+    if ok:
+        summary = combine(ok, name, args.workdir)
+        print(f"combined {summary['n']} observations -> results/multi/{name}/")
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        print(f"{len(failed)} observation(s) failed; see results/failed.txt", file=sys.stderr)
+        return 4
     return 0
 
 

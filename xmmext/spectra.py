@@ -426,8 +426,9 @@ def run_spectra(paths: ObsPaths, opts: SpectraOptions, force: bool = False) -> d
         write_json(out / "spectra.json", summary)
         reasons = "; ".join(f"{c}: {s.get('reason')}" for c, s in summary["cameras"].items())
         raise DataError(f"no camera gives a spectrum ({reasons})", out / "spectra.json")
-    _plot(paths, usable)
-    write_json(out / "spectra.json", summary)
+    if not all(summary["cameras"][c].get("up_to_date") for c in usable) or not prev_path.exists():
+        _plot(paths, usable)
+        write_json(out / "spectra.json", summary)
     return summary
 
 

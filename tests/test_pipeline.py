@@ -1,0 +1,101 @@
+"""All steps together: demo pieces, --list with workers, failures, report, input security."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli, simulate_into
+from xmmext.errors import UsageError
+from xmmext.multi import read_obs_list, weighted_mean
+
+
+def test_obs_list_parsing(tmp_path):
+    f = tmp_path / "obs.txt"
+    f.write_text("# my clusters\n0999990101\n\n  0999990201   # second\n")
+    assert read_obs_list(f) == ["0999990101", "0999990201"]
+    f.write_text("0999990101\n12345\n0999990201\n../etc\n")
+    with pytest.raises(UsageError) as exc:
+        read_obs_list(f)
+    assert "line 2" in exc.value.message and "line 4" in exc.value.message
+    f.write_text("# nothing\n\n")
+    with pytest.raises(UsageError, match="no OBSID"):
+        read_obs_list(f)
+
+
+def test_weighted_mean_and_consistency():
+    r = weighted_mean([5.0, 5.2, 4.9], [4.8, 5.0, 4.7], [5.2, 5.4, 5.1])
+    assert r["mean"] == pytest.approx(np.mean([5.0, 5.2, 4.9]))
+    assert r["error"] == pytest.approx(0.2 / np.sqrt(3))
+    assert r["dof"] == 2 and 0.3 < r["p_value"] < 1
+    bad = weighted_mean([1.0, 5.0], [0.9, 4.9], [1.1, 5.1])
+    assert bad["p_value"] < 1e-6
+
+
+@pytest.mark.parametrize("args", [["../0999990101", "x"], ["0999990101;ls", "x"], ["0999990101", "a b"],
+                                  ["0999990101", "'q'"], ["0999990101", "../up"], ["099999010", "x"]])
+def test_obsid_and_name_are_validated_before_use(tmp_path, args):
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), *args, "--workdir", str(tmp_path)])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def list_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("many")
+    truths = {}
+    for obsid, seed, frac in (("0999995001", 11, 0.1), ("0999995002", 12, 0.25)):
+        truths[obsid] = simulate_into(wd, obsid=obsid, seed=seed, exposure=12000.0, flare_fraction=frac,
+                                      n_point_sources=6)
+    bad = wd / "data" / "0999995003" / "event"
+    bad.mkdir(parents=True)
+    (bad / "pn_evt.fits").write_bytes(b"corrupt" * 100)
+    lst = wd / "obs_list.txt"
+    lst.write_text("# two good, one corrupt\n0999995001\n0999995002\n0999995003\n")
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "pair",
+                 "--model", "tbabs*bremss", "--nh", "0.03", "--workers", "2", "--workdir", str(wd)])
+    return wd, truths, r
+
+
+def test_list_runs_all_and_reports_the_failure(list_run):
+    wd, truths, r = list_run
+    assert r.returncode == 4, r.stderr                      # one observation failed
+    failed = (wd / "results" / "failed.txt").read_text().splitlines()
+    assert len(failed) == 1 and failed[0].startswith("0999995003") and "FITS" in failed[0]
+    assert re.search(r"0999995001\s+done\s+done\s+done\s+done\s+done\s+ok", r.stdout)
+    table = (wd / "results" / "multi" / "pair" / "table.csv").read_text().splitlines()
+    assert len(table) == 3                                   # header + 2 observations
+    summary = json.loads((wd / "results" / "multi" / "pair" / "summary.json").read_text())
+    m = summary["weighted_means_1sigma"]["bremss.kT"]
+    assert abs(m["mean"] - 5.0) < 3 * m["error"] + 0.15
+    assert (wd / "results" / "multi" / "pair" / "parameters.png").stat().st_size > 0
+    ecsv = (wd / "results" / "multi" / "pair" / "table.ecsv").read_text()
+    assert "unit: keV" in ecsv
+
+
+def test_report_is_self_contained(list_run):
+    wd, truths, r = list_run
+    page = (wd / "results" / "0999995001" / "report.html").read_text()
+    assert "<table>" in page and "bremss.kT" in page and "Reproduce" in page and "Versions" in page
+    assert not re.search(r"(src|href)=['\"](http|file|/)", page)          # nothing external
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) >= 7
+    for b in images:
+        assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_multi_step_on_its_own(list_run):
+    wd, truths, _ = list_run
+    lst = wd / "obs_list_good.txt"
+    lst.write_text("0999995001\n0999995002\n")
+    r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "again",
+                 "--workdir", str(wd)])
+    assert r.returncode == 0, r.stderr
+    assert "bremss.kT" in r.stdout
+    r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "x;y",
+                 "--workdir", str(wd)])
+    assert r.returncode == 2
