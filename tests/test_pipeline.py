@@ -99,3 +99,19 @@ def test_multi_step_on_its_own(list_run):
     r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "x;y",
                  "--workdir", str(wd)])
     assert r.returncode == 2
+
+
+def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
+    """--run-missing through a local dask cluster reproduces the process-pool fit exactly."""
+    import shutil
+    wd, truths, _ = list_run
+    shutil.copytree(wd / "data" / "0999995002", tmp_path / "data" / "0999995002")
+    lst = tmp_path / "one.txt"
+    lst.write_text("0999995002\n")
+    r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "dask",
+                 "--run-missing", "--scheduler", "local", "--workers", "1", "--model", "tbabs*bremss",
+                 "--nh", "0.03", "--workdir", str(tmp_path)])
+    assert r.returncode == 0, r.stderr
+    a = json.loads((wd / "results" / "0999995002" / "fit" / "fit.json").read_text())["parameters"]
+    b = json.loads((tmp_path / "results" / "0999995002" / "fit" / "fit.json").read_text())["parameters"]
+    assert a == b

@@ -234,6 +234,9 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
     sigma = CONF_SIGMA[opts.conf]
     ui.set_conf_opt("sigma", sigma)
     ui.set_conf_opt("soft_limits", True)     # stop a search at the parameter's soft limit
+    import multiprocessing
+    # daemonic workers (dask) may not start the processes sherpa's parallel conf uses
+    ui.set_conf_opt("parallel", not multiprocessing.current_process().daemon)
     ui.conf(*ids, *free)
     cr = ui.get_conf_results()
     errs = {name: (lo, hi) for name, lo, hi in zip(cr.parnames, cr.parmins, cr.parmaxes)}
