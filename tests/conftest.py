@@ -30,6 +30,14 @@ def run_cli(args: list[str], cwd=None, env_extra: dict | None = None, timeout: f
                           timeout=timeout)
 
 
+def assert_one_line_error(r, code: int, needle: str) -> None:
+    """The command failed with ``code`` and exactly one 'error:' line containing ``needle``."""
+    assert r.returncode == code, (r.returncode, r.stderr)
+    errs = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errs) == 1 and needle in errs[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def simulate_into(workdir: Path, **kw):
     from xmmext.simulate import SimConfig, simulate
     cfg = SimConfig(**kw)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import ROOT, run_cli, simulate_into
+from conftest import assert_one_line_error, ROOT, run_cli, simulate_into
 from xmmext import gti as G
 from xmmext.expression import compile_expression
 from xmmext.filtering import FilterOptions, run_filtering
@@ -165,22 +165,17 @@ def _cli(wd, *args):
     return run_cli(["bash", str(ROOT / "run_filtering.sh"), *args, "--workdir", str(wd), "--backend", "native"])
 
 
-def _one_line_error(r, code, needle):
-    assert r.returncode == code, (r.returncode, r.stderr)
-    err = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(err) == 1 and needle in err[0], r.stderr
-    assert "Traceback" not in r.stderr
 
 
 def test_missing_event_folder(tmp_path):
-    _one_line_error(_cli(tmp_path, "0999990999"), 2, "no event folder")
+    assert_one_line_error(_cli(tmp_path, "0999990999"), 2, "no event folder")
 
 
 def test_corrupt_fits(tmp_path):
     d = tmp_path / "data/0999990999/event"
     d.mkdir(parents=True)
     (d / "pn_evt.fits").write_bytes(b"\x00garbage" * 1000)
-    _one_line_error(_cli(tmp_path, "0999990999", "--cameras", "pn"), 2, "not a readable FITS")
+    assert_one_line_error(_cli(tmp_path, "0999990999", "--cameras", "pn"), 2, "not a readable FITS")
 
 
 def test_no_pi_column(short_obs, tmp_path):
@@ -191,20 +186,20 @@ def test_no_pi_column(short_obs, tmp_path):
         ev = h["EVENTS"]
         hdu = fits.BinTableHDU.from_columns([c for c in ev.columns if c.name != "PI"], header=ev.header, name="EVENTS")
         fits.HDUList([h[0].copy(), hdu]).writeto(d / "mos1_evt.fits")
-    _one_line_error(_cli(tmp_path, "0999990999", "--cameras", "mos1"), 2, "no PI column")
+    assert_one_line_error(_cli(tmp_path, "0999990999", "--cameras", "mos1"), 2, "no PI column")
 
 
 def test_unknown_method_and_bad_obsid(tmp_path):
-    _one_line_error(_cli(tmp_path, "0999990999", "--method", "magic"), 2, "unknown flare-screening method")
-    _one_line_error(_cli(tmp_path, "099999099"), 2, "OBSID")
-    _one_line_error(_cli(tmp_path, "0999990999;ls"), 2, "OBSID")
+    assert_one_line_error(_cli(tmp_path, "0999990999", "--method", "magic"), 2, "unknown flare-screening method")
+    assert_one_line_error(_cli(tmp_path, "099999099"), 2, "OBSID")
+    assert_one_line_error(_cli(tmp_path, "0999990999;ls"), 2, "OBSID")
 
 
 def test_fully_flared_observation_exits_4_without_half_files(tmp_path):
     simulate_into(tmp_path, obsid="0999990401", seed=9, exposure=8000.0, flare_fraction=1.0, n_flares=1,
                   flare_scale=6.0, n_point_sources=2)
     r = _cli(tmp_path, "0999990401")
-    _one_line_error(r, 4, "100% flared")
+    assert_one_line_error(r, 4, "100% flared")
     ev = tmp_path / "results/0999990401/events"
     assert not list(ev.glob("*_clean_evt.fits")) and not list(ev.glob(".*.part"))
     s = json.loads((ev / "filtering.json").read_text())
@@ -215,4 +210,4 @@ def test_sas_backend_without_sas_exits_3(short_obs):
     wd, _ = short_obs
     r = run_cli(["bash", str(ROOT / "run_filtering.sh"), "0999990201", "--backend", "sas", "--workdir", str(wd)],
                 env_extra={"SAS_DIR": ""})
-    _one_line_error(r, 3, "SAS is not usable")
+    assert_one_line_error(r, 3, "SAS is not usable")

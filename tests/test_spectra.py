@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import ROOT, SHARED_DATA, needs_shared, run_cli, simulate_into
+from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli, simulate_into
 from xmmext import gti as G
 from xmmext import instrument as ins
 from xmmext import xspec_models as xm
@@ -191,26 +191,21 @@ def _cli(wd, *args):
     return run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBS, "--workdir", str(wd), *args])
 
 
-def _one_line(r, code, needle):
-    assert r.returncode == code, r.stderr
-    errs = [l for l in r.stderr.splitlines() if l.startswith("error:")]
-    assert len(errs) == 1 and needle in errs[0], r.stderr
-    assert "Traceback" not in r.stderr
 
 
 def test_bad_inputs(extracted, tmp_path):
     wd, truth, paths, _ = extracted
     bad = tmp_path / "bad.reg"
     bad.write_text("# Region file format: DS9 version 4.1\nphysical\npolygon(1,2,3\n")
-    _one_line(_cli(wd, "--src-reg", str(bad)), 2, "region")
+    assert_one_line_error(_cli(wd, "--src-reg", str(bad)), 2, "region")
     src = read_ds9(paths.regions / "src.reg")
     overl = tmp_path / "overlap.reg"
     overl.write_text(f"# Region file format: DS9 version 4.1\nphysical\ncircle({src.x + 100},{src.y},{src.r_out / 2})\n")
-    _one_line(_cli(wd, "--bkg-reg", str(overl)), 2, "overlaps the source")
+    assert_one_line_error(_cli(wd, "--bkg-reg", str(overl)), 2, "overlaps the source")
     far = tmp_path / "far.reg"        # a region off every CCD: every camera skipped -> exit 4
     far.write_text("# Region file format: DS9 version 4.1\nphysical\ncircle(2000,2000,100)\n")
-    _one_line(_cli(wd, "--src-reg", str(far), "--force"), 4, "no camera gives a spectrum")
-    _one_line(_cli(wd, "--group", "mincounts=-3"), 2, "--group")
+    assert_one_line_error(_cli(wd, "--src-reg", str(far), "--force"), 4, "no camera gives a spectrum")
+    assert_one_line_error(_cli(wd, "--group", "mincounts=-3"), 2, "--group")
     empty = tmp_path / "empty"
-    _one_line(run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBS, "--workdir", str(empty)]),
+    assert_one_line_error(run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBS, "--workdir", str(empty)]),
               2, "run step 1")

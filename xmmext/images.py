@@ -81,16 +81,22 @@ def band_mask(pi, band: str) -> np.ndarray:
     return (pi >= lo * 1000) & (pi < hi * 1000)
 
 
-def coverage_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], sub: int = 4) -> np.ndarray:
-    """Fraction of each image pixel on an active CCD inside the FOV (sub x sub samples)."""
+def subpixel_fraction(grid: ImageGrid, inside, sub: int = 4) -> np.ndarray:
+    """Fraction of each image pixel where ``inside(X, Y)`` (sky pixels) holds, from
+    sub x sub samples per pixel (resolves chip gaps and region edges)."""
     frac = np.zeros((grid.n, grid.n))
     offs = (np.arange(sub) + 0.5) / sub
     base = np.arange(grid.n)
     for oy in offs:
         for ox in offs:
             X, Y = np.meshgrid(grid.x0 + (base + ox) * grid.binsize, grid.y0 + (base + oy) * grid.binsize)
-            frac += ins.exposed_mask(cam, X, Y, pa, active, fov_only=True)
+            frac += inside(X, Y)
     return frac / sub ** 2
+
+
+def coverage_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], sub: int = 4) -> np.ndarray:
+    """Fraction of each image pixel on an active CCD inside the FOV."""
+    return subpixel_fraction(grid, lambda X, Y: ins.exposed_mask(cam, X, Y, pa, active, fov_only=True), sub)
 
 
 def exposure_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], exposure_s: float,

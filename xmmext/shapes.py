@@ -141,12 +141,6 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
 
 
 def area_fraction_map(region: ExtractionRegion, grid, sub: int = 4) -> np.ndarray:
-    """Fraction of each image pixel inside the region (sub x sub samples)."""
-    frac = np.zeros((grid.n, grid.n))
-    offs = (np.arange(sub) + 0.5) / sub
-    base = np.arange(grid.n)
-    for oy in offs:
-        for ox in offs:
-            X, Y = np.meshgrid(grid.x0 + (base + ox) * grid.binsize, grid.y0 + (base + oy) * grid.binsize)
-            frac += region.contains(X, Y)
-    return frac / sub ** 2
+    """Fraction of each image pixel inside the region."""
+    from .images import subpixel_fraction
+    return subpixel_fraction(grid, region.contains, sub)

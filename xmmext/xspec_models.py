@@ -192,14 +192,9 @@ def model_def(name: str) -> ModelDef:
     return lib.models[key]
 
 
-def set_abundances(table: str) -> None:
-    """Set XSPEC's solar abundance table (FPSOLR), e.g. 'aspl', 'angr', 'wilm'."""
-    lib = library()
-    if table == lib.abund:
-        return
-    if table not in ABUNDANCE_TABLES:
-        raise UsageError(f"unknown abundance table {table!r}; choose from {', '.join(ABUNDANCE_TABLES)}")
-    f = lib.functions.FPSOLR
+def _set_table(symbol: str, table: str, what: str) -> None:
+    """Call XSPEC's FPSOLR/FPXSCT-style setter (``table``, ``&ierr``) quietly."""
+    f = getattr(library().functions, symbol)
     f.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
     ierr = ctypes.c_int(0)
     saved = _mute_stdout()
@@ -208,7 +203,17 @@ def set_abundances(table: str) -> None:
     finally:
         _restore_stdout(saved)
     if ierr.value != 0:
-        raise UsageError(f"XSPEC refused abundance table {table!r}")
+        raise UsageError(f"XSPEC refused {what} {table!r}")
+
+
+def set_abundances(table: str) -> None:
+    """Set XSPEC's solar abundance table (FPSOLR), e.g. 'aspl', 'angr', 'wilm'."""
+    lib = library()
+    if table == lib.abund:
+        return
+    if table not in ABUNDANCE_TABLES:
+        raise UsageError(f"unknown abundance table {table!r}; choose from {', '.join(ABUNDANCE_TABLES)}")
+    _set_table("FPSOLR", table, "abundance table")
     lib.abund = table
 
 
@@ -217,16 +222,7 @@ def set_cross_sections(table: str = "vern") -> None:
     lib = library()
     if table == lib.xsect:
         return
-    f = lib.functions.FPXSCT
-    f.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
-    ierr = ctypes.c_int(0)
-    saved = _mute_stdout()
-    try:
-        f(table.encode(), ctypes.byref(ierr))
-    finally:
-        _restore_stdout(saved)
-    if ierr.value != 0:
-        raise UsageError(f"XSPEC refused cross-section table {table!r}")
+    _set_table("FPXSCT", table, "cross-section table")
     lib.xsect = table
 
 
