@@ -115,3 +115,37 @@ def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
     a = json.loads((wd / "results" / "0999995002" / "fit" / "fit.json").read_text())["parameters"]
     b = json.loads((tmp_path / "results" / "0999995002" / "fit" / "fit.json").read_text())["parameters"]
     assert a == b
+
+
+def test_killed_spectra_step_resumes_to_identical_results(processed_obs, tmp_path):
+    """kill -9 during spectral extraction, re-run: no partial files, same products."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from astropy.io import fits
+    wd, truth, paths, _ = processed_obs
+    for sub in ("data", "results"):
+        shutil.copytree(wd / sub, tmp_path / sub, ignore=shutil.ignore_patterns("spectra", "fit", "report.html"))
+    obsid = paths.obsid
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    cmd = [sys.executable, str(ROOT / "spectral_analysis.py"), "--obsid", obsid, "--workdir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "results" / obsid / "spectra"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and any(out.glob("*.rmf"))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)                      # mid-way: some products written, some not
+    proc.wait()
+    assert not (out / "spectra.json").exists()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not list(out.glob(".*.part"))
+    for name in ("mos1_src_grp.pha", "mos2_bkg.pha", "pn_src_grp.pha", "pn.arf", "mos1.rmf"):
+        with fits.open(out / name) as a, fits.open(paths.spectra / name) as b:
+            for ha, hb in zip(a[1:], b[1:]):
+                assert ha.name == hb.name
+                for col in ha.columns.names:
+                    assert np.array_equal(ha.data[col], hb.data[col]), (name, col)

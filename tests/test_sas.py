@@ -196,3 +196,110 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
     assert json.loads((paths.events / "filtering.json").read_text())["pn"]["backend"] == "sas"
     for task in ("cifbuild", "odfingest", "epchain", "espfilt", "evselect"):
         assert (paths.logs / f"sas_{task}.log").exists()
+
+
+def test_spectra_task_list_commands():
+    tasks = sas.sas_spectra_tasks("pn", Path("/r/pn_clean_evt.fits"), "((X,Y) IN circle(1,2,3))",
+                                  "((X,Y) IN annulus(1,2,4,5))", "#XMMEA_EP && (PATTERN<=4) && (FLAG==0)", 20)
+    names = [t.task for t in tasks]
+    assert names == ["evselect", "evselect", "backscale", "backscale", "evselect", "rmfgen", "arfgen", "specgroup"]
+    assert tasks[0].argv == ["evselect", "table=/r/pn_clean_evt.fits", "withspectrumset=yes", "spectrumset=pn_src.pha",
+                             "energycolumn=PI", "spectralbinsize=5", "withspecranges=yes", "specchannelmin=0",
+                             "specchannelmax=20479",
+                             "expression=#XMMEA_EP && (PATTERN<=4) && (FLAG==0) && ((X,Y) IN circle(1,2,3))"]
+    assert tasks[2].argv == ["backscale", "spectrumset=pn_src.pha", "badpixlocation=/r/pn_clean_evt.fits"]
+    assert tasks[6].argv == ["arfgen", "spectrumset=pn_src.pha", "arfset=pn.arf", "withrmfset=yes", "rmfset=pn.rmf",
+                             "extendedsource=yes", "detmaptype=dataset", "detmaparray=pn_detmap.fits",
+                             "badpixlocation=/r/pn_clean_evt.fits", "setbackscale=no"]
+    assert "mincounts=20" in tasks[7].argv and "backgndset=pn_bkg.pha" in tasks[7].argv
+    assert "specchannelmax=11999" in sas.evselect_spectrum(Path("m.fits"), "mos1", "x", "s.pha").argv
+
+
+def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monkeypatch):
+    import shutil as sh
+    wd, truth, paths, _ = processed_obs
+    for sub in ("events", "regions"):
+        sh.copytree(paths.results / sub, tmp_path / "results" / paths.obsid / sub)
+    p2 = ObsPaths.of(paths.obsid, tmp_path)
+    calls = tmp_path / "calls.txt"
+    log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
+    write_pha = """
+        from astropy.io import fits
+        import numpy as np
+        def pha(name):
+            fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+                [fits.Column('CHANNEL', 'I', array=np.arange(10)), fits.Column('COUNTS', 'J', array=np.ones(10, int))],
+                name='SPECTRUM')]).writeto(name)
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+    """
+    _fake(fakebin, "evselect", prefix=log_call, body=write_pha + """
+        if 'spectrumset' in args: pha(args['spectrumset'])
+        else: open(args['imageset'], 'w').write('detmap')
+    """)
+    _fake(fakebin, "backscale", prefix=log_call, body="""
+        from astropy.io import fits
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        with fits.open(args['spectrumset'], mode='update') as h:
+            h['SPECTRUM'].header['BACKSCAL'] = 12345.0
+    """)
+    _fake(fakebin, "rmfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['rmfset'], 'w').write('rmf')\n")
+    _fake(fakebin, "arfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['arfset'], 'w').write('arf')\n")
+    _fake(fakebin, "specgroup", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['groupedset'], 'w').write('grp')\n")
+    res = sas.run_sas_spectra(p2, ["pn"], mincounts=25, timeout=60)
+    assert res["cameras"]["pn"]["status"] == "ok"
+    from astropy.io import fits
+    assert fits.getheader(p2.spectra / "pn_src.pha", "SPECTRUM")["BACKSCAL"] == 12345.0   # in-place task result kept
+    for f in ("pn_bkg.pha", "pn.rmf", "pn.arf", "pn_src_grp.pha", "pn_detmap.fits"):
+        assert (p2.spectra / f).exists(), f
+    order = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert order == ["evselect", "evselect", "backscale", "backscale", "evselect", "rmfgen", "arfgen", "specgroup"]
+    assert not list(p2.spectra.glob("xmmext_*"))
+
+
+def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monkeypatch):
+    """evselect images on the native grid, eexpmap, edetect_chain list -> regions; extended
+    detections in the list are not excluded as point sources."""
+    import json
+    import shutil as sh
+    from xmmext.regions import RegionOptions, run_regions
+    wd, truth, paths, _ = processed_obs
+    sh.copytree(paths.results / "events", tmp_path / "results" / paths.obsid / "events")
+    p2 = ObsPaths.of(paths.obsid, tmp_path)
+    ps = sorted(truth["point_sources"], key=lambda p: -sum(p["counts"].values()))[:2]
+    rows = [(0, p["ra"], p["dec"], 30.0, 200.0, 0.0) for p in ps] + \
+           [(0, truth["cluster"]["ra"], truth["cluster"]["dec"], 500.0, 5000.0, 40.0)]
+    _fake(fakebin, "atthkgen", "args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['atthkset'], 'w').write('att')\n")
+    _fake(fakebin, "evselect", """
+        from astropy.io import fits
+        import numpy as np
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        d = fits.getdata(args['table'], 'EVENTS')
+        b = float(args['ximagebinsize'])
+        ex = np.arange(float(args['ximagemin']), float(args['ximagemax']) + b / 2, b)
+        ey = np.arange(float(args['yimagemin']), float(args['yimagemax']) + b / 2, b)
+        img, _, _ = np.histogram2d(d['Y'], d['X'], bins=[ey, ex])
+        fits.PrimaryHDU(img.astype('f4')).writeto(args['imageset'])
+    """)
+    _fake(fakebin, "eexpmap", """
+        from astropy.io import fits
+        import numpy as np
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        img = fits.getdata(args['imageset'])
+        fits.PrimaryHDU(np.full(img.shape, 20000.0, 'f4')).writeto(args['expimageset'])
+    """)
+    _fake(fakebin, "edetect_chain", f"""
+        from astropy.io import fits
+        import numpy as np
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        assert all(os.path.exists(p) for p in args['imagesets'].split())
+        rows = {rows!r}
+        cols = [fits.Column(n, f, array=np.array([r[i] for r in rows])) for i, (n, f) in
+                enumerate([('ID_INST', 'I'), ('RA', 'D'), ('DEC', 'D'), ('DET_ML', 'E'), ('SCTS', 'E'), ('EXTENT', 'E')])]
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(args['eml_list'])
+    """)
+    res = run_regions(p2, RegionOptions(), backend="sas")
+    assert len(res["excluded"]) == 2
+    got = sorted((round(e["ra"], 5), round(e["dec"], 5)) for e in res["excluded"])
+    assert got == sorted((round(p["ra"], 5), round(p["dec"], 5)) for p in ps)
+    assert (p2.regions / "epic_images.fits").exists() and (p2.regions / "src.reg").exists()
+    assert res["radius_arcmin"] > 1.0

@@ -607,6 +607,8 @@ def plot_fit(dest: Path, n_spectra: int, labels: list[str]) -> None:
 def run_fit(input_dir: Path, output_dir: Path, opts: FitOptions) -> dict:
     """Run step 4 on the spectra in ``input_dir``; write outputs in ``output_dir``."""
     opts.validate()
+    from .fileio import remove_stale_parts
+    remove_stale_parts(output_dir)            # leftovers of a killed run
     expr = parse_model(opts.model)
     spectra = find_spectra(input_dir, opts.cameras)
     for cam, path in spectra:

@@ -108,26 +108,36 @@ def camera_weight(cam: str) -> float:
     return float(np.mean(ins.camera(cam).on_axis_area(e)) / np.mean(ins.camera("pn").on_axis_area(e)))
 
 
-def make_images(cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> dict:
-    """Counts images and exposure maps per camera and EPIC; written as multi-extension FITS."""
+def native_band_maps(cams: list[CameraData], grid: ImageGrid) -> dict:
+    """{camera: {band: (counts image, exposure map)}} from the events and the instrument model."""
+    out = {}
+    for c in cams:
+        cam = ins.camera(c.name)
+        out[c.name] = {}
+        for band in BANDS_KEV:
+            sel = band_mask(c.pi, band)
+            out[c.name][band] = (counts_image(c.x[sel], c.y[sel], grid),
+                                 exposure_map(cam, grid, c.pa, c.active, c.exposure_s, band, c.coverage))
+    return out
+
+
+def write_band_products(maps: dict, cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> dict:
+    """Per-camera and EPIC images/exposure maps as multi-extension FITS; EPIC sums returned
+    (exposure maps weighted to pn-equivalent seconds)."""
     epic_counts = {b: np.zeros((grid.n, grid.n)) for b in BANDS_KEV}
     epic_expo = {b: np.zeros((grid.n, grid.n)) for b in BANDS_KEV}
     for c in cams:
         cam = ins.camera(c.name)
         img_hdus, exp_hdus = [fits.PrimaryHDU()], [fits.PrimaryHDU()]
         for band in BANDS_KEV:
-            sel = band_mask(c.pi, band)
-            img = counts_image(c.x[sel], c.y[sel], grid)
-            expo = exposure_map(cam, grid, c.pa, c.active, c.exposure_s, band, c.coverage)
+            img, expo = maps[c.name][band]
             epic_counts[band] += img
             epic_expo[band] += expo * camera_weight(c.name)
             extra = {"INSTRUME": cam.instrume, "BAND": band, "EXPOSURE": c.exposure_s}
-            img_hdus.append(fits.ImageHDU(image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"], extra).data,
-                                          header=image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"], extra).header,
-                                          name=f"IMG_{band}"))
-            exp_hdus.append(fits.ImageHDU(expo.astype(np.float32),
-                                          header=image_hdu(expo, grid, meta["ra_pnt"], meta["dec_pnt"], extra).header,
-                                          name=f"EXP_{band}"))
+            hi = image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"], extra)
+            he = image_hdu(expo, grid, meta["ra_pnt"], meta["dec_pnt"], extra)
+            img_hdus.append(fits.ImageHDU(hi.data, header=hi.header, name=f"IMG_{band}"))
+            exp_hdus.append(fits.ImageHDU(he.data, header=he.header, name=f"EXP_{band}"))
         write_fits(outdir / f"{c.name}_images.fits", fits.HDUList(img_hdus))
         write_fits(outdir / f"{c.name}_expmaps.fits", fits.HDUList(exp_hdus))
     hdus_i, hdus_e = [fits.PrimaryHDU()], [fits.PrimaryHDU()]
@@ -142,12 +152,32 @@ def make_images(cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> 
     return {"counts": epic_counts, "exposure": epic_expo}
 
 
+def make_images(cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> dict:
+    """Native images and exposure maps, written; EPIC sums returned."""
+    return write_band_products(native_band_maps(cams, grid), cams, grid, meta, outdir)
+
+
 def _mask_sources(counts, bkg, sources: list[Source], grid: ImageGrid):
     out = counts.copy()
     X, Y = grid.centres()
     for s in sources:
         m = (X - s.x) ** 2 + (Y - s.y) ** 2 <= (s.radius_arcsec / ins.SKY_PIX_ARCSEC) ** 2
         out[m] = bkg[m]
+    return out
+
+
+def _sources_from_list(rows: list[dict], imgs: dict, grid: ImageGrid, meta: dict) -> list[Source]:
+    """Point sources of an edetect_chain list, with the native exclusion radius."""
+    from .detect import exclusion_radius
+    cam = ins.camera("pn")
+    bkg = ndimage.gaussian_filter(imgs["counts"][DETECT_BAND], 8.0)
+    out = []
+    for r in rows:
+        x, y = ins.radec_to_sky(r["ra"], r["dec"], meta["ra_pnt"], meta["dec_pnt"])
+        c, rr = grid.sky_to_pix(x[0], y[0])
+        c, rr = int(np.clip(round(float(c)), 0, grid.n - 1)), int(np.clip(round(float(rr)), 0, grid.n - 1))
+        out.append(Source(float(x[0]), float(y[0]), r["ra"], r["dec"], r["counts"], r["det_ml"],
+                          exclusion_radius(r["counts"], bkg[rr, c], cam)))
     return out
 
 
@@ -216,8 +246,11 @@ def fov_room_arcmin(x: float, y: float) -> float:
     return ins.FOV_RADIUS_ARCMIN - float(ins.off_axis_arcmin(x, y))
 
 
-def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False) -> dict:
-    """Run step 2 and write its outputs; return the regions.json content."""
+def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backend: str = "native") -> dict:
+    """Run step 2 and write its outputs; return the regions.json content.
+
+    ``backend='sas'``: images with evselect on the same grid, exposure maps with eexpmap
+    and point sources from edetect_chain; centre, radius and regions as for native."""
     opts.validate()
     outdir = paths.regions
     remove_stale_parts(outdir)
@@ -230,16 +263,24 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False) -> di
         return dict(prev, up_to_date=True)
     cams, meta = _load_cameras(paths, opts.cameras)
     grid = ImageGrid.around_pointing()
-    imgs = make_images(cams, grid, meta, outdir)
+    if backend == "sas":
+        from .sas import run_sas_images
+        maps, sas_sources = run_sas_images(paths, [c.name for c in cams], grid)
+        imgs = write_band_products(maps, cams, grid, meta, outdir)
+    else:
+        imgs = make_images(cams, grid, meta, outdir)
     counts, expo = imgs["counts"][CENTRE_BAND], imgs["exposure"][CENTRE_BAND]
     if opts.ra is not None:
         x0, y0 = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
         first_centre = (float(x0[0]), float(y0[0]))
     else:
         first_centre = find_centre(counts, expo, [], grid)
-    sources = detect_point_sources(imgs["counts"][DETECT_BAND], imgs["exposure"][DETECT_BAND], grid,
-                                   meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
-                                   centre_xy=first_centre)
+    if backend == "sas":
+        sources = _sources_from_list(sas_sources, imgs, grid, meta)
+    else:
+        sources = detect_point_sources(imgs["counts"][DETECT_BAND], imgs["exposure"][DETECT_BAND], grid,
+                                       meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
+                                       centre_xy=first_centre)
     warnings: list[str] = []
     # centre
     if opts.ra is not None:
@@ -440,11 +481,8 @@ def main(argv=None) -> int:
                          bkg_outer=args.bkg_outer, min_sigma=args.min_sigma,
                          cameras=tuple(parse_cameras(args.cameras)))
     opts.validate()
-    if args.backend == "sas":
-        from .backends import choose_backend
-        choose_backend("sas", paths)     # exit 3 when SAS is missing
-        log.warning("regions: the SAS path (eexpmap/edetect_chain) is not built; using the native path")
-    res = run_regions(paths, opts, force=args.force)
+    from .backends import choose_backend
+    res = run_regions(paths, opts, force=args.force, backend=choose_backend(args.backend, paths))
     print(f"regions: R = {res['radius_arcmin']:.2f}' at ({res['center']['ra']:.5f}, {res['center']['dec']:.5f}), "
           f"{len(res['excluded'])} point sources excluded -> {paths.regions}")
     return 0

@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
 
 from . import gti as G
@@ -164,16 +165,7 @@ def run_task(task: SasTask, dest_dir: Path, log_dir: Path, timeout: float = 7200
         run_dir = Path(tmp)
         res = runner.run(task.argv, cwd=run_dir, env=_task_env(run_dir, task.env), timeout=timeout,
                          log=log_path)
-        if res.timed_out:
-            raise SasTaskError(f"SAS task {task.task} timed out after {timeout:g} s and was killed", log_path)
-        if res.returncode is None:
-            raise DependencyError(f"SAS task {task.task} not found on PATH (is SAS initialised?)", log_path)
-        err = ERROR_LINE.search(res.stdout + "\n" + res.stderr)
-        if err:
-            line = (res.stdout + "\n" + res.stderr)[err.start():].splitlines()[0].strip()
-            raise SasTaskError(f"SAS task {task.task} reported: {line}", log_path)
-        if res.returncode != 0:
-            raise SasTaskError(f"SAS task {task.task} exited with status {res.returncode}", log_path)
+        _judge(task, res, log_path)
         produced: list[Path] = []
         for pattern in task.outputs:
             hits = sorted(run_dir.glob(pattern))
@@ -271,3 +263,220 @@ def describe(task: SasTask) -> str:
 
 def _q(v: str) -> str:
     return f"'{v}'" if re.search(r"[\s&|()<>!=#;]", v) else v
+
+
+# --- step 3 with SAS ------------------------------------------------------------------------
+def evselect_spectrum(table: Path, cam: str, expression: str, spectrumset: str) -> SasTask:
+    """Spectrum with 5 eV channels over the camera's PI range (pn 0-20479, MOS 0-11999)."""
+    chmax = 20479 if cam == "pn" else 11999
+    return SasTask("evselect", [("table", str(table)), ("withspectrumset", "yes"), ("spectrumset", spectrumset),
+                                ("energycolumn", "PI"), ("spectralbinsize", "5"), ("withspecranges", "yes"),
+                                ("specchannelmin", "0"), ("specchannelmax", str(chmax)),
+                                ("expression", expression)], [spectrumset])
+
+
+def evselect_detmap(table: Path, expression: str, imageset: str = "detmap.fits") -> SasTask:
+    """Detector-coordinate image of the source events: the weights of arfgen's extended ARF."""
+    return SasTask("evselect", [("table", str(table)), ("withimageset", "yes"), ("imageset", imageset),
+                                ("xcolumn", "DETX"), ("ycolumn", "DETY"), ("imagebinning", "binSize"),
+                                ("ximagebinsize", "120"), ("yimagebinsize", "120"),
+                                ("expression", expression)], [imageset])
+
+
+def backscale(spectrumset: Path, badpixlocation: Path) -> SasTask:
+    return SasTask("backscale", [("spectrumset", str(spectrumset)), ("badpixlocation", str(badpixlocation))], [])
+
+
+def rmfgen(spectrumset: Path, rmfset: str) -> SasTask:
+    return SasTask("rmfgen", [("spectrumset", str(spectrumset)), ("rmfset", rmfset)], [rmfset])
+
+
+def arfgen_extended(spectrumset: Path, rmfset: Path, arfset: str, detmap: Path, badpixlocation: Path) -> SasTask:
+    """arfgen for an extended source weighted by the detector map of its events."""
+    return SasTask("arfgen", [("spectrumset", str(spectrumset)), ("arfset", arfset), ("withrmfset", "yes"),
+                              ("rmfset", str(rmfset)), ("extendedsource", "yes"), ("detmaptype", "dataset"),
+                              ("detmaparray", str(detmap)), ("badpixlocation", str(badpixlocation)),
+                              ("setbackscale", "no")], [arfset])
+
+
+def specgroup(spectrumset: Path, groupedset: str, backgndset: Path, rmfset: Path, arfset: Path,
+              mincounts: int = 25) -> SasTask:
+    return SasTask("specgroup", [("spectrumset", str(spectrumset)), ("groupedset", groupedset),
+                                 ("mincounts", str(mincounts)), ("oversample", "3"), ("withbgdset", "yes"),
+                                 ("backgndset", str(backgndset)), ("rmfset", str(rmfset)),
+                                 ("arfset", str(arfset)), ("addfilenames", "yes")], [groupedset])
+
+
+def sas_spectra_tasks(cam: str, events: Path, src_expr: str, bkg_expr: str, std_expr: str,
+                      mincounts: int = 25) -> list[SasTask]:
+    """The whole step-3 task list for one camera, in order (outputs land in one folder)."""
+    src_sel = f"{std_expr} && {src_expr}"
+    bkg_sel = f"{std_expr} && {bkg_expr}"
+    src, bkg = f"{cam}_src.pha", f"{cam}_bkg.pha"
+    rmf, arf, det = f"{cam}.rmf", f"{cam}.arf", f"{cam}_detmap.fits"
+    return [evselect_spectrum(events, cam, src_sel, src), evselect_spectrum(events, cam, bkg_sel, bkg),
+            backscale(Path(src), events), backscale(Path(bkg), events),
+            evselect_detmap(events, src_sel, det), rmfgen(Path(src), rmf),
+            arfgen_extended(Path(src), Path(rmf), arf, Path(det), events),
+            specgroup(Path(src), f"{cam}_src_grp.pha", Path(bkg), Path(rmf), Path(arf), mincounts)]
+
+
+def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: float = 7200.0) -> dict:
+    """Step 3 through SAS: run each camera's task list in results/<OBSID>/spectra/.
+
+    Tasks that modify a spectrum in place (backscale) run on a copy in their private
+    folder and the result replaces the file, so an interrupted run leaves no half file.
+    """
+    import json as _json
+    from .shapes import read_ds9
+    filt = _json.loads((paths.events / "filtering.json").read_text())
+    out = paths.spectra
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"backend": "sas", "cameras": {}}
+    for cam in cameras:
+        try:
+            events = paths.clean_events(cam)
+            if not events.exists():
+                raise SasTaskError(f"{cam}: no cleaned events")
+            src = read_ds9(paths.regions / "src.reg")
+            bkg = read_ds9(paths.regions / "bkg.reg")
+            for task in sas_spectra_tasks(cam, events, src.evselect_expression(), bkg.evselect_expression(),
+                                          filt[cam]["expression"], mincounts):
+                _run_in_folder(task, out, paths.logs, timeout)
+            summary["cameras"][cam] = {"status": "ok", "files": {k: str(out / f"{cam}{v}") for k, v in
+                                       (("src", "_src.pha"), ("bkg", "_bkg.pha"), ("grp", "_src_grp.pha"),
+                                        ("rmf", ".rmf"), ("arf", ".arf"))}}
+        except SasTaskError as exc:
+            log.warning("%s: %s", cam, exc.one_line())
+            summary["cameras"][cam] = {"status": "failed", "reason": exc.message}
+    write_json(out / "spectra.json", summary)
+    if not any(s.get("status") == "ok" for s in summary["cameras"].values()):
+        raise DataError("no camera gives a spectrum with SAS; see results/<OBSID>/logs/", out / "spectra.json")
+    return summary
+
+
+def _run_in_folder(task: SasTask, folder: Path, logs: Path, timeout: float) -> None:
+    """Run a task whose file arguments are names in ``folder``: inputs are copied into the
+    task's private folder (in-place tasks such as backscale then modify the copy), and
+    what it writes or modifies is moved back atomically."""
+    import tempfile as _tf
+    folder = Path(folder)
+    with _tf.TemporaryDirectory(prefix=f"xmmext_{task.task}_", dir=folder) as tmp:
+        run_dir = Path(tmp)
+        modified = []
+        for _, v in task.params:
+            src = folder / v
+            if v and "/" not in v and src.is_file():
+                shutil.copyfile(src, run_dir / v)
+                modified.append(v)
+        res = runner.run(task.argv, cwd=run_dir, env=_task_env(run_dir, task.env), timeout=timeout,
+                         log=Path(logs) / f"sas_{task.task}.log")
+        _judge(task, res, Path(logs) / f"sas_{task.task}.log")
+        for name in set(task.outputs) | set(modified):
+            p = run_dir / name
+            if not p.exists():
+                raise SasTaskError(f"SAS task {task.task} did not produce {name}", Path(logs) / f"sas_{task.task}.log")
+            os.replace(p, folder / name)
+
+
+def _judge(task: SasTask, res, log_path: Path) -> None:
+    """Success = finished in time, no '** task: error' line, exit status 0."""
+    if res.timed_out:
+        raise SasTaskError(f"SAS task {task.task} timed out and was killed", log_path)
+    if res.returncode is None:
+        raise DependencyError(f"SAS task {task.task} not found on PATH (is SAS initialised?)", log_path)
+    err = ERROR_LINE.search(res.stdout + "\n" + res.stderr)
+    if err:
+        line = (res.stdout + "\n" + res.stderr)[err.start():].splitlines()[0].strip()
+        raise SasTaskError(f"SAS task {task.task} reported: {line}", log_path)
+    if res.returncode != 0:
+        raise SasTaskError(f"SAS task {task.task} exited with status {res.returncode}", log_path)
+
+
+# --- step 2 with SAS ------------------------------------------------------------------------
+def evselect_image(table: Path, cam: str, band_ev: tuple[int, int], grid, imageset: str, std_expr: str) -> SasTask:
+    """Sky image on exactly the native image grid (4" pixels), so both paths share regions."""
+    x1, y1 = grid.x0 + grid.n * grid.binsize, grid.y0 + grid.n * grid.binsize
+    expr = f"{std_expr} && (PI in [{band_ev[0]}:{band_ev[1] - 1}])"
+    return SasTask("evselect", [("table", str(table)), ("withimageset", "yes"), ("imageset", imageset),
+                                ("xcolumn", "X"), ("ycolumn", "Y"), ("imagebinning", "binSize"),
+                                ("ximagebinsize", f"{grid.binsize:g}"), ("yimagebinsize", f"{grid.binsize:g}"),
+                                ("withxranges", "yes"), ("ximagemin", f"{grid.x0:g}"), ("ximagemax", f"{x1:g}"),
+                                ("withyranges", "yes"), ("yimagemin", f"{grid.y0:g}"), ("yimagemax", f"{y1:g}"),
+                                ("expression", expr)], [imageset])
+
+
+def eexpmap(imageset: str, eventset: Path, attitudeset: Path, band_ev: tuple[int, int], expimageset: str) -> SasTask:
+    return SasTask("eexpmap", [("imageset", imageset), ("eventset", str(eventset)), ("attitudeset", str(attitudeset)),
+                               ("expimageset", expimageset), ("pimin", str(band_ev[0])), ("pimax", str(band_ev[1])),
+                               ("withdetcoords", "no")], [expimageset])
+
+
+def edetect_chain(imagesets: list[str], eventsets: list[Path], attitudeset: Path, bands_ev: list[tuple[int, int]],
+                  likemin: float = 10.0, mllistset: str = "emllist.fits") -> SasTask:
+    """Standard EPIC source detection on the given images (one per camera and band)."""
+    pimin = " ".join(str(b[0]) for b in bands_ev)
+    pimax = " ".join(str(b[1]) for b in bands_ev)
+    return SasTask("edetect_chain", [("imagesets", " ".join(imagesets)),
+                                     ("eventsets", " ".join(str(e) for e in eventsets)),
+                                     ("attitudeset", str(attitudeset)), ("pimin", pimin), ("pimax", pimax),
+                                     ("likemin", f"{likemin:g}"), ("witheexpmap", "yes"), ("ecf", "1.0"),
+                                     ("eboxl_list", "eboxlist_l.fits"), ("eboxm_list", "eboxlist_m.fits"),
+                                     ("esp_withootset", "no"), ("eml_list", mllistset)], [mllistset])
+
+
+def read_emllist(path: Path, likemin: float = 10.0) -> list[dict]:
+    """EPIC summary rows (ID_INST == 0) of an emldetect list: RA, DEC, counts, DET_ML, EXTENT."""
+    with fits.open(path) as h:
+        d = h[1].data
+        cols = d.columns.names
+        rows = d[d["ID_INST"] == 0] if "ID_INST" in cols else d
+        out = []
+        for r in rows:
+            if float(r["DET_ML"]) < likemin or ("EXTENT" in cols and float(r["EXTENT"]) > 0):
+                continue                      # extended detections are the cluster, not point sources
+            out.append({"ra": float(r["RA"]), "dec": float(r["DEC"]), "counts": float(r["SCTS"]) if "SCTS" in cols else 0.0,
+                        "det_ml": float(r["DET_ML"])})
+        return out
+
+
+def atthkgen(atthkset: str = "atthk.fits") -> SasTask:
+    return SasTask("atthkgen", [("atthkset", atthkset), ("timestep", "1")], [atthkset])
+
+
+def run_sas_images(paths: ObsPaths, cameras: list[str], grid) -> tuple[dict, list[dict]]:
+    """Images (evselect on the native grid), exposure maps (eexpmap) and the point-source
+    list (edetect_chain) for step 2; returns ({cam: {band: (img, expmap)}}, sources)."""
+    import json as _json
+    from .images import BANDS_KEV, DETECT_BAND
+    filt = _json.loads((paths.events / "filtering.json").read_text())
+    work = paths.regions / "sas"
+    work.mkdir(parents=True, exist_ok=True)
+    sas_work = paths.results / "sas"
+    sums = sorted(sas_work.glob("*SUM.SAS"))
+    env_extra = {"SAS_ODF": str(sums[0]), "SAS_CCF": str(sas_work / "ccf.cif")} if sums else {}
+    att = work / "atthk.fits"
+    if not att.exists():
+        t = atthkgen()
+        t.env.update(env_extra)
+        _run_in_folder(t, work, paths.logs, 3600)
+    maps, det_imgs, det_events = {}, [], []
+    for cam in cameras:
+        events = paths.clean_events(cam)
+        maps[cam] = {}
+        for band, (lo, hi) in BANDS_KEV.items():
+            b_ev = (int(lo * 1000), int(hi * 1000))
+            img, exp = f"{cam}_img_{band}.fits", f"{cam}_exp_{band}.fits"
+            _run_in_folder(evselect_image(events, cam, b_ev, grid, img, filt[cam]["expression"]), work, paths.logs, 3600)
+            t = eexpmap(img, events, att, b_ev, exp)
+            t.env.update(env_extra)
+            _run_in_folder(t, work, paths.logs, 3600)
+            maps[cam][band] = (np.asarray(fits.getdata(work / img), float), np.asarray(fits.getdata(work / exp), float))
+            if band == DETECT_BAND:
+                det_imgs.append(str(work / img))          # a list argument: absolute paths
+                det_events.append(events)
+    lo, hi = BANDS_KEV[DETECT_BAND]
+    t = edetect_chain(det_imgs, det_events, att, [(int(lo * 1000), int(hi * 1000))])
+    t.env.update(env_extra)
+    _run_in_folder(t, work, paths.logs, 7200)
+    return maps, read_emllist(work / "emllist.fits")

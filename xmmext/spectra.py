@@ -614,10 +614,15 @@ def main(argv=None) -> int:
                           cameras=tuple(parse_cameras(args.cameras)),
                           rmf=_per_camera(args.rmf, "--rmf"), arf=_per_camera(args.arf, "--arf"))
     opts.grouping()
-    if args.backend == "sas":
-        from .backends import choose_backend
-        choose_backend("sas", paths)
-        log.warning("spectra: the SAS path (backscale/rmfgen/arfgen/specgroup) is not built; using the native path")
+    from .backends import choose_backend
+    if choose_backend(args.backend, paths) == "sas":
+        from .sas import run_sas_spectra
+        kind, value = opts.grouping()
+        if kind != "mincounts" or opts.src_reg or opts.bkg_reg or opts.rmf or opts.arf:
+            raise UsageError("the SAS path supports the step-2 regions and --group mincounts=N only")
+        res = run_sas_spectra(paths, opts.cameras, int(value))
+        print(f"spectra (sas): {', '.join(c for c, s in res['cameras'].items() if s['status'] == 'ok')} -> {paths.spectra}")
+        return 0
     res = run_spectra(paths, opts, force=args.force)
     for cam, s in res["cameras"].items():
         if s.get("status") == "ok":
