@@ -156,3 +156,54 @@ def test_killed_spectra_step_resumes_to_identical_results(processed_obs, tmp_pat
                 assert ha.name == hb.name
                 for col in ha.columns.names:
                     assert _same_column(ha.data[col], hb.data[col]), (name, col)
+
+
+def test_joint_fit_of_the_list(list_run):
+    wd, truths, _ = list_run
+    lst = wd / "obs_list_joint.txt"
+    lst.write_text("0999995001\n0999995002\n")
+    r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "joint",
+                 "--joint", "--nh", "0.03", "--workdir", str(wd)], timeout=900)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((wd / "results" / "multi" / "joint" / "joint" / "fit.json").read_text())
+    assert res["joint_observations"] == ["0999995001", "0999995002"]
+    assert len(res["spectra"]) == 6
+    assert sum(k.startswith("cross_norm.") for k in res["parameters"]) == 5
+    kt = res["parameters"]["bremss.kT"]
+    assert kt["lower"] <= 5.0 <= kt["upper"]
+    assert (wd / "results" / "multi" / "joint" / "joint" / "fit.xcm").read_text().count("_src_grp.pha") == 6
+
+
+def test_report_renders_in_headless_chromium(list_run, tmp_path):
+    """Load report.html in Debian's Chromium: no console errors, every image decoded,
+    and a non-blank screenshot."""
+    import shutil
+    import subprocess
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Debian chromium not installed (.ci/run installs it when running as root)")
+    wd, _, _ = list_run
+    page = (wd / "results" / "0999995001" / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             " document.body.setAttribute('data-images', imgs.length);"
+             " document.body.setAttribute('data-decoded', imgs.filter(i => i.complete && i.naturalWidth > 0).length);"
+             " });</script></body>")
+    probed = tmp_path / "report_probe.html"
+    probed.write_text(page.replace("</body>", probe))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=180)
+    n_img = re.search(r'data-images="(\d+)"', dom.stdout)
+    n_dec = re.search(r'data-decoded="(\d+)"', dom.stdout)
+    assert n_img and n_dec, dom.stderr[-2000:]
+    assert int(n_img.group(1)) >= 7 and n_dec.group(1) == n_img.group(1)
+    console_errors = [l for l in dom.stderr.splitlines() if "CONSOLE" in l and ("ERROR" in l or "Uncaught" in l)]
+    assert not console_errors, console_errors
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,2400",
+                    (wd / "results" / "0999995001" / "report.html").as_uri()], capture_output=True, timeout=180)
+    import matplotlib.image as mpimg
+    img = mpimg.imread(shot)
+    assert img.std() > 0.05                       # not a blank page

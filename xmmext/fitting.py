@@ -522,12 +522,15 @@ def run_pyxspec(spectra, expr, opts) -> dict:
 
 
 # --- outputs ----------------------------------------------------------------------------------------
-def xcm_text(result: dict, expr: ModelExpression, opts: FitOptions) -> str:
-    """An XSPEC command file that reloads the data and the fitted model (@fit.xcm)."""
+def xcm_text(result: dict, expr: ModelExpression, opts: FitOptions, full_paths: bool = False) -> str:
+    """An XSPEC command file that reloads the data and the fitted model (@fit.xcm).
+
+    File names are relative to the spectra folder (run XSPEC there), or absolute with
+    ``full_paths`` (joint fits of spectra from several folders)."""
     stat = "cstat" if opts.stat in ("cstat", "wstat") else "chi"
     lines = [f"statistic {stat}", "method leven 10 0.01", f"abund {opts.abund_table}", "xsect vern",
              "cosmo 67.7 0 0.689", "xset delta 0.01", "systematic 0"]
-    files = [Path(s["file"]).name for s in result["spectra"]]
+    files = [str(s["file"]) if full_paths else Path(s["file"]).name for s in result["spectra"]]
     lines.append("data " + " ".join(f"{i}:{i} {f}" for i, f in enumerate(files, 1)))
     if opts.no_background:
         lines += [f"back {i} none" for i in range(1, len(files) + 1)]

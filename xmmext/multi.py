@@ -235,6 +235,35 @@ def _plot(rows, params, means, dest):
     plt.close(fig)
 
 
+def joint_fit(obsids: list[str], name: str, workdir, fit_opts) -> dict:
+    """One fit of every observation's spectra: shared physical parameters, a free
+    cross-normalisation per spectrum after the first (results/multi/<name>/joint/)."""
+    from .fitting import check_spectrum, csv_text, find_spectra, fit_sherpa, plot_fit, xcm_text
+    from .modelexpr import parse_model
+    fit_opts.validate()
+    expr = parse_model(fit_opts.model)
+    spectra = []
+    for o in obsids:
+        for cam, path in find_spectra(ObsPaths.of(o, workdir).spectra, fit_opts.cameras):
+            check_spectrum(cam, path, fit_opts)
+            spectra.append((f"{o}_{cam}", path))
+    from .atomdb import configure_xspec, find_apec_files, missing_data_message, needs_atomdb
+    thermal = needs_atomdb([c.xspec_name for c in expr.components])
+    if thermal:
+        if find_apec_files() is None:
+            from .errors import DependencyError
+            raise DependencyError(missing_data_message(thermal[0]))
+        configure_xspec()
+    result = fit_sherpa(spectra, expr, fit_opts)
+    result["joint_observations"] = obsids
+    out = multi_dir(name, workdir) / "joint"
+    write_json(out / "fit.json", result)
+    write_text(out / "fit.csv", csv_text(result))
+    write_text(out / "fit.xcm", xcm_text(result, expr, fit_opts, full_paths=True))
+    plot_fit(out / "fit.png", len(spectra), [label for label, _ in spectra])
+    return result
+
+
 # --- command line --------------------------------------------------------------------------------
 def main(argv=None) -> int:
     from .cli import base_parser, setup_logging
@@ -247,13 +276,11 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="XSPEC model for --run-missing (default tbabs*(apec+powerlaw))")
     p.add_argument("--nh", type=float)
     p.add_argument("--redshift", type=float)
-    p.add_argument("--joint", action="store_true", help="joint fit of all observations (NOT BUILT YET)")
+    p.add_argument("--joint", action="store_true", help="also one joint fit of all observations' spectra")
     args = p.parse_args(argv)
     setup_logging(args.debug, args.quiet)
     from .layout import validate_name
     validate_name(args.name)
-    if args.joint:
-        raise UsageError("--joint is not built yet (issue #7): fit observations one by one and combine")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be >= 1")
     obsids = read_obs_list(args.list)
@@ -267,5 +294,15 @@ def main(argv=None) -> int:
     for pname, m in summary["weighted_means_1sigma"].items():
         if m["mean"] is not None:
             print(f"{pname:<22} weighted mean {m['mean']:.4g} +- {m['error']:.2g} (n={m['n']})")
+    if args.joint:
+        from .fitting import FitOptions
+        done = [o for o in obsids if (ObsPaths.of(o, args.workdir).fit / "fit.json").exists()]
+        model = args.model or json.loads((ObsPaths.of(done[0], args.workdir).fit / "fit.json").read_text())["model"]
+        res = joint_fit(done, args.name, args.workdir, FitOptions(model=model, nh=args.nh, redshift=args.redshift))
+        st = res["statistic"]
+        print(f"joint fit of {len(done)} observations: {st['name']} {st['value']:.1f}/{st['dof']}")
+        for pname, r in res["parameters"].items():
+            if not r["frozen"] and not pname.startswith("cross_norm"):
+                print(f"  {pname:<22} {r['value']:.4g} ({r['lower']} .. {r['upper']})")
     print(f"combined table: {multi_dir(args.name, args.workdir) / 'table.csv'}")
     return 0
