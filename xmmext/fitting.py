@@ -582,6 +582,17 @@ def plot_fit(dest: Path, n_spectra: int, labels: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sherpa.astro import ui
+    # sherpa warns on every plot that W-stat does not use the displayed error bars: known
+    sherpa_log = logging.getLogger("sherpa")
+    level = sherpa_log.level
+    sherpa_log.setLevel(logging.ERROR)
+    try:
+        _draw_fit(dest, n_spectra, labels, ui, plt)
+    finally:
+        sherpa_log.setLevel(level)
+
+
+def _draw_fit(dest, n_spectra, labels, ui, plt) -> None:
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     model_min = np.inf
     for i in range(1, n_spectra + 1):
