@@ -256,15 +256,6 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
     return rec
 
 
-def describe(task: SasTask) -> str:
-    """The command as a user would type it (for logs and reports; never executed)."""
-    return " ".join([task.task] + [f"{k}={_q(v)}" for k, v in task.params])
-
-
-def _q(v: str) -> str:
-    return f"'{v}'" if re.search(r"[\s&|()<>!=#;]", v) else v
-
-
 # --- step 3 with SAS ------------------------------------------------------------------------
 def evselect_spectrum(table: Path, cam: str, expression: str, spectrumset: str) -> SasTask:
     """Spectrum with 5 eV channels over the camera's PI range (pn 0-20479, MOS 0-11999)."""

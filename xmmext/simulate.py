@@ -179,11 +179,11 @@ def _disk(rng, n, radius_px, cx=ins.SKY_REF_PIX, cy=ins.SKY_REF_PIX):
     return cx + r * np.cos(phi), cy + r * np.sin(phi)
 
 
-def _photon_component(rng, cam, cfg, photons_per_s, spatial, times, n_expected=None):
+def _photon_component(rng, cam, cfg, photons_per_s, spatial, times):
     """Draw photons: energies from spectrum x area, positions from ``spatial(n)``."""
     emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
     w = photons_per_s * cam.on_axis_area(emid, cfg.filter)
-    mean = float(w.sum()) * cfg.exposure if n_expected is None else n_expected
+    mean = float(w.sum()) * cfg.exposure
     n = rng.poisson(mean)
     energy = _sample_energies(rng, w, n)
     x, y = spatial(n)

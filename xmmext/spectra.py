@@ -416,7 +416,7 @@ def run_spectra(paths: ObsPaths, opts: SpectraOptions, force: bool = False) -> d
             summary["cameras"][cam_name] = dict(prev, up_to_date=True)
             continue
         try:
-            summary["cameras"][cam_name] = _camera_spectra(paths, cam_name, opts, kind, value)
+            summary["cameras"][cam_name] = _camera_spectra(paths, cam_name, opts, kind, value, filt[cam_name])
         except DataError as exc:
             log.warning("%s: %s", cam_name, exc.message)
             summary["cameras"][cam_name] = {"status": "skipped", "reason": exc.message}
@@ -432,7 +432,8 @@ def run_spectra(paths: ObsPaths, opts: SpectraOptions, force: bool = False) -> d
     return summary
 
 
-def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: str, value) -> dict:
+def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: str, value, filt: dict) -> dict:
+    """One camera's spectra and responses; ``filt`` is its step-1 record in filtering.json."""
     cam = ins.camera(cam_name)
     ev = read_events(paths.clean_events(cam_name), columns=["X", "Y", "PI", "CCDNR"])
     meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")),
@@ -473,15 +474,13 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
         exposed_fraction = None
     else:
         specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, meta["filter"])
-        filt_expr = json.loads((paths.events / "filtering.json").read_text())[cam_name]["expression"]
-        sel_eff = ins.selection_efficiency(cam, filt_expr)
+        sel_eff = ins.selection_efficiency(cam, filt["expression"])
         specresp = specresp * sel_eff
         write_fits(out / names["arf"], ins.arf_hdulist(cam, specresp, meta["filter"], {
             "EXTENDED": (True, "extended-source ARF (brightness-weighted vignetting)"),
             "EXPFRAC": (exposed_fraction, "exposed fraction of the source brightness"),
             "SELEFF": (sel_eff, "fraction of X-ray events kept by the event selection")}))
     files_src = {"RESPFILE": rmf_name, "ANCRFILE": arf_name, "BACKFILE": names["bkg"]}
-    filt = json.loads((paths.events / "filtering.json").read_text())[cam_name]
     corner, corner_area = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]),
                                           meta["pa_pnt"], active)
     e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
