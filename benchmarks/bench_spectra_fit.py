@@ -1,5 +1,6 @@
 """Issues 5 and 6: spectra + responses for three cameras (target < 15 s), and a joint
-three-camera W-stat fit of the demo with 90% errors on all free parameters (target < 10 s).
+three-camera cstat fit (W-stat: background loaded, not modelled) of the demo with 90%
+errors on all free parameters (target < 10 s).
 
 Baselines in the same run: reading the cleaned events (spectra) and one evaluation of
 the source model through the XSPEC library called directly vs through the sherpa engine
@@ -52,7 +53,7 @@ def main():
     res = fit_sherpa(find_spectra(paths.spectra, opts.cameras), expr, opts)
     t_fit = time.perf_counter() - t0
     free = [k for k, v in res["parameters"].items() if not v["frozen"]]
-    print(f"joint 3-camera W-stat fit + 90% errors on {len(free)} free parameters: {t_fit:.1f} s (target < 10 s)")
+    print(f"joint 3-camera cstat (W-stat) fit + 90% errors on {len(free)} free parameters: {t_fit:.1f} s (target < 10 s)")
 
     edges = np.append(ins.RESP_ELO, ins.RESP_EHI[-1])
     xm.set_abundances("aspl")

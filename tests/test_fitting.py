@@ -15,6 +15,7 @@ from xmmext.errors import DependencyError, UsageError
 from xmmext.fitting import FitOptions, fit_sherpa, pyxspec_script, run_fit, xcm_text
 from xmmext.modelexpr import parse_model
 from xmmext.ogip import read_arf, read_pha, read_rmf
+from xmmext.spectra import constant_within_groups, group_min_counts
 
 
 def test_model_expression_names():
@@ -111,12 +112,14 @@ def test_pyxspec_script(processed_obs):
     assert "m(4).frozen = False" in s                        # abundance free
     assert "xspec.AllModels(2)(1).untie()" in s
     assert s[-2:] == ["xspec.Fit.perform()", "xspec.Fit.error('maximum 1000 2.706 2-8')"]
+    opts.goodness = 200
+    assert pyxspec_script(spectra, expr, opts)[-1] == "goodness_percent = xspec.Fit.goodness(200, sim=False, fit=True)"
 
 
-def test_parameter_coverage_on_fake_spectra(processed_obs, tmp_path):
-    """kT and norm inside their 90% intervals in >= 8 of 10 Poisson realisations of the
-    truth model through the pipeline's own pn response and background."""
-    wd, truth, paths, _ = processed_obs
+def _fake_pn_spectra(paths, truth, norm: float, expo: float, seed: int, area_scaling: bool = False):
+    """A generator of folders with Poisson realisations of tbabs*bremss (the truth) through
+    the pipeline's own pn response, with a background realised from the measured one,
+    scaled by step 3's per-channel BACKSCAL or (``area_scaling``) by the area ratio."""
     c = truth["cluster"]
     src = read_pha(paths.spectra / "pn_src.pha")
     bkg = read_pha(paths.spectra / "pn_bkg.pha")
@@ -124,31 +127,73 @@ def test_parameter_coverage_on_fake_spectra(processed_obs, tmp_path):
     lo, hi, specresp = read_arf(paths.spectra / "pn.arf")
     xm.set_abundances(c["abund_table"])
     e = np.append(lo, hi[-1])
-    norm = 0.002
     model = norm * xm.evaluate("tbabs", [c["nH"]], e) * xm.evaluate("bremss", [c["kT"]], e)
-    expo = 3000.0                                          # short: fast fits
     mu_src = (model * specresp) @ rmf.matrix * expo
     scale = src.backscal / bkg.backscal
+    if area_scaling:
+        with fits.open(paths.spectra / "pn_bkg.pha") as h:
+            scale = np.full_like(scale, src.backscal / h["SPECTRUM"].header["BKGAREA"])
     mu_bkg = bkg.counts / bkg.exposure * expo
-    hits_kt = hits_norm = 0
-    rng = np.random.default_rng(2024)
-    for k in range(10):
-        d = tmp_path / f"r{k}"
+    rng = np.random.default_rng(seed)
+
+    def realise(d):
         d.mkdir()
         for name in ("pn.rmf", "pn.arf"):
             shutil.copy(paths.spectra / name, d / name)
         b = rng.poisson(mu_bkg)
         s = rng.poisson(mu_src + scale * mu_bkg)
-        for fname, counts, src_file in (("pn_src_grp.pha", s, "pn_src_grp.pha"), ("pn_bkg.pha", b, "pn_bkg.pha")):
-            with fits.open(paths.spectra / src_file) as h:
-                h["SPECTRUM"].data["COUNTS"] = counts
-                h["SPECTRUM"].header["EXPOSURE"] = expo
-                h.writeto(d / fname)
+        with fits.open(paths.spectra / "pn_src_grp.pha") as h:       # regrouped as step 3 would
+            sp = h["SPECTRUM"].data
+            first, last = np.flatnonzero(sp["QUALITY"] == 0)[[0, -1]]
+            sp["COUNTS"] = s
+            sp["GROUPING"], sp["QUALITY"] = group_min_counts(s, 25, first, last)
+            h["SPECTRUM"].header["EXPOSURE"] = expo
+            h.writeto(d / "pn_src_grp.pha")
+            grouping = np.array(sp["GROUPING"])
+        with fits.open(paths.spectra / "pn_bkg.pha") as h:
+            sp = h["SPECTRUM"].data
+            sp["COUNTS"] = b
+            # the scaling the realisation used, constant within the new groups as step 3 writes it
+            sp["BACKSCAL"] = src.backscal / constant_within_groups(scale, mu_bkg, grouping)
+            h["SPECTRUM"].header["EXPOSURE"] = expo
+            h.writeto(d / "pn_bkg.pha")
+        return d / "pn_src_grp.pha"
+    return realise
+
+
+def test_parameter_coverage_on_fake_spectra(processed_obs, tmp_path):
+    """The fitting engine alone: kT and norm inside their 90% intervals in >= 8 of 10
+    Poisson realisations of the truth model through the pipeline's own pn response and
+    background (area-scaled: the whole pipeline, with step 3's per-channel scaling, is
+    benchmarks/bench_coverage.py)."""
+    wd, truth, paths, _ = processed_obs
+    c = truth["cluster"]
+    norm = 0.002
+    realise = _fake_pn_spectra(paths, truth, norm, expo=10000.0, seed=2024, area_scaling=True)
+    hits_kt = hits_norm = 0
+    for k in range(10):
+        pha = realise(tmp_path / f"r{k}")
         opts = FitOptions(model="tbabs*bremss", nh=c["nH"], cameras=("pn",))
-        r = fit_sherpa([("pn", d / "pn_src_grp.pha")], parse_model(opts.model), opts)["parameters"]
+        r = fit_sherpa([("pn", pha)], parse_model(opts.model), opts)["parameters"]
         hits_kt += r["bremss.kT"]["lower"] <= c["kT"] <= r["bremss.kT"]["upper"]
         hits_norm += r["bremss.norm"]["lower"] <= norm <= r["bremss.norm"]["upper"]
     assert hits_kt >= 8 and hits_norm >= 8, (hits_kt, hits_norm)
+
+
+def test_simulated_goodness_separates_right_and_wrong_models(processed_obs, tmp_path):
+    """--goodness: the true model (tbabs*bremss) is acceptable, a power law is rejected."""
+    wd, truth, paths, _ = processed_obs
+    c = truth["cluster"]
+    pha = _fake_pn_spectra(paths, truth, 0.002, expo=20000.0, seed=7, area_scaling=True)(tmp_path / "g")
+    out = {}
+    for model in ("tbabs*bremss", "tbabs*powerlaw"):
+        opts = FitOptions(model=model, nh=c["nH"], cameras=("pn",), goodness=30)
+        out[model] = fit_sherpa([("pn", pha)], parse_model(model), opts)["goodness"]
+    good, bad = out["tbabs*bremss"], out["tbabs*powerlaw"]
+    assert good["n_simulations"] + good["n_failed"] == 30 and good["n_simulations"] >= 25
+    assert good["p_value"] >= 0.05, good
+    assert bad["p_value"] == 0.0 and bad["percent_below_observed"] == 100.0, bad
+    assert bad["observed"] > bad["simulated_16_84"][1] + 30
 
 
 def _cli(*args):
@@ -165,6 +210,7 @@ def test_bad_inputs(processed_obs, tmp_path):
     assert_one_line_error(_cli("--input", sp, "--model", "tbabs*bremss", "--set", "bremss.kt_typo=3", *out), 2, "no parameter")
     assert_one_line_error(_cli("--input", sp, "--model", "tbabs*bremss", "--freeze", "bremss.kTT", *out), 2, "no parameter")
     assert_one_line_error(_cli("--input", sp, "--model", "tbabs*bremss", "--emin", "5", "--emax", "2", *out), 2, "empty energy range")
+    assert_one_line_error(_cli("--input", sp, "--model", "tbabs*bremss", "--goodness", "-3", *out), 2, "--goodness")
     assert_one_line_error(_cli("--input", sp, "--model", "tbabs*(apec+powerlaw)", *out), 3, "AtomDB")
     # missing response
     bad = tmp_path / "spec"

@@ -44,37 +44,84 @@ def test_obsid_and_name_are_validated_before_use(tmp_path, args):
     assert not (tmp_path / "results").exists()
 
 
+# four observations of the same cluster: different seeds, flare fractions and exposures
+LIST_OBS = (("0999995001", 11, 0.10, 9000.0), ("0999995002", 12, 0.25, 8000.0),
+            ("0999995003", 13, 0.05, 8000.0), ("0999995004", 14, 0.30, 9000.0))
+LIST_ARGS = ["--model", "tbabs*bremss", "--nh", "0.03", "--redshift", "0.05", "--workers", "2"]
+
+
 @pytest.fixture(scope="module")
 def list_run(tmp_path_factory):
+    """The four observations through --list with 2 workers (process pool)."""
     wd = tmp_path_factory.mktemp("many")
     truths = {}
-    for obsid, seed, frac in (("0999995001", 11, 0.1), ("0999995002", 12, 0.25)):
-        truths[obsid] = simulate_into(wd, obsid=obsid, seed=seed, exposure=12000.0, flare_fraction=frac,
+    for obsid, seed, frac, expo in LIST_OBS:
+        truths[obsid] = simulate_into(wd, obsid=obsid, seed=seed, exposure=expo, flare_fraction=frac,
                                       n_point_sources=6)
-    bad = wd / "data" / "0999995003" / "event"
-    bad.mkdir(parents=True)
-    (bad / "pn_evt.fits").write_bytes(b"corrupt" * 100)
     lst = wd / "obs_list.txt"
-    lst.write_text("# two good, one corrupt\n0999995001\n0999995002\n0999995003\n")
-    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "pair",
-                 "--model", "tbabs*bremss", "--nh", "0.03", "--workers", "2", "--workdir", str(wd)])
+    lst.write_text("# four simulated observations\n" + "\n".join(o for o, *_ in LIST_OBS) + "\n")
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "four", *LIST_ARGS,
+                 "--workdir", str(wd)], timeout=900)
     return wd, truths, r
 
 
-def test_list_runs_all_and_reports_the_failure(list_run):
+def test_list_of_four_all_succeed_and_combine(list_run):
     wd, truths, r = list_run
-    assert r.returncode == 4, r.stderr                      # one observation failed
-    failed = (wd / "results" / "failed.txt").read_text().splitlines()
-    assert len(failed) == 1 and failed[0].startswith("0999995003") and "FITS" in failed[0]
-    assert re.search(r"0999995001\s+done\s+done\s+done\s+done\s+done\s+ok", r.stdout)
-    table = (wd / "results" / "multi" / "pair" / "table.csv").read_text().splitlines()
-    assert len(table) == 3                                   # header + 2 observations
-    summary = json.loads((wd / "results" / "multi" / "pair" / "summary.json").read_text())
+    assert r.returncode == 0, r.stderr
+    failed = wd / "results" / "failed.txt"
+    assert not failed.exists() or failed.read_text().strip() == ""
+    for obsid, *_ in LIST_OBS:
+        assert re.search(obsid + r"\s+done\s+done\s+done\s+done\s+done\s+ok", r.stdout), r.stdout
+    table = (wd / "results" / "multi" / "four" / "table.csv").read_text().splitlines()
+    assert len(table) == 1 + 4
+    summary = json.loads((wd / "results" / "multi" / "four" / "summary.json").read_text())
     m = summary["weighted_means_1sigma"]["bremss.kT"]
-    assert abs(m["mean"] - 5.0) < 3 * m["error"] + 0.15
-    assert (wd / "results" / "multi" / "pair" / "parameters.png").stat().st_size > 0
-    ecsv = (wd / "results" / "multi" / "pair" / "table.ecsv").read_text()
+    true_kt = truths[LIST_OBS[0][0]]["cluster"]["kT"]
+    assert abs(m["mean"] - true_kt) < 2.6 * m["error"], m           # 99% two-sided
+    assert m["dof"] == 3 and m["p_value"] > 0.001                   # the four agree with each other
+    assert (wd / "results" / "multi" / "four" / "parameters.png").stat().st_size > 0
+    ecsv = (wd / "results" / "multi" / "four" / "table.ecsv").read_text()
     assert "unit: keV" in ecsv
+
+
+def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
+    """The same list through a local dask cluster reproduces the process-pool fits exactly."""
+    import shutil
+    wd, truths, _ = list_run
+    for obsid, *_ in LIST_OBS:
+        shutil.copytree(wd / "data" / obsid, tmp_path / "data" / obsid)
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(wd / "obs_list.txt"), "four",
+                 *LIST_ARGS, "--scheduler", "local", "--workdir", str(tmp_path)], timeout=900)
+    assert r.returncode == 0, r.stderr
+    for obsid, *_ in LIST_OBS:
+        a = json.loads((wd / "results" / obsid / "fit" / "fit.json").read_text())
+        b = json.loads((tmp_path / "results" / obsid / "fit" / "fit.json").read_text())
+        assert a["parameters"] == b["parameters"] and a["statistic"] == b["statistic"], obsid
+    ta = (wd / "results" / "multi" / "four" / "table.csv").read_text()
+    tb = (tmp_path / "results" / "multi" / "four" / "table.csv").read_text()
+    assert ta == tb
+
+
+def test_corrupt_observation_fails_alone(list_run, tmp_path):
+    """A corrupt observation in a list fails with its reason in failed.txt; the good one
+    (already processed: every step skipped as up to date) still completes; exit 4."""
+    import shutil
+    wd, truths, _ = list_run
+    good = LIST_OBS[0][0]
+    for sub in ("data", "results"):
+        shutil.copytree(wd / sub / good, tmp_path / sub / good)       # copy2 keeps mtimes: up to date
+    bad = tmp_path / "data" / "0999995009" / "event"
+    bad.mkdir(parents=True)
+    (bad / "pn_evt.fits").write_bytes(b"corrupt" * 100)
+    lst = tmp_path / "obs_list.txt"
+    lst.write_text(f"# one good, one corrupt\n{good}\n0999995009\n")
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "pair", *LIST_ARGS,
+                 "--workdir", str(tmp_path)])
+    assert r.returncode == 4, r.stderr
+    failed = (tmp_path / "results" / "failed.txt").read_text().splitlines()
+    assert len(failed) == 1 and failed[0].startswith("0999995009") and "FITS" in failed[0]
+    assert re.search(good + r"\s+skipped\s+skipped\s+skipped\s+skipped\s+\w+\s+ok", r.stdout), r.stdout
+    assert len((tmp_path / "results" / "multi" / "pair" / "table.csv").read_text().splitlines()) == 2
 
 
 def test_report_is_self_contained(list_run):
@@ -90,31 +137,16 @@ def test_report_is_self_contained(list_run):
 
 def test_multi_step_on_its_own(list_run):
     wd, truths, _ = list_run
-    lst = wd / "obs_list_good.txt"
-    lst.write_text("0999995001\n0999995002\n")
+    lst = wd / "obs_list.txt"
     r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "again",
                  "--workdir", str(wd)])
     assert r.returncode == 0, r.stderr
     assert "bremss.kT" in r.stdout
+    assert (wd / "results" / "multi" / "again" / "table.csv").read_text() == \
+        (wd / "results" / "multi" / "four" / "table.csv").read_text()
     r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "x;y",
                  "--workdir", str(wd)])
     assert r.returncode == 2
-
-
-def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
-    """--run-missing through a local dask cluster reproduces the process-pool fit exactly."""
-    import shutil
-    wd, truths, _ = list_run
-    shutil.copytree(wd / "data" / "0999995002", tmp_path / "data" / "0999995002")
-    lst = tmp_path / "one.txt"
-    lst.write_text("0999995002\n")
-    r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "dask",
-                 "--run-missing", "--scheduler", "local", "--workers", "1", "--model", "tbabs*bremss",
-                 "--nh", "0.03", "--workdir", str(tmp_path)])
-    assert r.returncode == 0, r.stderr
-    a = json.loads((wd / "results" / "0999995002" / "fit" / "fit.json").read_text())["parameters"]
-    b = json.loads((tmp_path / "results" / "0999995002" / "fit" / "fit.json").read_text())["parameters"]
-    assert a == b
 
 
 def _same_column(a, b) -> bool:

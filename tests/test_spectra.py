@@ -20,7 +20,8 @@ from xmmext.layout import ObsPaths
 from xmmext.ogip import read_pha
 from xmmext.regions import RegionOptions, run_regions
 from xmmext.shapes import read_ds9
-from xmmext.spectra import SpectraOptions, extended_arf, group_min_counts, group_min_sn, group_optimal, run_spectra
+from xmmext.simulate import cluster_flux_fraction
+from xmmext.spectra import SpectraOptions, constant_within_groups, extended_arf, group_min_counts, group_min_sn, group_optimal, run_spectra
 
 OBS = "0999994001"
 
@@ -116,27 +117,12 @@ def test_on_axis_point_source_arf_is_the_on_axis_area():
     assert np.allclose(arf, cam.on_axis_area(emid), rtol=0.005)
 
 
-def _beta_flux_fraction(truth, region, n=600):
-    """Fraction of the cluster's photons inside the region (exclusions removed)."""
-    c = truth["cluster"]
-    rc = c["core_radius_arcmin"] * 60 / ins.SKY_PIX_ARCSEC
-    xs = np.linspace(region.x - region.r_out, region.x + region.r_out, n)
-    X, Y = np.meshgrid(xs, xs + (region.y - region.x))
-    sb = (1 + ((X - c["x"]) ** 2 + (Y - c["y"]) ** 2) / rc ** 2) ** (-3 * c["beta"] + 0.5)
-    inside = region.contains(X, Y)
-    q = 1.5 - 3 * c["beta"]
-    rmax = c["r_max_arcmin"] * 60 / ins.SKY_PIX_ARCSEC
-    total = np.pi * rc ** 2 / (-q) * (1 - (1 + (rmax / rc) ** 2) ** q)      # integral of sb to rmax
-    cell = (xs[1] - xs[0]) ** 2
-    return float(np.sum(sb * inside) * cell / total)
-
-
 def test_folded_model_rate_matches_extracted_rate(extracted):
     from xmmext.ogip import read_arf, read_rmf
     wd, truth, paths, summary = extracted
     c = truth["cluster"]
     src = read_ds9(paths.regions / "src.reg")
-    frac = _beta_flux_fraction(truth, src)
+    frac = cluster_flux_fraction(truth, src)
     xm.set_abundances(c["abund_table"])
     results = {}
     for cam in ("mos1", "mos2", "pn"):
@@ -209,3 +195,14 @@ def test_bad_inputs(extracted, tmp_path):
     empty = tmp_path / "empty"
     assert_one_line_error(run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBS, "--workdir", str(empty)]),
               2, "run step 1")
+
+
+def test_background_scaling_is_constant_within_groups():
+    """Per-group background-count-weighted mean: each group's subtracted counts unchanged."""
+    eff = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    c_bkg = np.array([1, 3, 0, 0, 2, 2])
+    grouping = np.array([1, -1, 1, -1, 1, -1])
+    out = constant_within_groups(eff, c_bkg, grouping)
+    assert out.tolist() == [1.75, 1.75, 3.5, 3.5, 5.5, 5.5]      # empty group: plain mean
+    for g in (slice(0, 2), slice(4, 6)):
+        assert np.sum(out[g] * c_bkg[g]) == np.sum(eff[g] * c_bkg[g])

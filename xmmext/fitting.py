@@ -57,6 +57,7 @@ class FitOptions:
     conf: int = 90
     flux_draws: int = 200
     seed: int = 1
+    goodness: int = 0
 
     def validate(self) -> None:
         if self.stat not in ("cstat", "wstat", "chi2"):
@@ -67,6 +68,8 @@ class FitOptions:
             raise UsageError(f"--conf must be one of {sorted(CONF_SIGMA)}")
         if self.engine not in ("auto", "sherpa", "pyxspec"):
             raise UsageError("--engine must be auto, sherpa or pyxspec")
+        if self.goodness < 0:
+            raise UsageError(f"--goodness takes a number of simulations >= 0, got {self.goodness}")
         if self.abund_table not in xm.ABUNDANCE_TABLES:
             raise UsageError(f"unknown abundance table {self.abund_table!r}")
 
@@ -94,23 +97,73 @@ def _sherpa_component(comp):
                 # soft range 0..1e3 keeps error searches finite when a component is unconstrained
                 self.norm = Parameter(comp.name, "norm", 1.0, min=0.0, max=1e3, hard_min=0.0, hard_max=1e24)
                 pars.append(self.norm)
-            self._cache_key = None
-            self._cache_val = None
+            self.grids = EnergyGridCache(md.name)
             ArithmeticModel.__init__(self, comp.name, pars)
 
         def calc(self, p, xlo, xhi=None, *args, **kwargs):
             if xhi is None:
                 raise UsageError(f"{md.name}: XSPEC models need binned (integrated) energy grids")
             npar = len(md.params)
-            xlo, xhi = np.asarray(xlo, float), np.asarray(xhi, float)
-            key = (tuple(p[:npar]), xlo.tobytes(), xhi.tobytes())
-            if key != self._cache_key:          # re-used while only other components change
-                self._cache_val = evaluate_on_bins(md.name, np.asarray(p[:npar], float), xlo, xhi)
-                self._cache_key = key
-            out = self._cache_val
+            out = self.grids.evaluate(tuple(p[:npar]), np.asarray(xlo, float), np.asarray(xhi, float))
             return out * p[npar] if md.kind == "add" else out
 
     return XSComponent()
+
+
+class EnergyGridCache:
+    """Evaluations of one XSPEC model on the responses' full energy grids, re-used.
+
+    sherpa asks a model for the energies each data set's noticed channels need: a
+    different subset of the same response grid per camera, so a plain last-call cache
+    misses on every camera. The full grids are registered once (:meth:`register`); a
+    request that is a subset of one is answered from one evaluation per parameter set
+    and grid, i.e. once per statistic evaluation instead of once per camera.
+    """
+
+    def __init__(self, name: str, max_values: int = 8):
+        self.name = name
+        self.grids: list[np.ndarray] = []
+        self.max_values = max_values
+        self._subsets: dict = {}
+        self._values: dict = {}
+
+    def register(self, edges: np.ndarray) -> None:
+        edges = np.asarray(edges, float)
+        if not any(len(g) == len(edges) and np.array_equal(g, edges) for g in self.grids):
+            self.grids.append(edges)
+            self._subsets.clear()
+
+    def _subset(self, xlo: np.ndarray, xhi: np.ndarray):
+        key = (xlo.tobytes(), xhi.tobytes())
+        if key not in self._subsets:
+            found = None
+            for g, edges in enumerate(self.grids):
+                i = np.searchsorted(edges, xlo)
+                if np.all(i < len(edges) - 1) and np.array_equal(edges[i], xlo) and np.array_equal(edges[i + 1], xhi):
+                    found = (g, i)
+                    break
+            self._subsets[key] = found
+        return self._subsets[key]
+
+    def evaluate(self, pars: tuple, xlo: np.ndarray, xhi: np.ndarray) -> np.ndarray:
+        sub = self._subset(xlo, xhi) if self.grids else None
+        if sub is None:
+            return evaluate_on_bins(self.name, np.asarray(pars, float), xlo, xhi)
+        g, idx = sub
+        key = (g, pars)
+        vals = self._values.get(key)
+        if vals is None:
+            if len(self._values) >= self.max_values:
+                self._values.clear()
+            vals = self._values[key] = xm.evaluate(self.name, np.asarray(pars, float), self.grids[g])
+        return vals[idx]
+
+
+def register_energy_grids(comps: dict, grids) -> None:
+    """Tell every component the full response energy grids (edges) of the data sets."""
+    for obj in comps.values():
+        for edges in grids:
+            obj.grids.register(edges)
 
 
 def evaluate_on_bins(name: str, pars: np.ndarray, xlo: np.ndarray, xhi: np.ndarray) -> np.ndarray:
@@ -216,6 +269,7 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
             cross[cam] = c
             ui.set_source(i, c * model)
         ids.append(i)
+    register_energy_grids(comps, [_response_edges(i) for i in ids])
     has_bkg = not opts.no_background and all(ui.get_data(i).background_ids for i in ids)
     stat = {"cstat": "wstat" if has_bkg else "cstat", "wstat": "wstat", "chi2": "chi2datavar"}[opts.stat]
     if stat == "wstat" and not has_bkg:
@@ -225,25 +279,13 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
             ui.subtract(i)
     ui.set_stat(stat)
     _check_model_not_zero(expr, comps)
-    ui.set_method("levmar")
-    ui.fit(*ids)
-    ui.fit(*ids)          # a second pass from the first optimum settles slow directions
-    notes = _freeze_undetected(expr, comps, ids)
+    _scale_start_norms(expr, comps, ids[0])
+    _minimise(ids)
+    notes, undetected = _freeze_undetected(expr, comps, ids)
     fr = ui.get_fit_results()
     free = [p for p in _all_pars(comps, cross) if not p.frozen]
-    sigma = CONF_SIGMA[opts.conf]
-    ui.set_conf_opt("sigma", sigma)
-    ui.set_conf_opt("soft_limits", True)     # stop a search at the parameter's soft limit
-    # looser root/fit tolerances: measured on the demo, intervals change in the 4th digit
-    # while conf runs 1.7x faster
-    ui.set_conf_opt("eps", 0.05)
-    ui.set_conf_opt("tol", 0.5)
-    import multiprocessing
-    # daemonic workers (dask) may not start the processes sherpa's parallel conf uses
-    ui.set_conf_opt("parallel", not multiprocessing.current_process().daemon)
-    ui.conf(*ids, *free)
-    cr = ui.get_conf_results()
-    errs = {name: (lo, hi) for name, lo, hi in zip(cr.parnames, cr.parmins, cr.parmaxes)}
+    errs = _confidence(ids, free, undetected, opts.conf)
+    goodness = _goodness(ids, free, undetected, opts) if opts.goodness else None
     params = {}
     for c in expr.components:
         for pname in c.parameter_names():
@@ -265,44 +307,143 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
         "spectra": [{"camera": cam, "file": str(path)} for cam, path in spectra],
         "fluxes": fluxes, "notes": notes,
     }
+    if stat == "chi2datavar" and fr.dof > 0:
+        from scipy.stats import chi2 as chi2_dist
+        result["statistic"]["null_hypothesis_probability"] = float(chi2_dist.sf(fr.statval, fr.dof))
+    if goodness is not None:
+        result["goodness"] = goodness
     return result
+
+
+def _goodness(ids, free, undetected, opts: FitOptions) -> dict:
+    """--goodness N: simulated goodness (undetected norms held at their best fit, as in
+    the error searches)."""
+    from .goodness import simulated_goodness
+    for par in undetected:
+        par.frozen = True
+    try:
+        return simulated_goodness(ids, [p for p in free if not p.frozen], opts.goodness, opts.seed)
+    finally:
+        for par in undetected:
+            par.frozen = False
+
+
+def _response_edges(data_id) -> np.ndarray:
+    from sherpa.astro import ui
+    rmf = ui.get_rmf(data_id)
+    return np.append(rmf.energ_lo, rmf.energ_hi[-1])
 
 
 UNDETECTED_SHAPE = {"PhoIndex": 1.4, "kT": None}   # conventional index of a residual power law
 
 
-def _freeze_undetected(expr, comps, ids) -> list[str]:
-    """A component whose norm is within 1 sigma of zero cannot constrain its shape: freeze
-    the shape (power-law index at 1.4, others at their current value), refit, and keep only
-    the norm free (its error is then an upper limit)."""
+def _scale_start_norms(expr, comps, data_id) -> None:
+    """Scale the additive norms together so the starting model predicts the observed net
+    counts of the first spectrum: the optimiser then starts near the answer."""
     from sherpa.astro import ui
-    notes = []
+    d = ui.get_data(data_id)
+    had_subtracted = d.subtracted
+    if d.background_ids and not had_subtracted:
+        ui.subtract(data_id)
+    net = float(np.sum(d.get_dep(filter=True)))
+    if d.background_ids and not had_subtracted:
+        ui.unsubtract(data_id)
+    model = float(ui.calc_model_sum(None, None, data_id))
+    if net > 0 and model > 0:
+        for c in expr.components:
+            norm = comps[c.name].norm if c.kind == "add" else None
+            if norm is not None and not norm.frozen:
+                norm.val = float(np.clip(norm.val * net / model, norm.min, norm.max))
+
+
+def _minimise(ids) -> None:
+    """Levenberg-Marquardt twice: the second pass, started from the first optimum, settles
+    slow directions. (sherpa's LM finishes with a simplex when a parameter ends on a bound.)"""
+    from sherpa.astro import ui
+    ui.set_method("levmar")
+    ui.fit(*ids)
+    ui.fit(*ids)
+
+
+def _freeze_undetected(expr, comps, ids) -> tuple[list[str], list]:
+    """A component whose removal (norm fixed at 0, the rest refitted) raises the statistic
+    by less than 1 (i.e. it is not detected at 1 sigma) cannot constrain its shape: freeze
+    the shape (power-law index at 1.4, others at their best fit) and refit. Returns the
+    notes and the norms of those components (their intervals are upper limits).
+
+    A likelihood-ratio test rather than the covariance: with a norm near its bound at zero
+    the numerical Hessian is often not positive definite."""
+    from sherpa.astro import ui
+    notes, undetected = [], []
     adds = [c for c in expr.components if c.kind == "add"]
     if len(adds) < 2:
-        return notes
+        return notes, undetected
+    pars = [p for p in _all_pars(comps, {}) if not p.frozen]
+    best = [p.val for p in pars]
+    stat_best = ui.calc_stat(*ids)
     for c in adds:
         obj = comps[c.name]
         shape = [getattr(obj, p.name) for p in c.definition.params if not getattr(obj, p.name).frozen]
-        if not shape:
+        if not shape or obj.norm.frozen:
             continue
+        obj.norm.val, obj.norm.frozen = 0.0, True
         try:
-            ui.covar(*ids, obj.norm)
-            sig = ui.get_covar_results().parmaxes[0]
-        except Exception:
-            sig = None
-        if sig is None or not np.isfinite(sig) or obj.norm.val < sig:
+            ui.fit(*ids)
+            delta = ui.calc_stat(*ids) - stat_best
+        finally:
+            obj.norm.frozen = False
+            for p, v in zip(pars, best):
+                p.val = v
+        if delta < 1.0:
             for par in shape:
                 fixed = UNDETECTED_SHAPE.get(par.name)
                 if fixed is not None:
                     par.val = fixed
                 par.frozen = True
-            notes.append(f"{c.name} not detected (norm {obj.norm.val:.3g} < 1 sigma): "
+            undetected.append(obj.norm)
+            notes.append(f"{c.name} not detected (statistic rises by {delta:.2f} < 1 without it): "
                          f"{', '.join(p.name + '=' + format(p.val, '.3g') for p in shape)} frozen; "
-                         "its norm interval is an upper limit")
+                         "its norm interval is an upper limit; the other intervals are computed "
+                         "with this norm fixed at its best fit")
             log.warning("fit: %s", notes[-1])
     if notes:
-        ui.fit(*ids)
-    return notes
+        _minimise(ids)
+    return notes, undetected
+
+
+def _confidence(ids, free, undetected, level: int) -> dict:
+    """Profile-likelihood intervals (sherpa ``conf``) at ``level`` percent: {name: (lo, hi)}.
+
+    The norm of an undetected component sits on its bound at zero; left free, every refit
+    of a profile search would touch that bound (where LM stalls and each refit needs a
+    simplex of hundreds of evaluations). So the other parameters' intervals are computed
+    with those norms fixed at their best fit, and each such norm gets its own search (an
+    upper limit) with everything else free.
+    """
+    import multiprocessing
+    from sherpa.astro import ui
+    ui.set_method("levmar")
+    ui.set_conf_opt("sigma", CONF_SIGMA[level])
+    ui.set_conf_opt("soft_limits", True)     # stop a search at the parameter's soft limit
+    # daemonic workers (dask) may not start the processes sherpa's parallel conf uses
+    ui.set_conf_opt("parallel", not multiprocessing.current_process().daemon)
+    errs = {}
+    main = [p for p in free if not any(p is u for u in undetected)]
+    for par in undetected:
+        par.frozen = True
+    try:
+        if main:
+            ui.conf(*ids, *main)
+            cr = ui.get_conf_results()
+            errs.update({n: (lo, hi) for n, lo, hi in zip(cr.parnames, cr.parmins, cr.parmaxes)})
+    finally:
+        for par in undetected:
+            par.frozen = False
+    for par in undetected:
+        ui.conf(*ids, par)
+        cr = ui.get_conf_results()
+        errs[cr.parnames[0]] = (cr.parmins[0], cr.parmaxes[0])
+    return errs
 
 
 def _all_pars(comps, cross):
@@ -495,6 +636,9 @@ def pyxspec_script(spectra: list[tuple[str, Path]], expr: ModelExpression, opts:
     lines += [f"xspec.Fit.statMethod = {stat!r}", "xspec.Fit.query = 'yes'", "xspec.Fit.nIterations = 1000",
               "xspec.Fit.perform()",
               f"xspec.Fit.error('maximum 1000 {conf_delta} 2-{npar_total}')"]
+    if opts.goodness:
+        # percentage of simulations with a statistic below the data's, each refitted
+        lines.append(f"goodness_percent = xspec.Fit.goodness({opts.goodness}, sim=False, fit=True)")
     return lines
 
 
@@ -514,7 +658,9 @@ def run_pyxspec(spectra, expr, opts) -> dict:
                                            "unit": par.unit}
             idx += 1
     values = {k: v["value"] for k, v in params.items()}
-    return {"engine": "pyxspec", "model": expr.text, "model_xspec": expr.xspec_string(),
+    goodness = ({"method": "XSPEC goodness (nosim, refitted)", "n_simulations": opts.goodness,
+                 "percent_below_observed": float(ns["goodness_percent"])} if "goodness_percent" in ns else None)
+    return {"engine": "pyxspec", "goodness": goodness, "model": expr.text, "model_xspec": expr.xspec_string(),
             "statistic": {"name": xspec.Fit.statMethod, "value": xspec.Fit.statistic, "dof": xspec.Fit.dof},
             "parameters": params, "conf_level": opts.conf, "energy_range_keV": [opts.emin, opts.emax],
             "abund_table": opts.abund_table, "spectra": [{"camera": c, "file": str(p)} for c, p in spectra],
@@ -694,12 +840,15 @@ def main(argv=None) -> int:
     p.add_argument("--engine", default="auto", help="auto, pyxspec or sherpa")
     p.add_argument("--cameras", default="mos1,mos2,pn")
     p.add_argument("--conf", type=int, default=90, help="confidence level of errors: 90 (default), 68, 95, 99")
+    p.add_argument("--goodness", type=int, default=0, metavar="N",
+                   help="simulated goodness of fit from N refitted realisations (cstat/W-stat)")
     args = p.parse_args(argv)
     setup_logging(args.debug, args.quiet)
     opts = FitOptions(model=args.model, nh=args.nh, nh_free=args.nh_free, redshift=args.redshift,
                       abund_table=args.abund_table, stat=args.stat, no_background=args.no_background,
                       emin=args.emin, emax=args.emax, freeze=args.freeze, set_values=_parse_set(args.set),
-                      engine=args.engine, cameras=tuple(parse_cameras(args.cameras)), conf=args.conf)
+                      engine=args.engine, cameras=tuple(parse_cameras(args.cameras)), conf=args.conf,
+                      goodness=args.goodness)
     inp = Path(args.input)
     out = Path(args.output) if args.output else inp.resolve().parent / "fit"
     res = run_fit(inp, out, opts)
@@ -710,4 +859,8 @@ def main(argv=None) -> int:
             lo = "?" if r["lower"] is None else f"{r['lower']:.4g}"
             hi = "?" if r["upper"] is None else f"{r['upper']:.4g}"
             print(f"  {name:<22} {r['value']:.4g}  ({opts.conf}%: {lo} .. {hi})")
+    g = res.get("goodness")
+    if g and g.get("n_simulations"):
+        print(f"  goodness: {g['percent_below_observed']:.0f}% of {g['n_simulations']} refitted simulations "
+              f"have a lower statistic (p = {g['p_value']:.2f})")
     return 0
