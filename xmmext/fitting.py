@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,12 +320,19 @@ def _goodness(ids, free, undetected, opts: FitOptions) -> dict:
     """--goodness N: simulated goodness (undetected norms held at their best fit, as in
     the error searches)."""
     from .goodness import simulated_goodness
-    for par in undetected:
+    with _held_at_best_fit(undetected):
+        return simulated_goodness(ids, [p for p in free if not p.frozen], opts.goodness, opts.seed)
+
+
+@contextmanager
+def _held_at_best_fit(pars):
+    """Freeze ``pars`` (undetected components' norms) for the duration of the block."""
+    for par in pars:
         par.frozen = True
     try:
-        return simulated_goodness(ids, [p for p in free if not p.frozen], opts.goodness, opts.seed)
+        yield
     finally:
-        for par in undetected:
+        for par in pars:
             par.frozen = False
 
 
@@ -428,17 +436,12 @@ def _confidence(ids, free, undetected, level: int) -> dict:
     # daemonic workers (dask) may not start the processes sherpa's parallel conf uses
     ui.set_conf_opt("parallel", not multiprocessing.current_process().daemon)
     errs = {}
-    main = [p for p in free if not any(p is u for u in undetected)]
-    for par in undetected:
-        par.frozen = True
-    try:
+    with _held_at_best_fit(undetected):
+        main = [p for p in free if not p.frozen]
         if main:
             ui.conf(*ids, *main)
             cr = ui.get_conf_results()
             errs.update({n: (lo, hi) for n, lo, hi in zip(cr.parnames, cr.parmins, cr.parmaxes)})
-    finally:
-        for par in undetected:
-            par.frozen = False
     for par in undetected:
         ui.conf(*ids, par)
         cr = ui.get_conf_results()
