@@ -7,6 +7,7 @@ relies on, and fails with exit 2 and one line naming the file and what is missin
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,12 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from . import gti as G
 from .errors import DataError, UsageError
 from .instrument import INSTRUME_TO_CAMERA
 from .layout import ObsPaths
+
+log = logging.getLogger("xmmext.events")
 
 # PPS product names, e.g. P0693760101PNS003PIEVLI0000.FTZ, P0693760101M1S001MIEVLI0000.FIT.gz
 PPS_RE = re.compile(r"^P(?P<obsid>\d{10})(?P<cam>M1|M2|PN)(?P<exp>[SU]\d{3})(?:PI|MI)EVLI0000"
@@ -32,7 +36,10 @@ REQUIRED_KEYWORDS = ("INSTRUME", "TSTART", "TSTOP")
 
 @dataclass
 class EventList:
-    """An event list in memory: the EVENTS header, chosen columns and per-CCD GTIs."""
+    """An event list in memory: the EVENTS header, chosen columns and per-CCD good time.
+
+    ``gtis`` is the good time of each CCD: its STDGTInn intersected with every filter GTI
+    table the file says was applied (SAS's flare GTIs ``GTI000n6`` and the like)."""
     path: Path
     camera: str
     primary: fits.Header
@@ -40,6 +47,8 @@ class EventList:
     columns: dict
     gtis: dict = field(default_factory=dict)      # CCD number -> (n, 2) START/STOP
     gti_headers: dict = field(default_factory=dict)
+    std_gtis: dict = field(default_factory=dict)  # the STDGTInn tables as they are in the file
+    filter_gti_names: list = field(default_factory=list)   # GTI filter tables applied (e.g. GTI00006)
 
     @property
     def n(self) -> int:
@@ -61,7 +70,10 @@ class EventList:
 
 
 def camera_of_file(path: Path) -> str | None:
-    """Camera name from a file name we recognise (simulated, PPS or emchain)."""
+    """Camera from a file name we recognise (simulated, PPS or emchain); None otherwise.
+
+    Only a hint for messages: event lists are recognised by their headers
+    (:func:`identify_event_list`), whatever their names."""
     name = path.name
     m = PPS_RE.match(name)
     if m:
@@ -75,35 +87,92 @@ def camera_of_file(path: Path) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class EventFileInfo:
+    """What the header of an event list says: camera, mode, exposure identifier."""
+    path: Path
+    camera: str
+    datamode: str
+    submode: str
+    expidstr: str
+    span_s: float
+
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".ftz", ".gz", ".ds", ".evt", ".evts")
+
+
+def identify_event_list(path: Path) -> EventFileInfo | None:
+    """An EPIC event list's identity from its header (INSTRUME, DATAMODE, SUBMODE);
+    None when the file has no EVENTS table of an EPIC camera. A file named like FITS
+    that does not open as FITS is an error (exit 2), not something to skip silently."""
+    try:
+        with open_fits(path) as hdul:
+            if "EVENTS" not in hdul:
+                return None
+            h, p = hdul["EVENTS"].header, hdul[0].header
+    except UsageError:
+        if Path(path).suffix.lower() in FITS_SUFFIXES or camera_of_file(Path(path)):
+            raise
+        return None
+
+    def key(k, default=""):
+        return h.get(k, p.get(k, default))
+    cam = INSTRUME_TO_CAMERA.get(str(key("INSTRUME")).strip().upper())
+    if cam is None:
+        return None
+    try:
+        span = float(key("TSTOP", 0)) - float(key("TSTART", 0))
+    except (TypeError, ValueError):
+        span = 0.0
+    expid = str(key("EXPIDSTR", "") or str(key("EXP_ID", ""))[-4:]).strip()
+    return EventFileInfo(Path(path), cam, str(key("DATAMODE", "IMAGING")).strip().upper(),
+                         str(key("SUBMODE", "")).strip(), expid, span)
+
+
 def find_event_files(paths: ObsPaths) -> dict[str, list[Path]]:
-    """Input event lists per camera in data/<OBSID>/event/ (exit 2 if the folder is missing)."""
+    """Imaging event lists per camera in data/<OBSID>/event/, recognised by their headers
+    (any name: PPS, emchain/epchain, ``*clean*``, plain or gzip); exit 2 if no folder."""
     folder = paths.event_dir
     if not folder.is_dir():
-        raise UsageError("no event folder for this observation (expected simulated <cam>_evt.fits "
-                         "or PPS P<OBSID><cam>S###{PI,MI}EVLI0000.FIT[.gz])", folder)
+        raise UsageError("no event folder for this observation (put the EPIC event lists, any names, "
+                         "plain or .gz/.FTZ, in this folder)", folder)
     found: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
-        cam = camera_of_file(p)
-        if cam and p.is_file():
-            found.setdefault(cam, []).append(p)
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        info = identify_event_list(p)
+        if info is None:
+            continue
+        if info.datamode != "IMAGING":
+            log.warning("%s: %s mode list (%s) is not used: only imaging data are analysed",
+                        p.name, info.datamode, info.camera)
+            continue
+        found.setdefault(info.camera, []).append(p)
     return found
 
 
 def choose_exposure(files: list[Path]) -> tuple[Path, str]:
-    """With several exposures of one camera, use the longest; say which and why."""
+    """With several exposures of one camera, use the longest; say which and why.
+
+    Exposures are not merged: each has its own GTIs, dead time and (for different
+    submodes) its own CCD footprint, so a merged list needs per-exposure exposure maps
+    and responses, which this pipeline does not build yet."""
     if len(files) == 1:
         return files[0], "single exposure"
     spans = []
     for f in files:
-        h = read_header(f)
-        spans.append((float(h.get("TSTOP", 0)) - float(h.get("TSTART", 0)), f))
+        info = identify_event_list(f)
+        spans.append((info.span_s if info else 0.0, f, info))
     spans.sort(key=lambda s: -s[0])
-    best = spans[0][1]
-    others = ", ".join(f.name for _, f in spans[1:])
-    return best, f"longest of {len(files)} exposures ({spans[0][0]:.0f} s); not used: {others}"
+    best, info = spans[0][1], spans[0][2]
+    others = ", ".join(f.name for _, f, _ in spans[1:])
+    what = f" {info.expidstr} {info.submode}".rstrip() if info else ""
+    return best, (f"longest of {len(files)} exposures{what} ({spans[0][0]:.0f} s) used alone; "
+                  f"not merged (separate exposures need their own exposure maps): {others}")
 
 
-def _open(path: Path, memmap: bool = True) -> fits.HDUList:
+def open_fits(path: Path, memmap: bool = True) -> fits.HDUList:
+    """Open a FITS file, plain or gzip-compressed (.gz, .FTZ); exit 2 when it is not FITS."""
     path = Path(path)
     if not path.exists():
         raise UsageError("event list not found", path)
@@ -123,7 +192,7 @@ def _is_gzip(path: Path) -> bool:
 
 def read_header(path: Path) -> fits.Header:
     """The EVENTS header (exit 2 if there is none)."""
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         if "EVENTS" not in hdul:
             raise UsageError("no EVENTS extension (not an event list)", path)
         return hdul["EVENTS"].header.copy()
@@ -138,7 +207,7 @@ def read_events(path: str | Path, columns: list[str] | None = None,
     DataError (exit 4) if it holds no events at all.
     """
     path = Path(path)
-    with _open(path) as hdul:
+    with open_fits(path) as hdul:
         if "EVENTS" not in hdul:
             raise UsageError("no EVENTS extension (not an event list)", path)
         ev = hdul["EVENTS"]
@@ -168,12 +237,98 @@ def read_events(path: str | Path, columns: list[str] | None = None,
             m = re.match(r"^STDGTI(\d\d)$", h.name or "")
             if m:
                 ccd = int(h.header.get("CCDID", m.group(1)))
-                gtis[ccd] = np.column_stack([np.asarray(h.data["START"], float),
-                                             np.asarray(h.data["STOP"], float)]) \
-                    if h.data is not None and len(h.data) else np.zeros((0, 2))
+                gtis[ccd] = _gti_array(h)
                 gti_headers[ccd] = h.header.copy()
+        filters = filter_gtis(hdul, hdr)
+        good = {c: _apply_filters(g, filters, c) for c, g in gtis.items()}
         out = EventList(path=path, camera=INSTRUME_TO_CAMERA[instrume], primary=primary,
-                        header=hdr.copy(), columns=cols, gtis=gtis, gti_headers=gti_headers)
+                        header=hdr.copy(), columns=cols, gtis=good, gti_headers=gti_headers,
+                        std_gtis=gtis, filter_gti_names=sorted({n for lst in filters.values() for n, _ in lst}))
     if out.n == 0 and want:
         raise DataError("event list holds no events", path)
     return out
+
+
+def _gti_array(hdu) -> np.ndarray:
+    if hdu.data is None or not len(hdu.data):
+        return np.zeros((0, 2))
+    return np.column_stack([np.asarray(hdu.data["START"], float), np.asarray(hdu.data["STOP"], float)])
+
+
+def filter_gtis(hdul: fits.HDUList, events_header: fits.Header) -> dict[int, list]:
+    """GTI tables other than STDGTInn that filtered the events: {CCD (0 = all): [(name, gti)]}.
+
+    SAS records them in the data-subspace keywords of EVENTS (``DSREFn = ':GTI00006'`` for
+    the TIME column, ``kDSVAL1`` = CCD of block k); without those, any GTI table in the
+    file applies, to the CCD of its ``CCDID`` keyword or to all CCDs."""
+    tables = {}
+    for h in hdul[1:]:
+        name = (h.name or "").upper()
+        if not isinstance(h, fits.BinTableHDU) or re.match(r"^STDGTI\d\d$", name):
+            continue
+        cols = [c.upper() for c in h.columns.names]
+        is_gti = str(h.header.get("HDUCLAS1", "")).strip().upper() == "GTI" or name.startswith("GTI")
+        if is_gti and "START" in cols and "STOP" in cols:
+            tables[name] = h
+    out: dict[int, list] = {}
+    refs = _dss_time_tables(events_header)
+    for name, h in tables.items():
+        if refs:
+            ccds = refs.get(name)
+            if ccds is None:
+                continue                 # a GTI table in the file that did not filter these events
+        else:
+            ccds = {int(h.header["CCDID"])} if "CCDID" in h.header else {0}
+        for c in ccds:
+            out.setdefault(c, []).append((name, G.normalise(_gti_array(h))))
+    return out
+
+
+def _dss_time_tables(header: fits.Header) -> dict[str, set[int]]:
+    """{GTI table name: CCDs} from the SAS data-subspace keywords (empty when there are none)."""
+    types = {}
+    for k in header:
+        m = re.match(r"^DSTYP(\d+)$", k)
+        if m:
+            types[int(m.group(1))] = str(header[k]).strip().upper()
+    time_idx = [i for i, t in types.items() if t == "TIME"]
+    ccd_idx = [i for i, t in types.items() if t == "CCDNR"]
+    out: dict[str, set[int]] = {}
+    for k in header:
+        m = re.match(r"^(\d*)DSREF(\d+)$", k)
+        if not m or int(m.group(2)) not in time_idx:
+            continue
+        block = m.group(1)
+        ref = str(header[k]).strip().lstrip(":").split("[")[0].upper()
+        ccd = 0
+        if ccd_idx:
+            val = header.get(f"{block}DSVAL{ccd_idx[0]}")
+            try:
+                ccd = int(str(val).strip()) if val is not None else 0
+            except ValueError:
+                ccd = 0
+        out.setdefault(ref, set()).add(ccd)
+    return out
+
+
+def _apply_filters(gti: np.ndarray, filters: dict[int, list], ccd: int) -> np.ndarray:
+    g = G.normalise(gti)
+    for _, f in filters.get(0, []) + filters.get(ccd, []):
+        g = G.intersect(g, f)
+    return g
+
+
+def is_prefiltered(ev: EventList) -> tuple[bool, list[str]]:
+    """Whether a list was already screened (a SAS-cleaned list) and the evidence for it:
+    GTI filter tables present, no out-of-FOV (corner) events, only FLAG==0 events."""
+    from .instrument import OUT_OF_FOV_FLAG
+    evidence = []
+    if ev.filter_gti_names:
+        evidence.append("GTI filter tables " + ", ".join(ev.filter_gti_names))
+    flag = ev.columns.get("FLAG")
+    no_corner = flag is not None and not np.any(np.asarray(flag, np.int64) & OUT_OF_FOV_FLAG)
+    if no_corner:
+        evidence.append("no out-of-FOV (corner) events")
+    if flag is not None and not np.any(flag):
+        evidence.append("FLAG==0 for every event")
+    return bool(ev.filter_gti_names) or (no_corner and flag is not None and not np.any(flag)), evidence

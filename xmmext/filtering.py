@@ -22,7 +22,7 @@ from astropy.io import fits
 from . import gti as G
 from . import instrument as ins
 from .errors import DataError, UsageError
-from .events import EventList, choose_exposure, find_event_files, read_events
+from .events import EventList, choose_exposure, find_event_files, is_prefiltered, read_events
 from .expression import compile_expression
 from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json
 from .layout import ObsPaths
@@ -37,7 +37,7 @@ CORNER_EXPRESSION = f"((FLAG & {ins.OUT_OF_FOV_FLAG:#x})!=0) && (PATTERN<=12) &&
 @dataclass
 class FilterOptions:
     """Step-1 settings (recorded in filtering.json; a change forces a re-run)."""
-    method: str = "histogram"
+    method: str = "auto"
     threshold_mos: float = 0.35
     threshold_pn: float = 0.4
     sigma: float = 3.0
@@ -90,8 +90,18 @@ def reference_gti(ev: EventList) -> np.ndarray:
     return observation_gti(ev)
 
 
-def flare_gti(ev: EventList, opts: FilterOptions) -> FlareResult:
-    """Screen the high-energy FOV light curve for soft-proton flares."""
+def resolve_method(method: str, prefiltered: bool) -> str:
+    """``auto``: keep the good time of a list that was already screened, else histogram."""
+    if method == "auto":
+        return "input" if prefiltered else "histogram"
+    return method
+
+
+def flare_gti(ev: EventList, opts: FilterOptions, prefiltered: bool = False) -> FlareResult:
+    """Screen the high-energy FOV light curve for soft-proton flares.
+
+    The light curve's exposure is the list's own good time (STDGTInn x its filter GTIs),
+    so the intervals a previous screening removed count as no time, not as zero rate."""
     cam = ins.camera(ev.camera)
     cols = ev.columns
     fov_hard = compile_expression(f"({cam.flare_expression}) && #INFOV").evaluate(cols)
@@ -100,9 +110,14 @@ def flare_gti(ev: EventList, opts: FilterOptions) -> FlareResult:
     lc = G.light_curve(cols["TIME"][fov_hard], ev.tstart, ev.tstop, obs_gti, opts.binsize)
     corner = G.light_curve(cols["TIME"][corner_sel], ev.tstart, ev.tstop, obs_gti, opts.binsize)
     note = None
-    if opts.method == "fixed":
+    method = resolve_method(opts.method, prefiltered)
+    if method == "input":
+        scr = G.Screening("input", float("inf"), float("-inf"), lc.exposure > 0)
+        return FlareResult(obs_gti, lc, corner, scr, "already-filtered list: its own good time is kept "
+                           "(no new screening; give --method histogram to screen it again)")
+    if method == "fixed":
         scr = G.fixed_screen(lc, opts.threshold(ev.camera))
-    elif opts.method == "ratio":
+    elif method == "ratio":
         if corner.counts.sum() < 20:
             raise DataError("too few out-of-FOV corner events for the ratio method", ev.path)
         scr = G.ratio_screen(lc, corner, opts.sigma)
@@ -134,8 +149,16 @@ def clean_events(ev: EventList, flare: np.ndarray, expression: str, dest) -> dic
     keep &= _in_ccd_gtis(cols["TIME"], cols["CCDNR"], ccd_gti)
     header = _cleaned_header(ev, keep, ccd_gti, flare, expression)
     gti_hdus = [gti_hdu(g, f"STDGTI{c:02d}", ccd=c) for c, g in sorted(ccd_gti.items())]
-    write_selected_rows(ev.path, keep, ev.primary, header, gti_hdus, dest)
+    write_selected_rows(ev.path, keep, ev.primary, header, gti_hdus + bad_pixel_hdus(ev.path), dest)
     return {"events_before": int(ev.n), "events_after": int(keep.sum())}
+
+
+def bad_pixel_hdus(path) -> list:
+    """Copies of the input's BADPIXnn tables (the footprint of later steps needs them)."""
+    from .events import open_fits
+    with open_fits(path) as hdul:
+        return [fits.BinTableHDU(data=h.data.copy(), header=h.header.copy(), name=h.name)
+                for h in hdul[1:] if (h.name or "").startswith("BADPIX") and h.data is not None]
 
 
 def write_selected_rows(src, keep: np.ndarray, primary: fits.Header, header: fits.Header,
@@ -187,19 +210,34 @@ def _in_ccd_gtis(time, ccdnr, ccd_gti: dict) -> np.ndarray:
     return out
 
 
+def dead_time_fraction(header: fits.Header, ccd: int) -> float:
+    """Live/on time of a CCD from the input header (LIVETInn/ONTIMEnn; 1 when absent)."""
+    on, live = header.get(f"ONTIME{ccd:02d}"), header.get(f"LIVETI{ccd:02d}")
+    try:
+        on, live = float(on), float(live)
+    except (TypeError, ValueError):
+        return 1.0
+    return live / on if on > 0 and 0 < live <= on else 1.0
+
+
 def _cleaned_header(ev, keep, ccd_gti, flare, expression) -> fits.Header:
-    """EVENTS header with exposure keywords updated as evselect's updateexposure does."""
+    """EVENTS header with exposure keywords updated as evselect's updateexposure does:
+    ONTIMEnn = good time of the CCD, LIVETInn = that x the input's live fraction."""
     h = ev.header.copy()
     ref = REFERENCE_CCD[ev.camera]
+    live = {}
     for c, g in ccd_gti.items():
         t = G.total(g)
+        live[c] = t * dead_time_fraction(ev.header, c)
         h[f"ONTIME{c:02d}"] = (t, "[s] sum of GTIs for this CCD")
-        h[f"LIVETI{c:02d}"] = (t, "[s] live time for this CCD")
-        h[f"EXPOSU{c:02d}"] = (t, "[s] exposure for this CCD")
-    expo = G.total(ccd_gti.get(ref, flare))
-    h["ONTIME"] = (expo, "[s] GTI sum of the reference CCD after filtering")
-    h["LIVETIME"] = (expo, "[s] live time after filtering")
-    h["EXPOSURE"] = (expo, "[s] exposure after filtering (reference CCD)")
+        h[f"LIVETI{c:02d}"] = (live[c], "[s] live time for this CCD")
+        h[f"EXPOSU{c:02d}"] = (live[c], "[s] exposure for this CCD")
+    ref = ref if ref in ccd_gti else (max(live, key=live.get) if live else ref)
+    ontime = G.total(ccd_gti.get(ref, flare))
+    livetime = live.get(ref, ontime)
+    h["ONTIME"] = (ontime, "[s] GTI sum of the reference CCD after filtering")
+    h["LIVETIME"] = (livetime, "[s] live time, reference CCD")
+    h["EXPOSURE"] = (livetime, "[s] live time, reference CCD")
     h["SLCTEXPR"] = expression
     h["HISTORY"] = f"xmmext.filtering: kept {int(keep.sum())} of {ev.n} events; expression {expression}"
     return h
@@ -242,7 +280,8 @@ def light_curve_hdulist(ev: EventList, res: FlareResult) -> fits.HDUList:
         return hdu
     rate = table(res.lc, "RATE")
     rate.header["FLTMETH"] = (res.screening.method, "flare screening method")
-    rate.header["FLTTHR"] = (res.screening.threshold, "[count/s] upper limit applied")
+    if np.isfinite(res.screening.threshold):
+        rate.header["FLTTHR"] = (res.screening.threshold, "[count/s] upper limit applied")
     rate.header["SELEXPR"] = ins.camera(ev.camera).flare_expression
     return fits.HDUList([fits.PrimaryHDU(), rate, table(res.corner, "CORNER")])
 
@@ -257,8 +296,9 @@ def plot_light_curve(ev: EventList, res: FlareResult, dest) -> None:
                                  gridspec_kw={"height_ratios": [2.2, 1]})
     x = (res.lc.centres - t0) / 1000.0
     a1.step(x, res.lc.rate, where="mid", color="k", lw=0.8, label="FOV, high energy, PATTERN==0")
-    a1.axhline(res.screening.threshold, color="C3", ls="--", lw=1.2,
-               label=f"{res.screening.method} cut {res.screening.threshold:.3f} ct/s")
+    if np.isfinite(res.screening.threshold):
+        a1.axhline(res.screening.threshold, color="C3", ls="--", lw=1.2,
+                   label=f"{res.screening.method} cut {res.screening.threshold:.3f} ct/s")
     bad = G.intersect([[res.lc.edges[0], res.lc.edges[-1]]], res.gti)
     edges_bad = _complement(bad, res.lc.edges[0], res.lc.edges[-1])
     for s, e in edges_bad:
@@ -340,7 +380,8 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterO
     ev = read_events(infile, columns=needed_columns(cam, opts))
     if ev.camera != cam:
         raise UsageError(f"file name says {cam} but INSTRUME says {ev.camera}", infile)
-    res = flare_gti(ev, opts)
+    prefiltered, evidence = is_prefiltered(ev)
+    res = flare_gti(ev, opts, prefiltered)
     ref_before = reference_gti(ev)
     if G.total(res.gti) <= 0:
         raise DataError("no good time left after flare screening: the observation is 100% flared "
@@ -354,11 +395,16 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterO
     if stats["events_after"] == 0:
         out[0].unlink()
         raise DataError("no events left after cleaning", infile)
-    before = G.total(ref_before)
-    after = float(fits.getheader(out[0], "EVENTS")["EXPOSURE"])
+    ref = REFERENCE_CCD[cam] if REFERENCE_CCD[cam] in ev.gtis else None
+    before = G.total(ref_before) * (dead_time_fraction(ev.header, ref) if ref else 1.0)
+    after = float(fits.getheader(out[0], "EVENTS")["LIVETIME"])
     rec = {
         "status": "ok", "input": str(infile), "exposure_choice": choice,
-        "method": res.screening.method, "threshold": res.screening.threshold,
+        "prefiltered": prefiltered, "prefilter_evidence": evidence,
+        "input_gti_tables": ["STDGTInn"] + ev.filter_gti_names,
+        "exposure_kind": "live time (LIVETInn/ONTIMEnn dead-time fraction of the input)",
+        "method": res.screening.method,
+        "threshold": res.screening.threshold if np.isfinite(res.screening.threshold) else None,
         "lower_limit": None if not np.isfinite(res.screening.lower) else res.screening.lower,
         "quiescent_mean": res.screening.mean, "quiescent_sigma": res.screening.sigma,
         "sigma": opts.sigma, "binsize_s": opts.binsize, "min_gti_s": opts.min_gti,
@@ -381,7 +427,9 @@ def build_parser():
     p = base_parser("run_filtering.sh", "Step 1: flare-cleaned event lists, GTIs and light curves.")
     p.add_argument("obsid", help="10-digit observation ID")
     p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
-    p.add_argument("--method", default="histogram", help="histogram (default), fixed or ratio")
+    p.add_argument("--method", default="auto",
+                   help="auto (default: keep the good time of an already-filtered list, else histogram), "
+                        "histogram, fixed, ratio or input")
     p.add_argument("--threshold-mos", type=float, default=0.35, help="fixed method, ct/s")
     p.add_argument("--threshold-pn", type=float, default=0.4, help="fixed method, ct/s")
     p.add_argument("--sigma", type=float, default=3.0, help="histogram/ratio: kept range in sigma")

@@ -59,6 +59,9 @@ class FitOptions:
     flux_draws: int = 200
     seed: int = 1
     goodness: int = 0
+    rmf: dict | None = None         # {camera: file} overriding RESPFILE
+    arf: dict | None = None         # {camera: file} overriding ANCRFILE
+    bkg: dict | None = None         # {camera: file} overriding BACKFILE
 
     def validate(self) -> None:
         if self.stat not in ("cstat", "wstat", "chi2"):
@@ -209,7 +212,19 @@ def choose_engine(requested: str) -> str:
 
 
 def find_spectra(input_dir: Path, cameras) -> list[tuple[str, Path]]:
-    """Grouped source spectra <cam>_src_grp.pha (else <cam>_src.pha) in ``input_dir``."""
+    """Grouped source spectra <cam>_src_grp.pha (else <cam>_src.pha) in ``input_dir``;
+    ``input_dir`` may also be one PHA file, or several separated by commas (any names,
+    e.g. SAS's own), the camera then read from INSTRUME."""
+    from .instrument import INSTRUME_TO_CAMERA
+    parts = [Path(p) for p in str(input_dir).split(",") if p]
+    if parts and all(p.is_file() for p in parts):
+        found = []
+        for p in parts:
+            cam = INSTRUME_TO_CAMERA.get(read_pha(p).instrument.upper())
+            if cam is None:
+                raise UsageError("INSTRUME of the spectrum is not EMOS1, EMOS2 or EPN", p)
+            found.append((cam, p))
+        return found
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise UsageError("spectra folder not found (run step 3, spectral_analysis.py)", input_dir)
@@ -224,17 +239,52 @@ def find_spectra(input_dir: Path, cameras) -> list[tuple[str, Path]]:
     return found
 
 
-def check_spectrum(cam: str, path: Path, opts: FitOptions) -> None:
-    """Fail early, with the file named, on what would make a fit meaningless."""
+def resolve_files(cam: str, path: Path, opts: FitOptions) -> dict:
+    """RESPFILE/ANCRFILE/BACKFILE of a spectrum as files that exist, or None.
+
+    Order: the user's ``--rmf/--arf/--bkg cam=FILE``; the header's path (relative to the
+    spectrum); a file of that name next to the spectrum (SAS writes the paths of the
+    folder it ran in). ``BACKFILE = 'none'`` (OGIP: no background) gives None; a
+    response or background named but found nowhere is an error (exit 2) saying so."""
     s = read_pha(path)
-    for key in ("RESPFILE", "ANCRFILE"):
-        f = s.files.get(key)
-        if f is None or not f.exists():
-            raise UsageError(f"{cam}: response {key} {f.name if f else 'none'} not found", path)
+    user = {"RESPFILE": opts.rmf, "ANCRFILE": opts.arf, "BACKFILE": opts.bkg}
+    flag = {"RESPFILE": "--rmf", "ANCRFILE": "--arf", "BACKFILE": "--bkg"}
+    out = {}
+    for key in ("RESPFILE", "ANCRFILE", "BACKFILE"):
+        given = (user[key] or {}).get(cam)
+        if given:
+            if not Path(given).is_file():
+                raise UsageError(f"{cam}: {flag[key]} file not found", Path(given))
+            out[key] = Path(given)
+            continue
+        named = s.files.get(key)
+        if named is None:
+            out[key] = None
+            continue
+        beside = path.parent / named.name
+        if named.exists():
+            out[key] = named
+        elif beside.exists():
+            out[key] = beside
+        elif key == "BACKFILE" and opts.no_background:
+            out[key] = None
+        else:
+            raise UsageError(f"{cam}: {key} {named.name} does not exist next to the spectrum; "
+                             f"give {flag[key]} {cam}=FILE" + (" or --no-background" if key == "BACKFILE" else ""),
+                             path)
+    return out
+
+
+def check_spectrum(cam: str, path: Path, opts: FitOptions) -> dict:
+    """Fail early, with the file named, on what would make a fit meaningless; return
+    the resolved response and background files."""
+    s = read_pha(path)
+    files = resolve_files(cam, path, opts)
+    if files["RESPFILE"] is None:
+        raise UsageError(f"{cam}: the spectrum names no RMF (RESPFILE); give --rmf {cam}=FILE", path)
     if s.counts.sum() <= 0:
         raise DataError(f"{cam}: the spectrum has zero counts", path)
-    if not opts.no_background and (s.files.get("BACKFILE") is None or not s.files["BACKFILE"].exists()):
-        raise UsageError(f"{cam}: background file not found (use --no-background to fit without)", path)
+    return files
 
 
 # --- the sherpa fit -----------------------------------------------------------------------------
@@ -250,13 +300,11 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
     _apply_defaults(expr, comps, opts)
     ids = []
     cross = {}
+    notes: list[str] = []
     for i, (cam, path) in enumerate(spectra, start=1):
-        ui.load_pha(i, str(path))
+        files = check_spectrum(cam, path, opts)
+        notes.extend(_load_spectrum(ui, i, cam, path, files, opts))
         d = ui.get_data(i)
-        if opts.no_background:
-            for bid in list(d.background_ids):
-                d.delete_background(bid)
-        ui.ignore_bad(i)
         ui.ignore_id(i, None, None)
         ui.notice_id(i, opts.emin, opts.emax)
         if d.get_dep(filter=True).size == 0:
@@ -282,7 +330,8 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
     _check_model_not_zero(expr, comps)
     _scale_start_norms(expr, comps, ids[0])
     _minimise(ids)
-    notes, undetected = _freeze_undetected(expr, comps, ids)
+    more_notes, undetected = _freeze_undetected(expr, comps, ids)
+    notes.extend(more_notes)
     fr = ui.get_fit_results()
     free = [p for p in _all_pars(comps, cross) if not p.frozen]
     errs = _confidence(ids, free, undetected, opts.conf)
@@ -314,6 +363,40 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts: Fit
     if goodness is not None:
         result["goodness"] = goodness
     return result
+
+
+def _load_spectrum(ui, i: int, cam: str, path: Path, files: dict, opts: FitOptions) -> list[str]:
+    """Load one spectrum with the responses and background resolved by :func:`resolve_files`;
+    return notes on what was assumed (no background, ungrouped, non-integer background)."""
+    import warnings
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ui.load_pha(i, str(path), use_errors=False)
+    d = ui.get_data(i)
+    for bid in list(d.background_ids):          # replaced below by the resolved background
+        d.delete_background(bid)
+    ui.load_rmf(i, str(files["RESPFILE"]))
+    if files["ANCRFILE"] is not None:
+        ui.load_arf(i, str(files["ANCRFILE"]))
+    if files["BACKFILE"] is not None and not opts.no_background:
+        ui.load_bkg(i, str(files["BACKFILE"]))
+        b = ui.get_bkg(i)
+        if np.any(np.abs(b.counts - np.round(b.counts)) > 1e-6):
+            notes.append(f"{cam}: background counts are not integers (scaled background, e.g. filter-wheel "
+                         "closed data); W-stat treats them as counts, as XSPEC does")
+            log.warning("%s: non-integer background counts (W-stat applied as in XSPEC)", cam)
+    elif not opts.no_background:
+        notes.append(f"{cam}: BACKFILE is 'none': fitted without background")
+    if d.quality is not None and np.any(d.quality != 0):
+        ui.ignore_bad(i)
+    if d.grouping is None:
+        if opts.stat == "chi2":
+            ui.group_counts(i, 25)
+            notes.append(f"{cam}: ungrouped spectrum grouped to >= 25 counts for chi2")
+        else:
+            notes.append(f"{cam}: ungrouped spectrum fitted channel by channel ({opts.stat})")
+    return notes
 
 
 def _goodness(ids, free, undetected, opts: FitOptions) -> dict:
@@ -821,13 +904,30 @@ def _parse_set(values: list[str] | None) -> dict:
     return out
 
 
+def _per_camera_files(values: list[str] | None, flag: str) -> dict | None:
+    """['mos1=F', ...] -> {'mos1': 'F'} (exit 2 on a malformed entry or an unknown camera)."""
+    if not values:
+        return None
+    out = {}
+    for v in values:
+        cam, sep, f = v.partition("=")
+        if not sep or cam.strip().lower() not in ("mos1", "mos2", "pn") or not f:
+            raise UsageError(f"{flag} takes CAM=FILE with CAM mos1, mos2 or pn, got {v!r}")
+        out[cam.strip().lower()] = f
+    return out
+
+
 def main(argv=None) -> int:
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from .cli import base_parser, setup_logging
     from .layout import parse_cameras
     p = base_parser("xspec_analysis.py", "Step 4: tbabs*(apec+powerlaw) fits with PyXspec or sherpa.")
-    p.add_argument("--input", required=True, help="spectra folder, e.g. results/<OBSID>/spectra")
+    p.add_argument("--input", required=True,
+                   help="spectra folder, e.g. results/<OBSID>/spectra, or PHA files (any names) separated by commas")
+    p.add_argument("--rmf", action="append", metavar="CAM=FILE", help="RMF for a camera (overrides RESPFILE)")
+    p.add_argument("--arf", action="append", metavar="CAM=FILE", help="ARF for a camera (overrides ANCRFILE)")
+    p.add_argument("--bkg", action="append", metavar="CAM=FILE", help="background for a camera (overrides BACKFILE)")
     p.add_argument("--output", help="output folder (default: <input>/../fit)")
     p.add_argument("--model", default="tbabs*(apec+powerlaw)", help="XSPEC model expression")
     p.add_argument("--nh", type=float, help="absorbing column (1e22 cm^-2), frozen (Galactic)")
@@ -851,9 +951,12 @@ def main(argv=None) -> int:
                       abund_table=args.abund_table, stat=args.stat, no_background=args.no_background,
                       emin=args.emin, emax=args.emax, freeze=args.freeze, set_values=_parse_set(args.set),
                       engine=args.engine, cameras=tuple(parse_cameras(args.cameras)), conf=args.conf,
-                      goodness=args.goodness)
+                      goodness=args.goodness, rmf=_per_camera_files(args.rmf, "--rmf"),
+                      arf=_per_camera_files(args.arf, "--arf"), bkg=_per_camera_files(args.bkg, "--bkg"))
     inp = Path(args.input)
-    out = Path(args.output) if args.output else inp.resolve().parent / "fit"
+    first = Path(args.input.split(",")[0])
+    out = Path(args.output) if args.output else (
+        first.resolve().parent / "fit" if first.is_file() else inp.resolve().parent / "fit")
     res = run_fit(inp, out, opts)
     st = res["statistic"]
     print(f"fit ({res['engine']}): {st['name']} = {st['value']:.1f} for {st['dof']} dof -> {out}")

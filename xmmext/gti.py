@@ -9,6 +9,8 @@ Flare screening methods (DESIGN.md / issue 3):
   fixed      keep bins with rate <= threshold (classic 0.35 MOS / 0.4 pn ct/s)
   ratio      keep bins whose FOV/corner rate ratio is within ``sigma`` of its
              quiescent distribution (flares are in the FOV only)
+  input      no screening: the list's own good time (for lists SAS already cleaned)
+  auto       ``input`` for an already-filtered list, else ``histogram``
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from scipy.optimize import curve_fit
 
 from .errors import DataError, UsageError
 
-METHODS = ("histogram", "fixed", "ratio")
+METHODS = ("auto", "histogram", "fixed", "ratio", "input")
 
 
 def normalise(gti) -> np.ndarray:

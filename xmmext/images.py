@@ -4,9 +4,11 @@ Images are binned in sky X/Y with 4" pixels (80 sky pixels) over a square that c
 the FOV, written as FITS with a TAN WCS for RA/Dec and the LTV/LTM keywords that let
 ds9 show physical (event X/Y) coordinates, as SAS images do.
 
-Exposure maps: seconds x vignetting at the band's mean energy x the fraction of each
-pixel that falls on an active CCD inside the FOV (sub-pixel sampling, so chip gaps and
-the FOV edge are resolved); the SAS path is ``eexpmap``.
+Exposure maps: live time x vignetting at the band's mid energy (as eexpmap takes it)
+about the camera's optical axis x the fraction of each pixel on a usable pixel of a CCD
+inside the FOV, each CCD weighted by its own live time (sub-pixel sampling, so chip gaps,
+bad columns and the FOV edge are resolved). The footprint comes from the observation
+(:mod:`xmmext.geometry`); the SAS path is ``eexpmap``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from . import instrument as ins
+from .geometry import Geometry
 
 BANDS_KEV = {  # classic XMM bands plus the broad soft/hard ones
     "0.2-0.5": (0.2, 0.5), "0.5-1.0": (0.5, 1.0), "1.0-2.0": (1.0, 2.0), "2.0-4.5": (2.0, 4.5),
@@ -36,6 +39,13 @@ class ImageGrid:
     y0: float
     n: int = NPIX
     binsize: float = BIN
+
+    @classmethod
+    def from_header(cls, header) -> "ImageGrid":
+        """The grid of a SAS/evselect image from its LTV/LTM keywords (physical = event X/Y)."""
+        b = 1.0 / float(header["LTM1_1"])
+        return cls(x0=(0.5 - float(header["LTV1"])) * b, y0=(0.5 - float(header["LTV2"])) * b,
+                   n=int(header["NAXIS1"]), binsize=b)
 
     @classmethod
     def around_pointing(cls) -> "ImageGrid":
@@ -77,8 +87,9 @@ def counts_image(x, y, grid: ImageGrid) -> np.ndarray:
 
 
 def band_mask(pi, band: str) -> np.ndarray:
+    """Events with PI in [lo, hi] eV, both ends included, as evselect's ``PI in [lo:hi]``."""
     lo, hi = BANDS_KEV[band]
-    return (pi >= lo * 1000) & (pi < hi * 1000)
+    return (pi >= lo * 1000) & (pi <= hi * 1000)
 
 
 def subpixel_fraction(grid: ImageGrid, inside, sub: int = 4) -> np.ndarray:
@@ -94,19 +105,28 @@ def subpixel_fraction(grid: ImageGrid, inside, sub: int = 4) -> np.ndarray:
     return frac / sub ** 2
 
 
-def coverage_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], sub: int = 4) -> np.ndarray:
-    """Fraction of each image pixel on an active CCD inside the FOV."""
-    return subpixel_fraction(grid, lambda X, Y: ins.exposed_mask(cam, X, Y, pa, active, fov_only=True), sub)
+def coverage_map(geo: Geometry, grid: ImageGrid, weights: dict[int, float] | None = None,
+                 sub: int = 4) -> np.ndarray:
+    """Fraction of each image pixel on a usable CCD pixel inside the FOV, each CCD
+    counted with its weight (its live time over the camera's; 1 when not given)."""
+    w = np.zeros(max(geo.ccds) + 1 if geo.ccds else 1)
+    for n in geo.ccds:
+        w[n] = 1.0 if weights is None else float(weights.get(n, 1.0))
+    return subpixel_fraction(grid, lambda X, Y: w[geo.ccd_at(X, Y)], sub)     # w[0] = 0: not exposed
 
 
-def exposure_map(cam: ins.Camera, grid: ImageGrid, pa: float, active: list[int], exposure_s: float,
-                 band: str, coverage: np.ndarray | None = None) -> np.ndarray:
-    """Seconds x vignetting (band mean energy) x CCD/FOV coverage."""
+def band_energy_kev(band: str) -> float:
+    """The energy at which a band's vignetting is taken: its middle, as eexpmap does."""
     lo, hi = BANDS_KEV[band]
-    emean = np.sqrt(lo * hi)
+    return 0.5 * (lo + hi)
+
+
+def exposure_map(geo: Geometry, grid: ImageGrid, livetime_s: float, band: str,
+                 coverage: np.ndarray) -> np.ndarray:
+    """Live time x vignetting (band mid energy, about the optical axis) x coverage (s)."""
     X, Y = grid.centres()
-    cov = coverage if coverage is not None else coverage_map(cam, grid, pa, active)
-    return exposure_s * ins.vignetting(ins.off_axis_arcmin(X, Y), emean) * cov
+    vig = ins.vignetting(geo.camera, geo.off_axis_arcmin(X, Y), band_energy_kev(band))
+    return livetime_s * vig * coverage
 
 
 def image_hdu(data: np.ndarray, grid: ImageGrid, ra_pnt: float, dec_pnt: float, extra: dict) -> fits.PrimaryHDU:

@@ -20,8 +20,9 @@ What is modelled, and where the numbers come from
   40" radius) divided by this model's encircled energy and vignetting. Thin/Thick
   filters scale the soft band by ``exp(k/E^2)`` (UHB filter transmission curves,
   approximate).
-* Vignetting: linear in off-axis angle, steeper at high energy (UHB: ~0.63 at 10'
-  at 1.5 keV, ~0.5 at 10' at 8 keV).
+* Vignetting: radial profiles per camera at 1.25 and 6 keV and the optical axes, fitted
+  to SAS eexpmap maps of a real observation (tools/derive_vignetting.py); the MOS RGA
+  azimuthal pattern (2-3%) is not modelled.
 * Energy resolution: Gaussian with FWHM^2 = w0^2 + k E, fitted to the UHB values
   (pn: 80 eV at 1 keV, 150 eV at 6.4 keV; MOS: 70 eV and 130 eV).
 * PSF: King profile (1 + r^2/rc^2)^-alpha with alpha = 1.5 and rc set by the on-axis
@@ -50,6 +51,28 @@ MJDREF = 50814.0                 # 1998-01-01T00:00:00 TT, the XMM time origin
 OUT_OF_FOV_FLAG = 0x10000
 XMMEA_EM_MASK = 0x766BA000       # DESIGN.md; matches SAS DSVAL 'b000x00xx00x0x000x0x...'
 XMMEA_EP_MASK = 0x0CFA0000       # from SAS SLCTEXPR in the real pn spectrum header
+
+# RAW pixel grid of one CCD (RAWX, RAWY), UHB sec. 3.3.
+RAW_SHAPE = {"mos1": (600, 600), "mos2": (600, 600), "pn": (64, 200)}
+# Vignetting centre of each telescope: offset in arcsec from the pointing (RA_PNT/DEC_PNT)
+# in the spacecraft frame, i.e. the sky X/Y offset turned back by PA_PNT. Fitted, with the
+# radial profiles below, to the SAS eexpmap maps of the real observation 0201903501 by
+# tools/derive_vignetting.py (eexpmap's own XCEN/YCEN keywords are rounded and leave 6-8%
+# azimuthal residuals for MOS; this centre leaves 2-3%, the MOS RGA pattern). The axes
+# are fixed on the spacecraft, so the offsets hold for every roll angle.
+OPTICAL_AXIS_OFFSET = {"mos1": (-75.6, 141.6), "mos2": (-20.4, 114.8), "pn": (-52.6, 119.1)}
+# Radial vignetting (1 + (theta/theta0)^2)^-k at two energies (keV, theta0 arcmin, k), from
+# the same fit of the 0.5-2 and 2-10 keV eexpmap maps (taken at their mid energies, 1.25
+# and 6 keV). Between them theta0 and k are interpolated linearly in energy; below 1.25 keV
+# the soft values hold; above 6 keV the trend is continued up to 10 keV and held there.
+VIGNETTING = {"mos1": ((1.25, 13.597, 1.4445), (6.0, 13.079, 1.6659)),
+              "mos2": ((1.25, 12.640, 1.2895), (6.0, 12.498, 1.5557)),
+              "pn": ((1.25, 9.277, 0.8568), (6.0, 9.347, 1.0509))}
+
+# Band where the mirrors have almost no effective area: in-FOV counts there are particle
+# background (plus residual soft protons); used to set the particle level when a cleaned
+# list has no out-of-FOV corner events.
+PARTICLE_BAND = {"mos1": (10.0, 12.0), "mos2": (10.0, 12.0), "pn": (10.0, 14.0)}
 
 # --- energy grids of the responses ------------------------------------------------
 # Same grid as the SAS pn RMF in ../shared/data (0.05-16 keV, 2067 rows is SAS's;
@@ -178,12 +201,14 @@ def filter_ratio(energy_kev, filt: str) -> np.ndarray:
     return np.exp(k[key] / e ** 2)
 
 
-def vignetting(theta_arcmin, energy_kev) -> np.ndarray:
-    """Fraction of the on-axis area left at off-axis angle ``theta`` (arcmin)."""
+def vignetting(camera: str, theta_arcmin, energy_kev) -> np.ndarray:
+    """Fraction of the on-axis area left at off-axis angle ``theta`` (arcmin) for a camera."""
+    (e1, t1, k1), (e2, t2, k2) = VIGNETTING[CAMERAS[camera].name if camera in CAMERAS else camera]
     th = np.asarray(theta_arcmin, float)
-    e = np.asarray(energy_kev, float)
-    slope = 0.036 + 0.0025 * np.maximum(e - 1.5, 0.0)
-    return np.clip(1.0 - slope * th, 0.05, 1.0)
+    w = (np.clip(np.asarray(energy_kev, float), e1, 10.0) - e1) / (e2 - e1)
+    theta0 = t1 + w * (t2 - t1)
+    k = k1 + w * (k2 - k1)
+    return (1.0 + (th / theta0) ** 2) ** (-k)
 
 
 # --- the three cameras --------------------------------------------------------------

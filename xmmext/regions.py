@@ -29,6 +29,7 @@ from . import instrument as ins
 from .detect import Source, background_map, detect_point_sources
 from .errors import DataError, UsageError
 from .events import read_events
+from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
 from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json, write_text
 from .images import BANDS_KEV, CENTRE_BAND, DETECT_BAND, PIX_ARCSEC, ImageGrid, band_mask, counts_image, coverage_map, \
     exposure_map, image_hdu
@@ -72,10 +73,11 @@ class CameraData:
     x: np.ndarray
     y: np.ndarray
     pi: np.ndarray
-    exposure_s: float
-    pa: float
-    active: list
-    coverage: np.ndarray
+    exposure_s: float              # live time of the camera
+    geometry: Geometry
+    coverage: np.ndarray           # live-time-weighted CCD coverage of each image pixel
+    particle_rate: float = 0.0     # particle counts / s / image pixel in the 0.5-2 keV band
+    particle_from: str = ""
 
 
 def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
@@ -90,16 +92,38 @@ def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
             log.warning("%s: no cleaned events; camera skipped", cam)
             continue
         ev = read_events(paths.clean_events(cam), columns=["X", "Y", "PI", "CCDNR"])
-        pa = float(ev.key("PA_PNT"))
-        meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")), "pa_pnt": pa,
-                "date_obs": str(ev.key("DATE-OBS", ""))}
-        active = sorted(ev.gtis) or sorted(set(np.unique(ev.columns["CCDNR"]).tolist()))
-        cov = coverage_map(ins.camera(cam), grid, pa, active)
-        data.append(CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"],
-                               float(ev.key("EXPOSURE")), pa, active, cov))
+        meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")),
+                "pa_pnt": float(ev.key("PA_PNT")), "date_obs": str(ev.key("DATE-OBS", ""))}
+        geo = geometry_from_events(paths.clean_events(cam), cam, sorted(ev.gtis) or None)
+        live = camera_livetime(ev.header)
+        cov = coverage_map(geo, grid, {c: t / live for c, t in ccd_livetimes(ev.header).items()})
+        cd = CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], live, geo, cov)
+        cd.particle_rate, cd.particle_from = particle_rate_soft(cd, paths, filt[cam])
+        data.append(cd)
     if not data:
         raise DataError("no camera has cleaned events", summary_path)
     return data, meta
+
+
+def particle_rate_soft(c: CameraData, paths: ObsPaths, filt: dict) -> tuple[float, str]:
+    """Particle background in the 0.5-2 keV band: counts / s / image pixel (not vignetted).
+
+    From the out-of-FOV corners when the input list has them; otherwise from the in-FOV
+    counts in :data:`instrument.PARTICLE_BAND` (no mirror area there) spread flat per keV,
+    as for the spectra (:func:`xmmext.spectra.particle_in_region`)."""
+    from .spectra import corner_area, corner_spectrum
+    cam = ins.camera(c.name)
+    lo, hi = BANDS_KEV[CENTRE_BAND]
+    corner, area = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), c.geometry)
+    pix_px2 = (PIX_ARCSEC / ins.SKY_PIX_ARCSEC) ** 2
+    if area > 0 and corner.sum() > 0:
+        ch = slice(int(lo * 1000 / ins.CHANNEL_EV), int(hi * 1000 / ins.CHANNEL_EV) + 1)
+        return float(corner[ch].sum()) / area * pix_px2 / c.exposure_s, "out-of-FOV corners"
+    plo, phi = ins.PARTICLE_BAND[c.name]
+    n_hard = np.count_nonzero((c.pi >= plo * 1000) & (c.pi <= phi * 1000))
+    pixels = float(c.coverage.sum())
+    rate = n_hard / max(pixels, 1e-9) / c.exposure_s * (hi - lo) / (phi - plo)
+    return rate, f"in-FOV {plo:g}-{phi:g} keV counts, flat per keV"
 
 
 def camera_weight(cam: str) -> float:
@@ -112,12 +136,11 @@ def native_band_maps(cams: list[CameraData], grid: ImageGrid) -> dict:
     """{camera: {band: (counts image, exposure map)}} from the events and the instrument model."""
     out = {}
     for c in cams:
-        cam = ins.camera(c.name)
         out[c.name] = {}
         for band in BANDS_KEV:
             sel = band_mask(c.pi, band)
             out[c.name][band] = (counts_image(c.x[sel], c.y[sel], grid),
-                                 exposure_map(cam, grid, c.pa, c.active, c.exposure_s, band, c.coverage))
+                                 exposure_map(c.geometry, grid, c.exposure_s, band, c.coverage))
     return out
 
 
@@ -203,8 +226,8 @@ def find_centre(counts, expo, sources, grid: ImageGrid, search_arcmin: float = 1
     return float(x), float(y)
 
 
-def radial_profile(counts, expo, sources, grid: ImageGrid, x, y, rmax_arcmin: float):
-    """Counts, exposure-weighted area and surface brightness in annuli of 15"."""
+def radial_profile(counts, expo, sources, grid: ImageGrid, x, y, rmax_arcmin: float, particle=None):
+    """Counts, exposure, pixels and expected particle counts in annuli of 15"."""
     X, Y = grid.centres()
     d = np.hypot(X - x, Y - y) * ins.SKY_PIX_ARCSEC
     keep = expo > 0.05 * expo.max()
@@ -213,23 +236,29 @@ def radial_profile(counts, expo, sources, grid: ImageGrid, x, y, rmax_arcmin: fl
     edges = np.arange(0, rmax_arcmin * 60 + PROFILE_STEP_ARCSEC, PROFILE_STEP_ARCSEC)
     idx = np.digitize(d[keep], edges) - 1
     ok = (idx >= 0) & (idx < len(edges) - 1)
-    n = np.bincount(idx[ok], weights=counts[keep][ok], minlength=len(edges) - 1)
-    e = np.bincount(idx[ok], weights=expo[keep][ok], minlength=len(edges) - 1)
-    npix = np.bincount(idx[ok], minlength=len(edges) - 1)
-    return edges, n, e, npix
+    nb = len(edges) - 1
+    n = np.bincount(idx[ok], weights=counts[keep][ok], minlength=nb)
+    e = np.bincount(idx[ok], weights=expo[keep][ok], minlength=nb)
+    npix = np.bincount(idx[ok], minlength=nb)
+    p = np.zeros(nb) if particle is None else np.bincount(idx[ok], weights=particle[keep][ok], minlength=nb)
+    return edges, n, e, npix, p
 
 
-def auto_radius(edges, n, e, npix, min_pixels: int = 20) -> tuple[float, float, np.ndarray]:
+def auto_radius(edges, n, e, npix, p=None, min_pixels: int = 20) -> tuple[float, float, np.ndarray]:
     """Radius (arcmin) where the background-subtracted profile falls below S/N 3.
 
-    The background rate per exposure is the median of the outer 20% of the profile.
+    The particle background ``p`` (expected counts per annulus; it is not vignetted) is
+    taken off before dividing by the vignetted exposure, so the profile of the sky
+    background is flat and does not climb outwards. The sky level (per exposure) is the
+    median of the outer 20% of that profile.
     """
+    p = np.zeros(len(n)) if p is None else p
     good = npix >= min_pixels
-    rate = np.where(good, n / np.maximum(e, 1e-9), np.nan)
+    rate = np.where(good, (n - p) / np.maximum(e, 1e-9), np.nan)
     r_mid = 0.5 * (edges[:-1] + edges[1:])
     outer = good & (r_mid >= 0.8 * r_mid[good].max())
     b_rate = float(np.nanmedian(rate[outer])) if outer.any() else 0.0
-    b = b_rate * e
+    b = b_rate * e + p
     snr = np.where(good, (n - b) / np.sqrt(np.maximum(n, 1) + b * (1.0 / max(outer.sum(), 1))), np.nan)
     radius = edges[1]
     for i in range(len(n)):
@@ -241,9 +270,15 @@ def auto_radius(edges, n, e, npix, min_pixels: int = 20) -> tuple[float, float, 
     return radius / 60.0, b_rate, snr
 
 
-def fov_room_arcmin(x: float, y: float) -> float:
-    """Distance from (x, y) to the edge of the FOV (arcmin)."""
-    return ins.FOV_RADIUS_ARCMIN - float(ins.off_axis_arcmin(x, y))
+def fov_room_arcmin(x: float, y: float, cams: list[CameraData]) -> float:
+    """Distance from (x, y) to the edge of the widest camera FOV (arcmin; < 0 outside)."""
+    return max((c.geometry.fov_radius - math.hypot(x - c.geometry.fov_centre[0], y - c.geometry.fov_centre[1]))
+               * ins.SKY_PIX_ARCSEC / 60.0 for c in cams)
+
+
+def particle_map(cams: list[CameraData]) -> np.ndarray:
+    """Expected particle counts per image pixel in the 0.5-2 keV band, all cameras."""
+    return sum(c.particle_rate * c.exposure_s * c.coverage for c in cams)
 
 
 def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backend: str = "native") -> dict:
@@ -287,7 +322,7 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
         x, y = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
         x, y = float(x[0]), float(y[0])
         theta = float(ins.off_axis_arcmin(x, y))
-        if not np.isfinite(theta) or theta > ins.FOV_RADIUS_ARCMIN:
+        if not np.isfinite(theta) or fov_room_arcmin(x, y, cams) < 0:
             raise DataError(f"--ra {opts.ra} --dec {opts.dec} is {theta:.1f}' from the pointing "
                             f"({meta['ra_pnt']:.4f}, {meta['dec_pnt']:.4f}), outside the "
                             f"{ins.FOV_RADIUS_ARCMIN:.0f}' field of view (RA/Dec must be FK5/ICRS degrees)",
@@ -298,33 +333,34 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
         centre_from = "image peak + centroid"
     # the centre is never excluded as a point source
     sources = [s for s in sources if math.hypot(s.x - x, s.y - y) * ins.SKY_PIX_ARCSEC > 30.0]
-    room = fov_room_arcmin(x, y)
-    edges, n, e, npix = radial_profile(counts, expo, sources, grid, x, y, max(room, 1.0) + 2.0)
-    r_sn, b_rate, snr = auto_radius(edges, n, e, npix)
+    room = fov_room_arcmin(x, y, cams)
+    edges, n, e, npix, p = radial_profile(counts, expo, sources, grid, x, y, max(room, 1.0) + 2.0,
+                                          particle_map(cams))
+    r_sn, b_rate, snr = auto_radius(edges, n, e, npix, p)
     if opts.radius is not None:
         radius, radius_from = opts.radius, "user"
     else:
         radius, radius_from = r_sn, "S/N 3 per 15\" bin"
-    # The background annulus is used where it is exposed (BACKSCAL counts only that part);
-    # it needs at least 1' of its width inside the FOV.
+    # The background annulus is used where it is exposed (BACKSCAL counts only that part).
+    # An automatic radius is capped so that the whole annulus lies on the detector (inside
+    # the FOV circle fitted to the events); a user radius needs at least 1' of it inside.
     fallback = False
     if radius > room - 1.0:
         warnings.append(f"radius {radius:.2f}' reaches the edge of the FOV; reduced to {room - 1.0:.2f}'")
         radius, radius_from = room - 1.0, "capped by the FOV"
     bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
+    if opts.radius is None and bkg_out > room and room / opts.bkg_outer >= 2.0:
+        cap = room / opts.bkg_outer
+        warnings.append(f"S/N radius {radius:.2f}' reduced to {cap:.2f}' so that the background "
+                        f"annulus ({opts.bkg_inner:g}-{opts.bkg_outer:g} R) lies on the detector")
+        radius, radius_from = cap, "capped by the FOV"
+        bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
     if bkg_in > room - 1.0:
-        if opts.radius is None and (room - 1.0) / opts.bkg_inner >= 2.0:
-            cap = (room - 1.0) / opts.bkg_inner
-            warnings.append(f"S/N radius {radius:.2f}' reduced to {cap:.2f}' so that the background "
-                            "annulus lies in the FOV")
-            radius, radius_from = cap, "capped by the FOV"
-            bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
-        else:
-            fallback = True
-            bkg_in, bkg_out = max(radius + 0.5, room - 3.0), room + 2 * float(ins.off_axis_arcmin(x, y))
-            warnings.append("the source fills the field of view: background from the outer CCDs "
-                            f"({bkg_in:.1f}' from the centre to the FOV edge); it contains source "
-                            "emission - consider a blank-sky background")
+        fallback = True
+        bkg_in, bkg_out = max(radius + 0.5, room - 3.0), room + 2 * (ins.FOV_RADIUS_ARCMIN - room)
+        warnings.append("the source fills the field of view: background from the outer CCDs "
+                        f"({bkg_in:.1f}' from the centre to the FOV edge); it contains source "
+                        "emission - consider a blank-sky background")
     to_px = 60.0 / ins.SKY_PIX_ARCSEC
     excl = [(s.x, s.y, s.radius_arcsec / ins.SKY_PIX_ARCSEC) for s in sources]
     src = ExtractionRegion(x, y, 0.0, radius * to_px, excl)
@@ -349,6 +385,9 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
         "area_arcmin2": {c: a["src"] for c, a in areas.items()},
         "bkg_area_arcmin2": {c: a["bkg"] for c, a in areas.items()},
         "background_rate_per_pn_s_per_pix": b_rate,
+        "particle_background": {c.name: {"rate_0.5-2keV_per_s_per_pix": c.particle_rate, "from": c.particle_from}
+                                for c in cams},
+        "geometry": {c.name: c.geometry.to_json() for c in cams},
         "cameras": [c.name for c in cams], "warnings": warnings,
         "evselect": {"src": src.evselect_expression(), "bkg": bkg.evselect_expression()},
         "options": _fingerprint(opts),
@@ -359,7 +398,7 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
     write_text(outdir / "bkg_sky.reg", bkg.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
     write_text(outdir / "ptsrc.reg", _ptsrc_reg(sources))
     _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png")
-    _plot_profile(edges, n, e, b_rate, snr, radius, bkg_in, bkg_out, outdir / "profile.png")
+    _plot_profile(edges, n - p, e, b_rate, snr, radius, bkg_in, bkg_out, outdir / "profile.png")
     write_json(outdir / "regions.json", result)
     for w in warnings:
         log.warning("regions: %s", w)

@@ -36,6 +36,7 @@ from .atomdb import find_apec_files
 from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
 from .fileio import atomic_path, write_fits, write_json
+from .geometry import optical_axis
 from .layout import ObsPaths, parse_cameras
 
 log = __import__("logging").getLogger("xmmext.simulate")
@@ -188,8 +189,15 @@ def _photon_component(rng, cam, cfg, photons_per_s, spatial, times):
     energy = _sample_energies(rng, w, n)
     x, y = spatial(n)
     t = times(n)
-    keep = rng.uniform(0, 1, n) < ins.vignetting(ins.off_axis_arcmin(x, y), energy)
+    keep = rng.uniform(0, 1, n) < _vignetting(cam, cfg, x, y, energy)
     return Events(t[keep], energy[keep], x[keep], y[keep], particle=False)
+
+
+def _vignetting(cam, cfg, x, y, energy):
+    """The camera's vignetting about its own optical axis (as the real telescopes have it)."""
+    ax, ay = optical_axis(cam.name, cfg.pa_pnt)
+    theta = np.hypot(np.asarray(x, float) - ax, np.asarray(y, float) - ay) * ins.SKY_PIX_ARCSEC / 60.0
+    return ins.vignetting(cam.name, theta, energy)
 
 
 def _psf_blur(rng, cam, ev: Events) -> Events:
@@ -403,9 +411,9 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         comps["qpb"] = Events(times(n_qpb), e_qpb, qx, qy, particle=True, redistribute=is_line)
         # soft protons: counts-space spectrum E^-0.8 over the PI range, vignetted, FOV only
         scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
-        comps["sp_quiescent"] = _soft_protons(rng, cam, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
+        comps["sp_quiescent"] = _soft_protons(rng, cam, cfg, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
         comps["sp_flares"] = _soft_protons(
-            rng, cam, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
+            rng, cam, cfg, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
         columns, counts, labels = [], {}, []
         for name, ev in comps.items():
@@ -461,7 +469,7 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
     return truth
 
 
-def _soft_protons(rng, cam, t, fov_px) -> Events:
+def _soft_protons(rng, cam, cfg, t, fov_px) -> Events:
     n = len(t)
     emax = cam.max_pi / 1000.0
     # counts-space power law E^-0.8 between 0.2 keV and the top of the PI range
@@ -469,7 +477,7 @@ def _soft_protons(rng, cam, t, fov_px) -> Events:
     u = rng.uniform(0, 1, n)
     e = (0.2 ** a + u * (emax ** a - 0.2 ** a)) ** (1 / a)
     x, y = _disk(rng, n, fov_px)
-    keep = rng.uniform(0, 1, n) < ins.vignetting(ins.off_axis_arcmin(x, y), e)
+    keep = rng.uniform(0, 1, n) < _vignetting(cam, cfg, x, y, e)
     return Events(t[keep], e[keep], x[keep], y[keep], particle=False,
                   redistribute=np.zeros(int(keep.sum()), bool))
 

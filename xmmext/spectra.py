@@ -38,6 +38,7 @@ from . import gti as G
 from . import instrument as ins
 from .errors import DataError, UsageError
 from .events import read_events
+from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
 from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
@@ -81,8 +82,7 @@ def parse_group(text: str) -> tuple[str, float | None]:
 
 
 # --- areas, spectra, responses -------------------------------------------------------------
-def backscal(region: ExtractionRegion, cam: ins.Camera, pa: float, active: list[int],
-             step: float = BACKSCAL_STEP_PX) -> float:
+def backscal(region: ExtractionRegion, geo: Geometry, step: float = BACKSCAL_STEP_PX) -> float:
     """Exposed area of the region in sky pixels^2 (grid-sampled every ``step`` pixels)."""
     r = region.r_out
     xs = np.arange(region.x - r + step / 2, region.x + r, step)
@@ -93,7 +93,7 @@ def backscal(region: ExtractionRegion, cam: ins.Camera, pa: float, active: list[
         Y = np.full_like(xs, y0)
         inside = region.contains(X, Y)
         if inside.any():
-            total += int(np.count_nonzero(inside & ins.exposed_mask(cam, X, Y, pa, active, fov_only=True)))
+            total += int(np.count_nonzero(inside & geo.exposed(X, Y)))
     return float(total * step * step)
 
 
@@ -104,7 +104,7 @@ def pi_spectrum(pi: np.ndarray, cam: ins.Camera) -> np.ndarray:
     return np.bincount(ch, minlength=cam.n_channels).astype(np.int32)
 
 
-def brightness_map(x, y, pi, grid: ImageGrid, cam: ins.Camera, pa, active, exposure_s, bkg_rate_per_pix,
+def brightness_map(x, y, pi, grid: ImageGrid, geo: Geometry, exposure_s, bkg_rate_per_pix,
                    coverage, centre: tuple | None = None) -> np.ndarray:
     """Background-subtracted, exposure-corrected 0.5-2 keV brightness (per image pixel),
     smoothed by 8". Where the camera sees nothing (chip gaps, dead CCDs, outside the FOV)
@@ -115,7 +115,7 @@ def brightness_map(x, y, pi, grid: ImageGrid, cam: ins.Camera, pa, active, expos
     ex, ey = grid.edges()
     img, _, _ = np.histogram2d(y[sel], x[sel], bins=[ey, ex])
     X, Y = grid.centres()
-    vig = ins.vignetting(ins.off_axis_arcmin(X, Y), math.sqrt(lo * hi))
+    vig = ins.vignetting(geo.camera, geo.off_axis_arcmin(X, Y), 0.5 * (lo + hi))
     expo = exposure_s * vig * coverage
     sm_c = ndimage.gaussian_filter(img, 2.0)
     sm_e = ndimage.gaussian_filter(expo, 2.0)
@@ -135,7 +135,7 @@ def brightness_map(x, y, pi, grid: ImageGrid, cam: ins.Camera, pa, active, expos
 
 
 def extended_arf(cam: ins.Camera, region: ExtractionRegion, grid: ImageGrid, brightness: np.ndarray,
-                 coverage: np.ndarray, filt: str = "Medium") -> tuple[np.ndarray, float]:
+                 coverage: np.ndarray, geo: Geometry, filt: str = "Medium") -> tuple[np.ndarray, float]:
     """SPECRESP of an extended source: area x vignetting averaged over its brightness in
     the region, times the exposed fraction of that brightness. Returns (specresp, fraction)."""
     frac = area_fraction_map(region, grid)
@@ -143,22 +143,22 @@ def extended_arf(cam: ins.Camera, region: ExtractionRegion, grid: ImageGrid, bri
     if w.sum() <= 0:          # no measurable source emission: weight by area
         w = frac.copy()
     X, Y = grid.centres()
-    theta = ins.off_axis_arcmin(X, Y)
+    theta = geo.off_axis_arcmin(X, Y)
     emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
     sel = w > 0
     ww, th, cov = w[sel], theta[sel], coverage[sel]
     vig = np.empty(len(emid))
     for i, e in enumerate(emid):
-        vig[i] = np.sum(ww * cov * ins.vignetting(th, e)) / np.sum(ww)
+        vig[i] = np.sum(ww * cov * ins.vignetting(cam.name, th, e)) / np.sum(ww)
     exposed_fraction = float(np.sum(ww * cov) / np.sum(ww))
     return cam.on_axis_area(emid, filt) * vig, exposed_fraction
 
 
-def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti, pa: float,
-                    active: list[int]) -> tuple[np.ndarray, float]:
+def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti,
+                    geo: Geometry) -> tuple[np.ndarray, float]:
     """Particle-background spectrum from the out-of-FOV corners of the input event list
     (same selection as the cleaned list but for the out-of-FOV flag, same GTI) and the
-    corner area in sky pixels^2."""
+    corner area in sky pixels^2. Cleaned lists have no corners: (zeros, 0)."""
     from .events import choose_exposure, find_event_files
     from .expression import compile_expression
     files = find_event_files(paths).get(cam.name)
@@ -168,53 +168,73 @@ def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti
     cols = dict(ev.columns)
     flag = cols["FLAG"].astype(np.int64)
     corner = (flag & ins.OUT_OF_FOV_FLAG) != 0
+    if not corner.any():
+        return np.zeros(cam.n_channels), 0.0
     cols["FLAG"] = flag & ~ins.OUT_OF_FOV_FLAG          # judge the rest of the selection as usual
     sel = corner & compile_expression(expression).evaluate(cols) & G.in_gti(cols["TIME"], flare_gti)
-    area = _corner_area(cam, pa, active)
-    return pi_spectrum(cols["PI"][sel], cam).astype(float), area
+    return pi_spectrum(cols["PI"][sel], cam).astype(float), corner_area(geo)
 
 
-def _corner_area(cam: ins.Camera, pa: float, active: list[int], step_arcsec: float = 2.0) -> float:
-    total = 0
-    for c in cam.ccds:
-        if c.ccdnr not in active:
-            continue
-        u = np.arange(-c.half_w + step_arcsec / 2, c.half_w, step_arcsec) + c.cx
-        v = np.arange(-c.half_h + step_arcsec / 2, c.half_h, step_arcsec) + c.cy
-        U, V = np.meshgrid(u, v)
-        total += int(np.count_nonzero(~cam.in_fov(U, V)))
-    return total * (step_arcsec / ins.SKY_PIX_ARCSEC) ** 2
+def corner_area(geo: Geometry, step: int = 4) -> float:
+    """Area (sky pixels^2) of the usable CCD pixels outside the FOV, from the CCD maps."""
+    total = 0.0
+    for c in geo.ccds.values():
+        rx, ry = np.meshgrid(np.arange(1, c.nx + 1, step), np.arange(1, c.ny + 1, step))
+        x = c.matrix[0, 0] * rx + c.matrix[0, 1] * ry + c.matrix[0, 2]
+        y = c.matrix[1, 0] * rx + c.matrix[1, 1] * ry + c.matrix[1, 2]
+        out = ~geo.in_fov(x, y) & c.good[ry - 1, rx - 1]
+        total += np.count_nonzero(out) * step * step * abs(np.linalg.det(c.matrix[:, :2]))
+    return float(total)
+
+
+def particle_in_region(c_region: np.ndarray, cam: ins.Camera, corner: np.ndarray, corner_area_px2: float,
+                       region_area_px2: float) -> tuple[np.ndarray, str]:
+    """Expected particle-background counts per channel in a region, and how it was found.
+
+    With out-of-FOV corner events: their spectrum scaled by area. Without (cleaned lists):
+    the region's own counts in the band where the mirrors have almost no area
+    (:data:`instrument.PARTICLE_BAND`) set the level, spread flat in counts per channel
+    (the quiescent particle continuum is close to flat; its fluorescence lines are not
+    modelled this way), and said so in spectra.json."""
+    if corner_area_px2 > 0 and corner.sum() > 0:
+        return corner / corner_area_px2 * region_area_px2, "out-of-FOV corner events, scaled by area"
+    lo, hi = ins.PARTICLE_BAND[cam.name]
+    c0, c1 = int(lo * 1000 / ins.CHANNEL_EV), min(int(hi * 1000 / ins.CHANNEL_EV), cam.n_channels)
+    level = float(c_region[c0:c1].sum()) / max(c1 - c0, 1)
+    return np.full(cam.n_channels, level), (f"no corner events: in-FOV {lo:g}-{hi:g} keV counts of the "
+                                            "background region, flat in counts per channel")
 
 
 def vignetted_area_ratio(src: ExtractionRegion, bkg: ExtractionRegion, grid: ImageGrid, cov: np.ndarray,
-                         energies_kev: np.ndarray) -> np.ndarray:
+                         energies_kev: np.ndarray, geo: Geometry) -> np.ndarray:
     """Ratio source/background of the vignetting-weighted exposed areas, vs energy."""
     X, Y = grid.centres()
-    theta = ins.off_axis_arcmin(X, Y)
+    theta = geo.off_axis_arcmin(X, Y)
     fs, fb = area_fraction_map(src, grid) * cov, area_fraction_map(bkg, grid) * cov
     ms, mb = fs > 0, fb > 0
     out = np.empty(len(energies_kev))
     for i, e in enumerate(energies_kev):
-        out[i] = np.sum(fs[ms] * ins.vignetting(theta[ms], e)) / np.sum(fb[mb] * ins.vignetting(theta[mb], e))
+        out[i] = (np.sum(fs[ms] * ins.vignetting(geo.camera, theta[ms], e))
+                  / np.sum(fb[mb] * ins.vignetting(geo.camera, theta[mb], e)))
     return out
 
 
-def background_scaling(c_bkg: np.ndarray, corner: np.ndarray, corner_area: float, bs_src: float, bs_bkg: float,
+def background_scaling(c_bkg: np.ndarray, particle_bkg: np.ndarray, bs_src: float, bs_bkg: float,
                        vig_ratio_per_channel: np.ndarray, smooth_channels: float = 20.0) -> np.ndarray:
     """Per-channel factor taking background-region counts to the source region.
 
-    The background is split into the particle part (not vignetted: its density is
-    measured in the out-of-FOV corners, so it scales with area) and the sky part (the
-    rest: vignetted, so it scales with the vignetting-weighted area). Both are smoothed
+    The background is split into the particle part (``particle_bkg``: its expected counts
+    in the background region; not vignetted, so it scales with area) and the sky part
+    (the rest: vignetted, so it scales with the vignetting-weighted area). Both are smoothed
     over ``smooth_channels`` (sigma 0.1 keV) before the ratio is formed: the particle
     fraction climbs from ~0.1 to ~0.95 across the band, and a 0.5 keV smoothing blurred
     it enough to bias the fitted kT 2.5% low over 10 simulated observations (0.1 keV:
     mean 4.96 for a true 5.0; benchmarks/bench_coverage.py).
     """
     a = bs_src / bs_bkg
-    if corner_area <= 0 or corner.sum() == 0:
+    if particle_bkg.sum() == 0:
         return np.full(len(c_bkg), a)
-    q = ndimage.gaussian_filter1d(corner / corner_area * bs_bkg, smooth_channels)
+    q = ndimage.gaussian_filter1d(particle_bkg.astype(float), smooth_channels)
     b = ndimage.gaussian_filter1d(c_bkg.astype(float), smooth_channels)
     q = np.minimum(q, b)
     sky = b - q
@@ -458,9 +478,9 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
             "pa_pnt": float(ev.key("PA_PNT")), "filter": str(ev.key("FILTER", "Medium")).strip() or "Medium",
             "obsid": str(ev.key("OBS_ID", paths.obsid)), "date_obs": str(ev.key("DATE-OBS", ""))}
     src, bkg, src_path, bkg_path = _regions_for(paths, opts, meta)
-    active = sorted(ev.gtis) or sorted(set(np.unique(ev.columns["CCDNR"]).tolist()))
-    bs_src = backscal(src, cam, meta["pa_pnt"], active)
-    bs_bkg = backscal(bkg, cam, meta["pa_pnt"], active)
+    geo = geometry_from_events(paths.clean_events(cam_name), cam_name, sorted(ev.gtis) or None)
+    bs_src = backscal(src, geo)
+    bs_bkg = backscal(bkg, geo)
     if bs_src <= 0:
         raise DataError("the source region has zero exposed area on this camera", src_path)
     if bs_bkg <= 0:
@@ -470,7 +490,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
     c_src, c_bkg = pi_spectrum(pi[in_src], cam), pi_spectrum(pi[in_bkg], cam)
     if c_src.sum() == 0:
         raise DataError("no events in the source region", src_path)
-    exposure = float(ev.key("EXPOSURE"))
+    exposure = camera_livetime(ev.header)           # live time, as SAS's EXPOSURE
     gtis = {c: g for c, g in ev.gtis.items()}
     out = paths.spectra
     names = {"src": f"{cam_name}_src.pha", "bkg": f"{cam_name}_bkg.pha", "grp": f"{cam_name}_src_grp.pha",
@@ -482,16 +502,16 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
     else:
         write_fits(out / names["rmf"], ins.rmf_hdulist(cam, meta["filter"]))
     grid = ImageGrid.around_pointing()
-    cov = coverage_map(cam, grid, meta["pa_pnt"], active)
+    cov = coverage_map(geo, grid, {c: t / exposure for c, t in ccd_livetimes(ev.header).items()})
     b_rate = float(in_bkg[(pi >= 500) & (pi < 2000)].sum()) / max(
-        _exposure_weighted_area(bkg, grid, cov, exposure), 1e-9)
-    bright = brightness_map(x[in_src], y[in_src], pi[in_src], grid, cam, meta["pa_pnt"], active, exposure,
+        _exposure_weighted_area(bkg, grid, cov, exposure, geo), 1e-9)
+    bright = brightness_map(x[in_src], y[in_src], pi[in_src], grid, geo, exposure,
                             b_rate, cov, centre=(src.x, src.y))
     if opts.arf and opts.arf.get(cam_name):
         arf_name = _copy_user_file(opts.arf[cam_name], out / names["arf"])
         exposed_fraction = None
     else:
-        specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, meta["filter"])
+        specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, geo, meta["filter"])
         sel_eff = ins.selection_efficiency(cam, filt["expression"])
         specresp = specresp * sel_eff
         write_fits(out / names["arf"], ins.arf_hdulist(cam, specresp, meta["filter"], {
@@ -499,11 +519,11 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
             "EXPFRAC": (exposed_fraction, "exposed fraction of the source brightness"),
             "SELEFF": (sel_eff, "fraction of X-ray events kept by the event selection")}))
     files_src = {"RESPFILE": rmf_name, "ANCRFILE": arf_name, "BACKFILE": names["bkg"]}
-    corner, corner_area = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]),
-                                          meta["pa_pnt"], active)
+    corner, area_corner = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), geo)
+    particle, particle_from = particle_in_region(c_bkg, cam, corner, area_corner, bs_bkg)
     e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
     e_grid = np.linspace(0.1, cam.max_pi / 1000.0, 60)
-    vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid))
+    vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid, geo))
     first = int(0.3 * 1000 / ins.CHANNEL_EV)
     last = int(min(10.0, cam.max_pi / 1000.0) * 1000 / ins.CHANNEL_EV) - 1
     if kind == "mincounts":
@@ -514,7 +534,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
         grouping, quality = group_optimal(c_src, cam, first, last)
     else:
         grouping, quality = np.ones(cam.n_channels, np.int16), np.zeros(cam.n_channels, np.int16)
-    eff = constant_within_groups(background_scaling(c_bkg, corner, corner_area, bs_src, bs_bkg, vig_ratio),
+    eff = constant_within_groups(background_scaling(c_bkg, particle, bs_src, bs_bkg, vig_ratio),
                                  c_bkg, grouping)
     bkg_backscal = bs_src / eff            # per channel: src BACKSCAL / bkg BACKSCAL(ch) = eff(ch)
     bkg_hdul = pha_hdulist(c_bkg, cam, meta, exposure, bkg_backscal, bkg, gtis,
@@ -535,18 +555,20 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
         "exposure_s": exposure, "net_rate": net / exposure,
         "backscal_src": bs_src, "backscal_bkg": bs_bkg, "backscal_ratio": scale,
         "bkg_scaling_mean": float(np.sum(eff * c_bkg) / max(c_bkg.sum(), 1)),
-        "corner_counts": int(corner.sum()), "corner_area_sky_px2": corner_area,
+        "corner_counts": int(corner.sum()), "corner_area_sky_px2": area_corner,
+        "particle_background": particle_from, "particle_counts_bkg_region": float(particle.sum()),
+        "geometry": geo.to_json(),
         "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)), "exposed_fraction": exposed_fraction,
         "files": {k: str(out / v) for k, v in names.items()},
         "src_region": str(src_path), "bkg_region": str(bkg_path),
     }
 
 
-def _exposure_weighted_area(region, grid, cov, exposure):
+def _exposure_weighted_area(region, grid, cov, exposure, geo: Geometry):
     """Pixels of the region, weighted by coverage and 0.5-2 keV vignetting, x exposure."""
     X, Y = grid.centres()
     frac = area_fraction_map(region, grid)
-    vig = ins.vignetting(ins.off_axis_arcmin(X, Y), 1.0)
+    vig = ins.vignetting(geo.camera, geo.off_axis_arcmin(X, Y), 1.25)
     return float(np.sum(frac * cov * vig) * exposure)
 
 

@@ -1,0 +1,135 @@
+"""Real data is the reference: every step on the real SAS-made A907 observation.
+
+../shared/data/xmm_a907_0201903501 holds SAS-cleaned MOS1/MOS2 event lists (their own
+names, GTI000n6 flare tables, no corner events) and SAS's own images and eexpmap maps.
+The event lists are linked (never copied) into a temporary workdir under their names.
+The tests skip cleanly when ../shared is absent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import ROOT, run_cli
+
+A907 = ROOT.parent / "shared" / "data" / "xmm_a907_0201903501"
+OBSID = "0201903501"
+pytestmark = pytest.mark.skipif(not A907.is_dir(), reason=f"real XMM data not available ({A907})")
+BANDS = {"0.5-2": "0.50-2.00", "2-10": "2.00-10.00"}
+
+
+@pytest.fixture(scope="module")
+def a907(tmp_path_factory):
+    """Steps 1-3 on A907 (automatic region), the inputs linked under their own names."""
+    wd = tmp_path_factory.mktemp("a907")
+    ev = wd / "data" / OBSID / "event"
+    ev.mkdir(parents=True)
+    for f in sorted((A907 / "event").glob("*.fits")):
+        (ev / f.name).symlink_to(f)
+    before = {f.name: f.stat().st_mtime_ns for f in (A907 / "event").iterdir()}
+    for cmd in (["bash", str(ROOT / "run_filtering.sh"), OBSID],
+                ["bash", str(ROOT / "generate_regions.sh"), OBSID],
+                ["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBSID]):
+        r = run_cli(cmd + ["--workdir", str(wd)])
+        assert r.returncode == 0, r.stderr
+    assert before == {f.name: f.stat().st_mtime_ns for f in (A907 / "event").iterdir()}   # inputs untouched
+    return wd, wd / "results" / OBSID
+
+
+def test_lists_recognised_by_header_and_their_gtis_honoured(a907):
+    _, res = a907
+    filt = json.loads((res / "events" / "filtering.json").read_text())
+    for cam in ("mos1", "mos2"):
+        rec = filt[cam]
+        assert rec["status"] == "ok" and rec["prefiltered"] is True
+        assert any("GTI00" in e for e in rec["prefilter_evidence"])
+        live = fits.getheader(A907 / "event" / f"{cam}_exp1_clean_evts.fits", "EVENTS")["LIVETIME"]
+        assert abs(rec["exposure_after_s"] / live - 1) < 0.03          # not the 1.6x of STDGTI alone
+        assert rec["events_after"] == rec["events_before"]             # never re-screened into nothing
+    assert filt["pn"]["status"] == "skipped"
+
+
+def test_rescreening_a_cleaned_list_keeps_most_of_it(a907, tmp_path):
+    """An explicit re-screen works on the list's own good time (flared gaps are no time)."""
+    wd, res = a907
+    from xmmext.filtering import FilterOptions, run_filtering
+    from xmmext.layout import ObsPaths
+    paths = ObsPaths.of(OBSID, wd)
+    import shutil
+    shutil.copytree(wd / "data", tmp_path / "data", symlinks=True)
+    out = run_filtering(ObsPaths.of(OBSID, tmp_path), FilterOptions(method="histogram", cameras=["mos1", "mos2"]))
+    for cam in ("mos1", "mos2"):
+        assert out[cam]["status"] == "ok"
+        assert out[cam]["exposure_after_s"] > 0.7 * out[cam]["exposure_before_s"]
+    assert paths.results.exists()
+
+
+@pytest.mark.parametrize("cam", ["mos1", "mos2"])
+@pytest.mark.parametrize("band", list(BANDS))
+def test_exposure_maps_and_images_match_sas(a907, cam, band):
+    """On SAS's own grid: >= 95% footprint agreement, median ratio within 5%, images equal."""
+    _, res = a907
+    from xmmext.geometry import camera_livetime, ccd_livetimes, geometry_from_events
+    from xmmext.images import ImageGrid, band_mask, counts_image, coverage_map, exposure_map
+    clean = res / "events" / f"{cam}_clean_evt.fits"
+    tag = BANDS[band]
+    sas_img = fits.open(A907 / "sas_images" / f"{OBSID}_{cam}_exp1-{tag}keVimg.fits")[0]
+    sas_exp = fits.getdata(A907 / "sas_images" / f"{OBSID}_{cam}_exp1-{tag}keVexpmap.fits")
+    grid = ImageGrid.from_header(sas_img.header)
+    h = fits.getheader(clean, "EVENTS")
+    live = camera_livetime(h)
+    geo = geometry_from_events(clean, cam)
+    cov = coverage_map(geo, grid, {c: t / live for c, t in ccd_livetimes(h).items()})
+    ours = exposure_map(geo, grid, live, band, cov)
+    a, b = ours > 0, sas_exp > 0
+    assert (a & b).sum() / (a | b).sum() >= 0.95
+    well = (ours > 0.5 * ours.max()) & (sas_exp > 0.5 * sas_exp.max())
+    assert abs(np.median(ours[well] / sas_exp[well]) - 1) < 0.05
+    ev = fits.getdata(clean, "EVENTS")
+    sel = band_mask(ev["PI"], band)
+    assert np.array_equal(counts_image(ev["X"][sel], ev["Y"][sel], grid), sas_img.data)
+
+
+def test_regions_stay_on_the_detector(a907):
+    _, res = a907
+    reg = json.loads((res / "regions" / "regions.json").read_text())
+    fov = min(g["fov_radius_arcmin"] for g in reg["geometry"].values())
+    assert 1.5 < reg["radius_arcmin"] < 9.0                             # the old profile ran to 8.3'+
+    assert reg["bkg_outer_arcmin"] < fov                                # annulus where the detector is
+    for cam in ("mos1", "mos2"):
+        assert reg["bkg_area_arcmin2"][cam] > 0.8 * np.pi * (reg["bkg_outer_arcmin"] ** 2 - reg["bkg_inner_arcmin"] ** 2) * 0.8
+        assert "10-12 keV" in reg["particle_background"][cam]["from"]
+
+
+def test_spectra_exposure_is_live_time(a907):
+    _, res = a907
+    spec = json.loads((res / "spectra" / "spectra.json").read_text())["cameras"]
+    for cam in ("mos1", "mos2"):
+        live = fits.getheader(A907 / "event" / f"{cam}_exp1_clean_evts.fits", "EVENTS")["LIVETIME"]
+        h = fits.getheader(res / "spectra" / f"{cam}_src.pha", "SPECTRUM")
+        assert abs(h["EXPOSURE"] / live - 1) < 0.03
+        assert "no corner events" in spec[cam]["particle_background"]
+
+
+def test_temperature_in_a_fixed_3_arcmin_circle(a907, tmp_path):
+    """tbabs*bremss in a 3' circle: kT 4.5-7 keV (A907: ~4 keV core, ~6 keV outside),
+    MOS2/MOS1 cross-normalisation within 0.93-1.07."""
+    wd, res = a907
+    import shutil
+    shutil.copytree(wd, tmp_path / "w", symlinks=True)
+    w = tmp_path / "w"
+    for cmd in (["bash", str(ROOT / "generate_regions.sh"), OBSID, "--radius", "3", "--force"],
+                ["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBSID, "--force"],
+                ["python", str(ROOT / "xspec_analysis.py"), "--input", str(w / "results" / OBSID / "spectra"),
+                 "--model", "tbabs*bremss", "--nh", "0.054", "--redshift", "0.153"]):
+        r = run_cli(cmd + ["--workdir", str(w)])
+        assert r.returncode == 0, r.stderr
+    fit = json.loads((w / "results" / OBSID / "fit" / "fit.json").read_text())
+    kt = fit["parameters"]["bremss.kT"]
+    assert 4.5 < kt["value"] < 7.0
+    assert kt["lower"] < kt["value"] < kt["upper"] and kt["upper"] - kt["lower"] < 2.5
+    assert 0.93 < fit["parameters"]["cross_norm.mos2"]["value"] < 1.07
