@@ -503,7 +503,7 @@ def point_source_arf(cam: Camera, theta_arcmin: float = 0.0, radius_arcsec: floa
                      filt: str = "Medium") -> np.ndarray:
     """SPECRESP for a point source at ``theta`` (optionally x encircled energy in a circle)."""
     emid = 0.5 * (RESP_ELO + RESP_EHI)
-    area = cam.on_axis_area(emid, filt) * vignetting(theta_arcmin, emid)
+    area = cam.on_axis_area(emid, filt) * vignetting(cam.name, theta_arcmin, emid)
     if radius_arcsec is not None:
         area = area * cam.encircled_energy(radius_arcsec)
     return area

@@ -357,7 +357,8 @@ def _run_in_folder(task: SasTask, folder: Path, logs: Path, timeout: float) -> N
         modified = []
         for _, v in task.params:
             src = folder / v
-            if v and "/" not in v and src.is_file():
+            # parameter values are file names or expressions; only short bare names can be files
+            if v and "/" not in v and len(v) < 255 and src.is_file():
                 shutil.copyfile(src, run_dir / v)
                 modified.append(v)
         res = runner.run(task.argv, cwd=run_dir, env=_task_env(run_dir, task.env), timeout=timeout,

@@ -161,6 +161,8 @@ def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti
     corner area in sky pixels^2. Cleaned lists have no corners: (zeros, 0)."""
     from .events import choose_exposure, find_event_files
     from .expression import compile_expression
+    if not paths.event_dir.is_dir():            # SAS path from the ODF: no input event lists
+        return np.zeros(cam.n_channels), 0.0
     files = find_event_files(paths).get(cam.name)
     if not files:
         return np.zeros(cam.n_channels), 0.0
