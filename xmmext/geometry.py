@@ -163,6 +163,43 @@ def bad_pixel_masks(hdul: fits.HDUList, camera: str) -> dict[int, np.ndarray]:
     return masks
 
 
+def drop_empty_edges(ccd: "CcdMap", rawx, rawy, in_fov, depth: int = 2, min_expected: float = 10.0) -> str:
+    """Mark the outer RAW columns/rows of a CCD unusable where the event selection left
+    (almost) no events: fewer than 10% of what the CCD's in-FOV event density predicts
+    for the line's in-FOV pixels, when that prediction is at least ``min_expected``.
+    Selections that drop events at CCD borders (FLAG==0) remove those lines from the data,
+    so the footprint loses them too; lists that keep them keep them; lines outside the FOV
+    are not judged (they hold no in-FOV events by construction). Returns what was dropped."""
+    good = ccd.good
+    ny, nx = good.shape
+    ix = np.clip(np.asarray(rawx, int) - 1, 0, nx - 1)
+    iy = np.clip(np.asarray(rawy, int) - 1, 0, ny - 1)
+    gx, gy = np.meshgrid(np.arange(1, nx + 1), np.arange(1, ny + 1))
+    sx = ccd.matrix[0, 0] * gx + ccd.matrix[0, 1] * gy + ccd.matrix[0, 2]
+    sy = ccd.matrix[1, 0] * gx + ccd.matrix[1, 1] * gy + ccd.matrix[1, 2]
+    fov = in_fov(sx, sy) & good
+    interior = np.zeros_like(fov)
+    interior[depth:ny - depth, depth:nx - depth] = True
+    n_int = np.count_nonzero(fov & interior)
+    if n_int == 0:
+        return ""
+    inside = (ix >= depth) & (ix < nx - depth) & (iy >= depth) & (iy < ny - depth)
+    density = np.count_nonzero(inside) / n_int
+    out = []
+    for name, idx, n, axis in (("RAWX", ix, nx, 1), ("RAWY", iy, ny, 0)):
+        per_line = np.bincount(idx, minlength=n).astype(float)
+        pix_in_fov = fov.sum(axis=0 if axis == 1 else 1)
+        for k in list(range(depth)) + list(range(n - depth, n)):
+            expected = density * pix_in_fov[k]
+            if expected >= min_expected and per_line[k] < 0.1 * expected:
+                if axis == 1:
+                    good[:, k] = False
+                else:
+                    good[k, :] = False
+                out.append(f"{name}={k + 1}")
+    return ", ".join(out)
+
+
 def fit_fov_circle(x, y, start: tuple[float, float], at_ccd_edge=None) -> tuple[float, float, float]:
     """Circle (cx, cy, r) through the outer envelope of event positions (sky pixels).
 
@@ -251,7 +288,7 @@ def geometry_from_events(path: str | Path, camera: str, ccds: list[int] | None =
         if np.count_nonzero(on) < MIN_EVENTS_PER_CCD:
             notes.append(f"CCD {n}: {int(on.sum())} events, too few to place it; treated as off")
             continue
-        good = masks.get(n, np.ones((ny, nx), bool))
+        good = masks.get(n, np.ones((ny, nx), bool)).copy()
         maps[n] = CcdMap(n, fit_ccd_matrix(rawx[on], rawy[on], x[on], y[on]), good, int(on.sum()))
     if not maps:
         raise DataError("no CCD has enough events to place it on the sky", path)
@@ -266,4 +303,10 @@ def geometry_from_events(path: str | Path, camera: str, ccds: list[int] | None =
     if not (0.5 * rmax < r < 1.2 * rmax):
         notes.append(f"FOV fit gave {r * ins.SKY_PIX_ARCSEC / 60:.1f}'; nominal {ins.FOV_RADIUS_ARCMIN}' used")
         cx, cy, r = axis[0], axis[1], ins.FOV_RADIUS_ARCMIN * 60.0 / ins.SKY_PIX_ARCSEC
-    return Geometry(camera, maps, (cx, cy), r, axis, pa, notes)
+    geo = Geometry(camera, maps, (cx, cy), r, axis, pa, notes)
+    for n, c in maps.items():
+        on = infov & (ccdnr == n)
+        dropped = drop_empty_edges(c, rawx[on], rawy[on], geo.in_fov)
+        if dropped:
+            notes.append(f"CCD {n}: edge lines without events left out ({dropped})")
+    return geo

@@ -122,10 +122,12 @@ def band_energy_kev(band: str) -> float:
 
 
 def exposure_map(geo: Geometry, grid: ImageGrid, livetime_s: float, band: str,
-                 coverage: np.ndarray) -> np.ndarray:
-    """Live time x vignetting (band mid energy, about the optical axis) x coverage (s)."""
+                 coverage: np.ndarray, energy_kev: float | None = None) -> np.ndarray:
+    """Live time x vignetting about the optical axis x coverage (s); the vignetting is taken
+    at the band's mid energy (as eexpmap) unless ``energy_kev`` is given."""
     X, Y = grid.centres()
-    vig = ins.vignetting(geo.camera, geo.off_axis_arcmin(X, Y), band_energy_kev(band))
+    e = band_energy_kev(band) if energy_kev is None else energy_kev
+    vig = ins.vignetting(geo.camera, geo.off_axis_arcmin(X, Y), e)
     return livetime_s * vig * coverage
 
 

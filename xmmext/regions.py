@@ -76,7 +76,7 @@ class CameraData:
     exposure_s: float              # live time of the camera
     geometry: Geometry
     coverage: np.ndarray           # live-time-weighted CCD coverage of each image pixel
-    particle_rate: float = 0.0     # particle counts / s / image pixel in the 0.5-2 keV band
+    particle_rate: dict | None = None   # {band: particle counts / s / image pixel}
     particle_from: str = ""
 
 
@@ -98,32 +98,38 @@ def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
         live = camera_livetime(ev.header)
         cov = coverage_map(geo, grid, {c: t / live for c, t in ccd_livetimes(ev.header).items()})
         cd = CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], live, geo, cov)
-        cd.particle_rate, cd.particle_from = particle_rate_soft(cd, paths, filt[cam])
+        cd.particle_rate, cd.particle_from = particle_rates(cd, paths, filt[cam])
         data.append(cd)
     if not data:
         raise DataError("no camera has cleaned events", summary_path)
     return data, meta
 
 
-def particle_rate_soft(c: CameraData, paths: ObsPaths, filt: dict) -> tuple[float, str]:
-    """Particle background in the 0.5-2 keV band: counts / s / image pixel (not vignetted).
+def particle_rates(c: CameraData, paths: ObsPaths, filt: dict,
+                   bands=(CENTRE_BAND, DETECT_BAND)) -> tuple[dict, str]:
+    """Particle background per band: counts / s / image pixel (not vignetted).
 
     From the out-of-FOV corners when the input list has them; otherwise from the in-FOV
     counts in :data:`instrument.PARTICLE_BAND` (no mirror area there) spread flat per keV,
     as for the spectra (:func:`xmmext.spectra.particle_in_region`)."""
-    from .spectra import corner_area, corner_spectrum
+    from .spectra import corner_spectrum
     cam = ins.camera(c.name)
-    lo, hi = BANDS_KEV[CENTRE_BAND]
     corner, area = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), c.geometry)
     pix_px2 = (PIX_ARCSEC / ins.SKY_PIX_ARCSEC) ** 2
+    out = {}
     if area > 0 and corner.sum() > 0:
-        ch = slice(int(lo * 1000 / ins.CHANNEL_EV), int(hi * 1000 / ins.CHANNEL_EV) + 1)
-        return float(corner[ch].sum()) / area * pix_px2 / c.exposure_s, "out-of-FOV corners"
+        for band in bands:
+            lo, hi = BANDS_KEV[band]
+            ch = slice(int(lo * 1000 / ins.CHANNEL_EV), int(hi * 1000 / ins.CHANNEL_EV) + 1)
+            out[band] = float(corner[ch].sum()) / area * pix_px2 / c.exposure_s
+        return out, "out-of-FOV corners"
     plo, phi = ins.PARTICLE_BAND[c.name]
     n_hard = np.count_nonzero((c.pi >= plo * 1000) & (c.pi <= phi * 1000))
-    pixels = float(c.coverage.sum())
-    rate = n_hard / max(pixels, 1e-9) / c.exposure_s * (hi - lo) / (phi - plo)
-    return rate, f"in-FOV {plo:g}-{phi:g} keV counts, flat per keV"
+    per_kev = n_hard / max(float(c.coverage.sum()), 1e-9) / c.exposure_s / (phi - plo)
+    for band in bands:
+        lo, hi = BANDS_KEV[band]
+        out[band] = per_kev * (hi - lo)
+    return out, f"in-FOV {plo:g}-{phi:g} keV counts, flat per keV"
 
 
 def camera_weight(cam: str) -> float:
@@ -142,6 +148,23 @@ def native_band_maps(cams: list[CameraData], grid: ImageGrid) -> dict:
             out[c.name][band] = (counts_image(c.x[sel], c.y[sel], grid),
                                  exposure_map(c.geometry, grid, c.exposure_s, band, c.coverage))
     return out
+
+
+def detection_exposure(cams: list[CameraData], grid: ImageGrid, band: str = DETECT_BAND) -> np.ndarray:
+    """EPIC exposure (pn-equivalent s) for point-source detection in a broad band, with the
+    vignetting at the mean energy of each camera's counts in the band: at the band's mid
+    energy (5.25 keV for 0.5-10) it is far steeper than what the mostly soft counts see,
+    and with the optical axis off the source centre that leaves an azimuthal pattern in a
+    bright core that the radial background model turns into false detections. For the
+    same reason each camera is weighted by its own measured counts per exposure (the
+    three optical axes differ by up to ~1', so a weight that is off shows as a pattern)."""
+    total = np.zeros((grid.n, grid.n))
+    for c in cams:
+        sel = band_mask(c.pi, band)
+        e_mean = float(np.mean(c.pi[sel])) / 1000.0 if sel.any() else None
+        expo = exposure_map(c.geometry, grid, c.exposure_s, band, c.coverage, e_mean)
+        total += expo * (np.count_nonzero(sel) / max(float(expo.sum()), 1e-9))
+    return total / max(float(total.max()), 1e-30) * max(c.exposure_s for c in cams)
 
 
 def write_band_products(maps: dict, cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> dict:
@@ -270,15 +293,30 @@ def auto_radius(edges, n, e, npix, p=None, min_pixels: int = 20) -> tuple[float,
     return radius / 60.0, b_rate, snr
 
 
+def self_subtraction(edges, net, e, b_rate, radius, bkg_in, bkg_out) -> float:
+    """Estimated share of the source region's cluster counts that local-background
+    subtraction removes: the cluster's own counts in the annulus (from the background-
+    subtracted profile, per exposure) scaled to the source region by exposure. A lower
+    limit: the sky level is measured in the outer profile, which may hold cluster too."""
+    r_mid = 0.5 * (edges[:-1] + edges[1:]) / 60.0
+    cl = np.clip(net - b_rate * e, 0.0, None)
+    src = r_mid < radius
+    ann = (r_mid >= bkg_in) & (r_mid < bkg_out)
+    if not src.any() or not ann.any() or cl[src].sum() <= 0 or e[ann].sum() <= 0:
+        return 0.0
+    scale = e[src].sum() / e[ann].sum()
+    return float(cl[ann].sum() * scale / cl[src].sum())
+
+
 def fov_room_arcmin(x: float, y: float, cams: list[CameraData]) -> float:
     """Distance from (x, y) to the edge of the widest camera FOV (arcmin; < 0 outside)."""
     return max((c.geometry.fov_radius - math.hypot(x - c.geometry.fov_centre[0], y - c.geometry.fov_centre[1]))
                * ins.SKY_PIX_ARCSEC / 60.0 for c in cams)
 
 
-def particle_map(cams: list[CameraData]) -> np.ndarray:
-    """Expected particle counts per image pixel in the 0.5-2 keV band, all cameras."""
-    return sum(c.particle_rate * c.exposure_s * c.coverage for c in cams)
+def particle_map(cams: list[CameraData], band: str = CENTRE_BAND) -> np.ndarray:
+    """Expected particle counts per image pixel in a band, all cameras."""
+    return sum(c.particle_rate[band] * c.exposure_s * c.coverage for c in cams)
 
 
 def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backend: str = "native") -> dict:
@@ -313,9 +351,9 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
     if backend == "sas":
         sources = _sources_from_list(sas_sources, imgs, grid, meta)
     else:
-        sources = detect_point_sources(imgs["counts"][DETECT_BAND], imgs["exposure"][DETECT_BAND], grid,
+        sources = detect_point_sources(imgs["counts"][DETECT_BAND], detection_exposure(cams, grid), grid,
                                        meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
-                                       centre_xy=first_centre)
+                                       centre_xy=first_centre, particle=particle_map(cams, DETECT_BAND))
     warnings: list[str] = []
     # centre
     if opts.ra is not None:
@@ -355,6 +393,10 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
                         f"annulus ({opts.bkg_inner:g}-{opts.bkg_outer:g} R) lies on the detector")
         radius, radius_from = cap, "capped by the FOV"
         bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
+    self_sub = self_subtraction(edges, n - p, e, b_rate, radius, bkg_in, bkg_out)
+    if self_sub > 0.05:
+        warnings.append(f"the background annulus holds about {100 * self_sub:.0f}% of the source's own counts "
+                        "(subtracted with the background): choose a larger --radius or --bkg-inner")
     if bkg_in > room - 1.0:
         fallback = True
         bkg_in, bkg_out = max(radius + 0.5, room - 3.0), room + 2 * (ins.FOV_RADIUS_ARCMIN - room)
@@ -380,12 +422,13 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
         "center": {"ra": float(ra_c[0]), "dec": float(dec_c[0]), "x": x, "y": y, "from": centre_from},
         "radius_arcmin": float(radius), "radius_from": radius_from, "radius_sn3_arcmin": float(r_sn),
         "bkg_inner_arcmin": float(bkg_in), "bkg_outer_arcmin": float(bkg_out), "bkg_fallback_outer_ccds": fallback,
+        "self_subtraction_estimate": self_sub,
         "excluded": [{"ra": s.ra, "dec": s.dec, "x": s.x, "y": s.y, "radius_arcsec": s.radius_arcsec,
                       "counts": s.counts, "significance": s.significance} for s in sources],
         "area_arcmin2": {c: a["src"] for c, a in areas.items()},
         "bkg_area_arcmin2": {c: a["bkg"] for c, a in areas.items()},
         "background_rate_per_pn_s_per_pix": b_rate,
-        "particle_background": {c.name: {"rate_0.5-2keV_per_s_per_pix": c.particle_rate, "from": c.particle_from}
+        "particle_background": {c.name: {"rate_per_s_per_pix": c.particle_rate, "from": c.particle_from}
                                 for c in cams},
         "geometry": {c.name: c.geometry.to_json() for c in cams},
         "cameras": [c.name for c in cams], "warnings": warnings,
