@@ -16,12 +16,14 @@ def test_ccd_layout_facts():
     assert len(pn.ccds) == 12 and len(mos.ccds) == 7
     assert all(c.nx == 64 and c.ny == 200 and c.pix == 4.1 for c in pn.ccds)
     assert all(c.nx == 600 and c.ny == 600 and c.pix == 1.1 for c in mos.ccds)
-    # the boresight is on a CCD (pn: CCD 4), not in a gap
-    assert pn.locate(np.array([0.0]), np.array([0.0]))[0][0] == 4
-    assert mos.locate(np.array([0.0]), np.array([0.0]))[0][0] == 1
-    # corners exist: CCD area outside the 15' FOV
+    # the pointing falls on a CCD (pn: CCD 4, MOS: the central CCD 1), not in a gap, at any roll
+    for pa in (0.0, 123.0, 299.6):
+        for cam, ccd in ((pn, 4), (mos, 1), (ins.camera("mos2"), 1)):
+            dx, dy = ins.sky_to_det(cam, ins.SKY_REF_PIX, ins.SKY_REF_PIX, pa)
+            assert cam.locate(np.atleast_1d(dx), np.atleast_1d(dy))[0][0] == ccd
+    # corners exist: CCD area outside the field stop
     for cam in (pn, mos):
-        assert cam.bounding_radius_arcsec() > ins.FOV_RADIUS_ARCMIN * 60
+        assert cam.bounding_radius_arcsec() > cam.fov_radius_arcmin * 60
     assert ins.camera("mos1").active_ccds("2019-01-01") == [1, 2, 4, 5, 7]
     assert ins.camera("mos1").active_ccds("2004-01-01") == list(range(1, 8))
 
@@ -33,7 +35,13 @@ def test_sky_det_roundtrip_and_wcs():
     dx, dy = ins.sky_to_det(cam, x, y, 37.0)
     x2, y2 = ins.det_to_sky(cam, dx, dy, 37.0)
     assert np.allclose(x, x2) and np.allclose(y, y2)
-    assert np.allclose(np.hypot(dx, dy), ins.off_axis_arcmin(x, y) * 60)
+    # rigid (distances kept) and mirrored, as SAS's DET -> X/Y
+    assert np.allclose(np.hypot(np.diff(dx), np.diff(dy)), np.hypot(np.diff(x), np.diff(y)) * ins.SKY_PIX_ARCSEC)
+    d1 = np.array([dx[1] - dx[0], dy[1] - dy[0]])
+    d2 = np.array([dx[2] - dx[0], dy[2] - dy[0]])
+    s1 = np.array([x[1] - x[0], y[1] - y[0]])
+    s2 = np.array([x[2] - x[0], y[2] - y[0]])
+    assert np.sign(np.cross(d1, d2)) == -np.sign(np.cross(s1, s2))
     ra, dec = ins.sky_to_radec(25921.0, 25921.0, 150.0, -30.0)
     assert ra[0] == pytest.approx(150.0) and dec[0] == pytest.approx(-30.0)
     # 1 pixel west = 0.05" (RA decreases with X)

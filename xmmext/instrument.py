@@ -7,13 +7,17 @@ What is modelled, and where the numbers come from
   the REFXCRPX/REFXCDLT keywords SAS writes; checked against the real PPS products in
   ../shared/data).
 * CCDs: MOS = 7 front-illuminated CCDs of 600x600 pixels of 1.1"; pn = 12 back-
-  illuminated CCDs of 64x200 pixels of 4.1" in 4 quadrants (UHB sec. 3.3). The layout
-  (central MOS CCD with six around it, pn as two rows of six with the boresight on
-  CCD 4) follows the UHB focal-plane figures; chip gaps are simplified to straight
-  gaps of a few arcsec. MOS1 CCD6 (lost 2005-03-09) and CCD3 (lost 2012-12-11) are off
+  illuminated CCDs of 64x200 pixels of 4.1" in 4 quadrants (UHB sec. 3.3). The MOS
+  layout (CCD centres, RAWX directions), the DET -> sky angles (with SAS's mirror), the
+  DET origins and the field stops were measured on real SAS event lists
+  (tools/derive_geometry.py); pn, for which no events were shared, is two rows of six
+  with its angle and centre from its eexpmap map. This layout is what the SIMULATOR
+  uses; the analysis learns every observation's footprint from its own events
+  (xmmext/geometry.py). MOS1 CCD6 (lost 2005-03-09) and CCD3 (lost 2012-12-11) are off
   for observations after those dates (micrometeoroid events, UHB).
-* FOV: radius 15 arcmin (DESIGN.md); CCD area outside it is the shielded "corner"
-  area that sees only the particle background (FLAG bit 0x10000 in SAS lists).
+* FOV: the field stop, a circle on the detector (MOS: 14.24-14.28' measured on events;
+  pn 15.0' fitted to its exposure-map footprint); CCD area outside it is the shielded "corner" area that sees only the
+  particle background (FLAG bit 0x10000 in SAS lists).
 * On-axis effective area (mirror x filter x quantum efficiency), Medium filter: a
   table read off the UHB effective-area curves; its normalisation and shape were
   checked against the real SAS ARFs of ../shared/data (point source 2' off-axis,
@@ -29,8 +33,7 @@ What is modelled, and where the numbers come from
   half-energy width (pn 16.6", MOS 13.8"; UHB). No energy/off-axis dependence.
 
 Simplifications (said plainly): no attitude jitter, no MOS RGA azimuthal vignetting,
-no pile-up or out-of-time events, detector orientations relative to the sky are
-conventions (MOS2 turned 90 deg from MOS1 as on XMM, pn another 90 deg).
+no pile-up or out-of-time events.
 """
 from __future__ import annotations
 
@@ -84,13 +87,27 @@ CHANNEL_EV = 5.0                 # spectralbinsize=5: one channel = 5 eV of PI
 
 @dataclass(frozen=True)
 class CCD:
-    """One CCD: number, centre in the detector frame (arcsec) and pixel grid."""
+    """One CCD: number, centre in the detector (DET) frame (arcsec), pixel grid, and the
+    direction of its RAWX axis in DET (deg; RAWY is 90 deg further, as in SAS)."""
     ccdnr: int
     cx: float
     cy: float
     nx: int
     ny: int
     pix: float
+    rawx_deg: float = 0.0
+
+    def to_local(self, detx_as, dety_as):
+        """DET (arcsec) -> offsets along RAWX and RAWY from the CCD's corner (arcsec)."""
+        a = np.deg2rad(self.rawx_deg)
+        du, dv = np.asarray(detx_as, float) - self.cx, np.asarray(dety_as, float) - self.cy
+        return du * np.cos(a) + dv * np.sin(a) + self.half_w, -du * np.sin(a) + dv * np.cos(a) + self.half_h
+
+    def to_det(self, u, v):
+        """Offsets along RAWX/RAWY from the CCD's corner (arcsec) -> DET (arcsec)."""
+        a = np.deg2rad(self.rawx_deg)
+        lu, lv = np.asarray(u, float) - self.half_w, np.asarray(v, float) - self.half_h
+        return self.cx + lu * np.cos(a) - lv * np.sin(a), self.cy + lu * np.sin(a) + lv * np.cos(a)
 
     @property
     def half_w(self) -> float:
@@ -109,7 +126,10 @@ class Camera:
     pixel_arcsec: float
     ccds: tuple[CCD, ...]
     max_pi: int                       # PI range 0..max_pi (eV)
-    sky_rotation_deg: float           # detector frame angle relative to sky (+PA)
+    det_angle_deg: float              # DET -> sky: rotation by PA_PNT + this, after a mirror
+    det_origin_sc: tuple[float, float]  # DET origin: offset (arcsec) from the pointing, spacecraft frame
+    fov_centre_det: tuple[float, float]  # field-stop circle: centre in DET (arcsec) ...
+    fov_radius_arcmin: float            # ... and radius
     area_table: tuple[tuple[float, float], ...]
     fwhm_w0_ev: float
     fwhm_k_ev2_per_kev: float
@@ -146,8 +166,7 @@ class Camera:
         for c in self.ccds:
             if active is not None and c.ccdnr not in active:
                 continue
-            u = detx_as - (c.cx - c.half_w)
-            v = dety_as - (c.cy - c.half_h)
+            u, v = c.to_local(detx_as, dety_as)
             on = (u >= 0) & (u < 2 * c.half_w) & (v >= 0) & (v < 2 * c.half_h)
             ccdnr[on] = c.ccdnr
             rawx[on] = (u[on] / c.pix).astype(np.int16) + 1
@@ -155,8 +174,10 @@ class Camera:
         return ccdnr, rawx, rawy
 
     def in_fov(self, detx_as, dety_as) -> np.ndarray:
-        r = np.hypot(detx_as, dety_as) / 60.0
-        return r <= FOV_RADIUS_ARCMIN
+        """Inside the field stop (a circle on the detector)."""
+        r = np.hypot(np.asarray(detx_as, float) - self.fov_centre_det[0],
+                     np.asarray(dety_as, float) - self.fov_centre_det[1]) / 60.0
+        return r <= self.fov_radius_arcmin
 
     def bounding_radius_arcsec(self) -> float:
         return max(np.hypot(abs(c.cx) + c.half_w, abs(c.cy) + c.half_h) for c in self.ccds)
@@ -212,22 +233,30 @@ def vignetting(camera: str, theta_arcmin, energy_kev) -> np.ndarray:
 
 
 # --- the three cameras --------------------------------------------------------------
-def _mos_ccds() -> tuple[CCD, ...]:
-    side, gap = 600 * 1.1, 10.0
-    step = side + gap
-    centres = {1: (0.0, 0.0), 2: (-step, step / 2), 3: (-step, -step / 2), 4: (0.0, -step),
-               5: (step, -step / 2), 6: (step, step / 2), 7: (0.0, step)}
-    return tuple(CCD(n, x, y, 600, 600, 1.1) for n, (x, y) in centres.items())
+# MOS CCD centres in DET (arcsec) and RAWX directions, from the RAW->DET maps of the
+# real 0201903501 event lists (tools/derive_geometry.py): the central CCD 1 and six
+# around it, turned so that each RAWY runs away from the centre, as on XMM.
+_MOS_LAYOUT = {
+    "mos1": {1: (0.0, 0.0, 0), 2: (325.4, -677.9, 90), 3: (663.3, -15.3, 90), 4: (328.6, 651.3, 90),
+             5: (-320.6, 655.2, 270), 6: (-659.0, -4.9, 270), 7: (-326.3, -673.1, 270)},
+    "mos2": {1: (0.0, 0.0, 0), 2: (331.9, -670.6, 90), 3: (668.6, -11.7, 90), 4: (330.6, 657.0, 90),
+             5: (-329.2, 658.6, 270), 6: (-662.1, -3.3, 270), 7: (-335.1, -671.5, 270)},
+}
+
+
+def _mos_ccds(cam: str) -> tuple[CCD, ...]:
+    return tuple(CCD(n, x, y, 600, 600, 1.1, a) for n, (x, y, a) in _MOS_LAYOUT[cam].items())
 
 
 def _pn_ccds() -> tuple[CCD, ...]:
+    """Two rows of six 64x200 CCDs about the DET origin (no pn events were available to
+    measure them; with the DET->sky angle below the pointing falls on CCD 4, as on XMM)."""
     w, h, gap = 64 * 4.1, 200 * 4.1, 4.0
-    x0, y0 = -70.0, -60.0          # puts the boresight ~1' inside CCD 4, as on XMM
     ccds = []
     for k in range(6):              # upper row: CCDs 1..6 left to right
-        ccds.append(CCD(k + 1, x0 + (k - 2.5) * (w + gap), y0 + (h + gap) / 2, 64, 200, 4.1))
+        ccds.append(CCD(k + 1, (k - 2.5) * (w + gap), (h + gap) / 2, 64, 200, 4.1))
     for k in range(6):              # lower row: CCDs 7..12 right to left
-        ccds.append(CCD(k + 7, x0 + (2.5 - k) * (w + gap), y0 - (h + gap) / 2, 64, 200, 4.1))
+        ccds.append(CCD(k + 7, (2.5 - k) * (w + gap), -(h + gap) / 2, 64, 200, 4.1))
     return tuple(ccds)
 
 
@@ -249,12 +278,18 @@ _MOS_COMMON = dict(pixel_arcsec=1.1, max_pi=11999, area_table=_MOS_AREA,
                    flag_mask=XMMEA_EM_MASK)
 
 CAMERAS: dict[str, Camera] = {
-    "mos1": Camera(name="mos1", instrume="EMOS1", ccds=_mos_ccds(), sky_rotation_deg=90.0,
+    # DET->sky angles, DET origins and field stops measured on 0201903501 (tools/derive_geometry.py);
+    # pn: angle, array centre and field stop fitted to its eexpmap footprint (90.8% agreement:
+    # the real array is ~40" narrower at its two outer long edges, bad columns not simulated).
+    "mos1": Camera(name="mos1", instrume="EMOS1", ccds=_mos_ccds("mos1"), det_angle_deg=-180.0,
+                   det_origin_sc=(-70.5, 70.2), fov_centre_det=(5.2, -10.7), fov_radius_arcmin=14.28,
                    dead_ccds_after=((6, "2005-03-09"), (3, "2012-12-11")), **_MOS_COMMON),
-    "mos2": Camera(name="mos2", instrume="EMOS2", ccds=_mos_ccds(), sky_rotation_deg=0.0,
+    "mos2": Camera(name="mos2", instrume="EMOS2", ccds=_mos_ccds("mos2"), det_angle_deg=-90.29,
+                   det_origin_sc=(-81.3, 61.8), fov_centre_det=(-3.0, -14.5), fov_radius_arcmin=14.24,
                    **_MOS_COMMON),
     "pn": Camera(name="pn", instrume="EPN", pixel_arcsec=4.1, ccds=_pn_ccds(), max_pi=20479,
-                 sky_rotation_deg=-90.0, area_table=_PN_AREA, fwhm_w0_ev=58.5,
+                 det_angle_deg=90.26, det_origin_sc=(-128.8, -57.8), fov_centre_det=(0.0, 0.0),
+                 fov_radius_arcmin=15.0, area_table=_PN_AREA, fwhm_w0_ev=58.5,
                  fwhm_k_ev2_per_kev=2981.0, king_rc_arcsec=4.8,
                  flare_expression="#XMMEA_EP && (PI>10000 && PI<12000) && (PATTERN==0)",
                  standard_expression="#XMMEA_EP && (PATTERN<=4) && (FLAG==0)",
@@ -295,29 +330,37 @@ def sky_to_radec(x, y, ra_pnt: float, dec_pnt: float):
     return ra, dec
 
 
-def _rotation(cam: Camera, pa_deg: float) -> np.ndarray:
-    a = np.deg2rad(pa_deg + cam.sky_rotation_deg)
+def _rot(a_deg: float) -> np.ndarray:
+    a = np.deg2rad(a_deg)
     return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 
 
-def sky_to_det(cam: Camera, x, y, pa_deg: float):
-    """Sky X/Y pixels -> detector offsets (arcsec) from the boresight."""
-    dx = (np.asarray(x, float) - SKY_REF_PIX) * SKY_PIX_ARCSEC
-    dy = (np.asarray(y, float) - SKY_REF_PIX) * SKY_PIX_ARCSEC
-    r = _rotation(cam, pa_deg)
-    return r[0, 0] * dx + r[0, 1] * dy, r[1, 0] * dx + r[1, 1] * dy
+_MIRROR = np.diag([1.0, -1.0])     # DET -> sky X/Y is a rotation after a mirror (SAS: det = -1)
 
 
 def det_to_sky(cam: Camera, detx_as, dety_as, pa_deg: float):
-    """Detector offsets (arcsec) -> sky X/Y pixels."""
-    r = _rotation(cam, pa_deg).T
-    dx = r[0, 0] * np.asarray(detx_as, float) + r[0, 1] * np.asarray(dety_as, float)
-    dy = r[1, 0] * np.asarray(detx_as, float) + r[1, 1] * np.asarray(dety_as, float)
-    return dx / SKY_PIX_ARCSEC + SKY_REF_PIX, dy / SKY_PIX_ARCSEC + SKY_REF_PIX
+    """DET (arcsec) -> sky X/Y pixels: the DET origin sits at the camera's offset from the
+    pointing (spacecraft frame, turned by PA), DET axes turned by PA + the camera's angle."""
+    m = _rot(pa_deg + cam.det_angle_deg) @ _MIRROR
+    o = _rot(pa_deg) @ np.asarray(cam.det_origin_sc, float)
+    dx, dy = np.asarray(detx_as, float), np.asarray(dety_as, float)
+    sx = o[0] + m[0, 0] * dx + m[0, 1] * dy
+    sy = o[1] + m[1, 0] * dx + m[1, 1] * dy
+    return sx / SKY_PIX_ARCSEC + SKY_REF_PIX, sy / SKY_PIX_ARCSEC + SKY_REF_PIX
+
+
+def sky_to_det(cam: Camera, x, y, pa_deg: float):
+    """Sky X/Y pixels -> DET (arcsec); the inverse of :func:`det_to_sky`."""
+    m = np.linalg.inv(_rot(pa_deg + cam.det_angle_deg) @ _MIRROR)
+    o = _rot(pa_deg) @ np.asarray(cam.det_origin_sc, float)
+    sx = (np.asarray(x, float) - SKY_REF_PIX) * SKY_PIX_ARCSEC - o[0]
+    sy = (np.asarray(y, float) - SKY_REF_PIX) * SKY_PIX_ARCSEC - o[1]
+    return m[0, 0] * sx + m[0, 1] * sy, m[1, 0] * sx + m[1, 1] * sy
 
 
 def off_axis_arcmin(x, y) -> np.ndarray:
-    """Off-axis angle of sky pixels, the optical axis being the pointing position."""
+    """Angle (arcmin) of sky pixels from the pointing position (the optical axes are
+    elsewhere: see geometry.optical_axis)."""
     return np.hypot(np.asarray(x, float) - SKY_REF_PIX, np.asarray(y, float) - SKY_REF_PIX) \
         * SKY_PIX_ARCSEC / 60.0
 

@@ -37,6 +37,8 @@ from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
 from .fileio import atomic_path, write_fits, write_json
 from .geometry import optical_axis
+
+SKY_DISK_ARCMIN = 17.0
 from .layout import ObsPaths, parse_cameras
 
 log = __import__("logging").getLogger("xmmext.simulate")
@@ -375,7 +377,9 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         ps_spectra.append(s * cts / cfg.exposure / _counts_rate(s, pn, cfg.filter))
 
     # sky background spectra per arcmin^2
-    fov_arcmin2 = np.pi * ins.FOV_RADIUS_ARCMIN ** 2
+    # sky photons are drawn on a disk that covers every camera's field stop (their centres
+    # lie up to ~2' from the pointing); the detector keeps what falls in its own FOV
+    fov_arcmin2 = np.pi * SKY_DISK_ARCMIN ** 2
     cxb_spec = _powerlaw_spectrum(1.46, cfg.nh) * (11.6 / 1.1818e7) * fov_arcmin2
     fg_spec = xm.evaluate("bremss", [0.2], _egrid()) * 1.2e-5 * fov_arcmin2 if model == "bremss" \
         else xm.evaluate("apec", [0.2, 1.0, 0.0], _egrid()) * 4.0e-6 * fov_arcmin2
@@ -385,7 +389,7 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
     for k, (px, py) in enumerate(ps_xy):
         r, d = ins.sky_to_radec(px, py, cfg.ra_pnt, cfg.dec_pnt)
         ps_truth[k]["ra"], ps_truth[k]["dec"] = float(r[0]), float(d[0])
-    fov_px = ins.FOV_RADIUS_ARCMIN * 60 / ins.SKY_PIX_ARCSEC
+    fov_px = SKY_DISK_ARCMIN * 60 / ins.SKY_PIX_ARCSEC
     files = {}
     for cam_name in cfg.cameras:
         cam = ins.camera(cam_name)
