@@ -110,8 +110,8 @@ def particle_rates(c: CameraData, paths: ObsPaths, filt: dict,
     """Particle background per band: counts / s / image pixel (not vignetted).
 
     From the out-of-FOV corners when the input list has them; otherwise from the in-FOV
-    counts in :data:`instrument.PARTICLE_BAND` (no mirror area there) spread flat per keV,
-    as for the spectra (:func:`xmmext.spectra.particle_in_region`)."""
+    counts in :data:`instrument.PARTICLE_BAND` (no mirror area there) with the measured
+    template shape, as for the spectra (:func:`xmmext.spectra.particle_in_region`)."""
     from .spectra import corner_spectrum
     cam = ins.camera(c.name)
     corner, area = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), c.geometry)
@@ -125,11 +125,11 @@ def particle_rates(c: CameraData, paths: ObsPaths, filt: dict,
         return out, "out-of-FOV corners"
     plo, phi = ins.PARTICLE_BAND[c.name]
     n_hard = np.count_nonzero((c.pi >= plo * 1000) & (c.pi <= phi * 1000))
-    per_kev = n_hard / max(float(c.coverage.sum()), 1e-9) / c.exposure_s / (phi - plo)
+    per_rel = n_hard / max(float(c.coverage.sum()), 1e-9) / c.exposure_s / ins.particle_band_integral(c.name, plo, phi)
     for band in bands:
         lo, hi = BANDS_KEV[band]
-        out[band] = per_kev * (hi - lo)
-    return out, f"in-FOV {plo:g}-{phi:g} keV counts, flat per keV"
+        out[band] = per_rel * ins.particle_band_integral(c.name, lo, hi)
+    return out, f"in-FOV {plo:g}-{phi:g} keV counts, NGC 7793 template shape"
 
 
 def camera_weight(cam: str) -> float:

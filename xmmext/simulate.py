@@ -46,7 +46,8 @@ log = __import__("logging").getLogger("xmmext.simulate")
 # Quiescent particle background, counts/s per arcmin^2 of CCD (0.2 keV - top of PI range)
 _QPB_RATE = {"pn": 5.0e-3, "mos": 2.0e-3}
 # Fluorescence lines in the QPB: (energy keV, fraction of QPB events)
-_QPB_LINES = {"pn": ((1.487, 0.02), (7.47, 0.02), (8.04, 0.06), (8.63, 0.02)),
+# (below 6 keV only: above it the measured continuum template already holds pn's Cu/Ni/Zn)
+_QPB_LINES = {"pn": ((1.487, 0.02),),
               "mos": ((1.487, 0.05), (1.740, 0.03))}
 _FLARE_PEAK_PN = 35.0        # counts/s (full band) for a flare of amplitude 1 in pn
 _MOS_FLARE_SCALE = 0.5
@@ -89,6 +90,7 @@ class SimConfig:
     n_point_sources: int = 15
     ps_min_counts: float = 60.0        # pn counts of the faintest point source
     ps_max_counts: float = 3000.0
+    sas_cleaned: bool = False          # write SAS-cleaned lists (<cam>_exp1_clean_evts.fits) instead
 
 
 def validate(cfg: SimConfig) -> None:
@@ -259,10 +261,14 @@ def _flare_profile_times(rng, intervals, amplitudes, peak_rate, n_max_factor=1.0
 
 
 def _particle_energies(rng, cam, n):
-    """QPB: flat continuum over the PI range (slightly falling) + fluorescence lines."""
+    """QPB: continuum with the shape measured on real background spectra
+    (instrument.particle_shape: 1-keV bins above 6 keV, held below and above) + the
+    Al/Si fluorescence lines below 6 keV."""
     kind = "pn" if cam.name == "pn" else "mos"
     emax = cam.max_pi / 1000.0
-    e = 0.2 + (emax - 0.2) * rng.uniform(0, 1, n) ** 1.15
+    grid = np.arange(0.2, emax, 0.01)
+    w = ins.particle_shape(cam.name, grid + 0.005)
+    e = rng.choice(grid, n, p=w / w.sum()) + rng.uniform(0, 0.01, n)
     is_line = np.zeros(n, bool)
     u = rng.uniform(0, 1, n)
     lo = 0.0
@@ -438,12 +444,19 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         order = np.argsort(merged["TIME"], kind="stable")
         merged = {k: v[order] for k, v in merged.items()}
         label_path = paths.data / f"truth_{cam_name}_components.npy"
-        with atomic_path(label_path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.concatenate(labels)[order])
+        labels_sorted = np.concatenate(labels)[order]
         hdul = event_hdulist(cam, cfg, merged, tstart, tstop, active, c_ra[0], c_dec[0])
         dest = paths.event_dir / f"{cam_name}_evt.fits"
         write_fits(dest, hdul, checksum=False)   # no CHECKSUM: same seed -> identical bytes
+        if cfg.sas_cleaned:                      # the list a SAS user has: screened, flares cut
+            from .cleaned_lists import cleaned_name, write_sas_cleaned
+            clean = paths.event_dir / cleaned_name(cam_name)
+            keep = write_sas_cleaned(dest, clean, cam_name, cam.standard_expression, flares)
+            dest.unlink()
+            dest, labels_sorted = clean, labels_sorted[keep]
+        with atomic_path(label_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, labels_sorted)
         files[cam_name] = str(dest)
         log.info("simulated %s: %d events (%s)", cam_name, len(merged["TIME"]),
                  ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -633,6 +646,9 @@ def build_parser():
     p.add_argument("--thermal-model", default="auto", choices=["auto", "apec", "bremss"])
     p.add_argument("--filter", default=d.filter, choices=["Thin", "Medium", "Thick"])
     p.add_argument("--date-obs", default=d.date_obs)
+    p.add_argument("--sas-cleaned", action="store_true",
+                   help="write SAS-cleaned lists (<cam>_exp1_clean_evts.fits: screened, FLAG==0, flares cut "
+                        "and kept as GTI00n06 tables) as SAS users have them")
     return p
 
 
@@ -644,6 +660,7 @@ def config_from_args(args) -> SimConfig:
                      core_radius_arcmin=args.core_radius, beta=args.beta,
                      flare_fraction=args.flare_fraction, n_flares=args.n_flares, flare_scale=args.flare_scale,
                      n_point_sources=args.n_point_sources, thermal_model=args.thermal_model,
+                     sas_cleaned=args.sas_cleaned,
                      filter=args.filter, date_obs=args.date_obs)
 
 

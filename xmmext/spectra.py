@@ -195,16 +195,18 @@ def particle_in_region(c_region: np.ndarray, cam: ins.Camera, corner: np.ndarray
 
     With out-of-FOV corner events: their spectrum scaled by area. Without (cleaned lists):
     the region's own counts in the band where the mirrors have almost no area
-    (:data:`instrument.PARTICLE_BAND`) set the level, spread flat in counts per channel
-    (the quiescent particle continuum is close to flat; its fluorescence lines are not
-    modelled this way), and said so in spectra.json."""
+    (:data:`instrument.PARTICLE_BAND`) set the level, and the shape is the template
+    measured on real background spectra (:data:`instrument.PARTICLE_TEMPLATE`); said so
+    in spectra.json."""
     if corner_area_px2 > 0 and corner.sum() > 0:
         return corner / corner_area_px2 * region_area_px2, "out-of-FOV corner events, scaled by area"
     lo, hi = ins.PARTICLE_BAND[cam.name]
     c0, c1 = int(lo * 1000 / ins.CHANNEL_EV), min(int(hi * 1000 / ins.CHANNEL_EV), cam.n_channels)
-    level = float(c_region[c0:c1].sum()) / max(c1 - c0, 1)
-    return np.full(cam.n_channels, level), (f"no corner events: in-FOV {lo:g}-{hi:g} keV counts of the "
-                                            "background region, flat in counts per channel")
+    per_rel_kev = float(c_region[c0:c1].sum()) / ins.particle_band_integral(cam.name, lo, hi)
+    e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
+    shape = ins.particle_shape(cam.name, e_ch) * ins.CHANNEL_EV / 1000.0
+    return per_rel_kev * shape, (f"no corner events: in-FOV {lo:g}-{hi:g} keV counts of the background "
+                                 "region, spectral shape from the NGC 7793 background template")
 
 
 def vignetted_area_ratio(src: ExtractionRegion, bkg: ExtractionRegion, grid: ImageGrid, cov: np.ndarray,
