@@ -8,7 +8,6 @@ The tests skip cleanly when ../shared is absent.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ paths that do not exist next to the file. Skips without ../shared.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

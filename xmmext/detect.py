@@ -167,7 +167,7 @@ def detect_point_sources(counts: np.ndarray, exposure: np.ndarray, grid: ImageGr
         total = max(net_out, 0.0) / ee_out if net_out > 0 else flux
         sources.append(Source(float(x), float(y), float(ra[0]), float(dec[0]), float(total),
                               float(row["peak_value"]), exclusion_radius(total, bkg[r, c], cam)))
-    return _merge_close(sources, 12.0)
+    return merge_close(sources, 12.0)
 
 
 def _centroid(net: np.ndarray, c: int, r: int, grid: ImageGrid, rad: float):
@@ -194,7 +194,8 @@ def exclusion_radius(total_counts: float, bkg_per_pix: float, cam: ins.Camera,
     return float(np.clip(r, rmin, rmax))
 
 
-def _merge_close(sources: list[Source], arcsec: float) -> list[Source]:
+def merge_close(sources: list[Source], arcsec: float = 12.0) -> list[Source]:
+    """One source per position: of detections closer than ``arcsec``, the most significant."""
     out: list[Source] = []
     for s in sorted(sources, key=lambda s: -s.significance):
         if all(np.hypot(s.x - o.x, s.y - o.y) * ins.SKY_PIX_ARCSEC > arcsec for o in out):

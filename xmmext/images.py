@@ -25,7 +25,12 @@ BANDS_KEV = {  # classic XMM bands plus the broad soft/hard ones
     "0.2-0.5": (0.2, 0.5), "0.5-1.0": (0.5, 1.0), "1.0-2.0": (1.0, 2.0), "2.0-4.5": (2.0, 4.5),
     "4.5-12": (4.5, 12.0), "0.5-2": (0.5, 2.0), "2-10": (2.0, 10.0), "0.5-10": (0.5, 10.0),
 }
-DETECT_BAND = "0.5-10"       # point sources are detected on the broad band (most source counts)
+DETECT_BAND = "0.5-10"       # the SAS path's edetect_chain band; the broad-band image of the report
+# Native detection runs in the soft and the hard band and keeps the union: most point
+# sources are soft while the particle background is hard, so on simulated fields with a
+# realistic particle level 0.5-2 keV found 32 of 38 sources of >= 50 counts where 0.5-10
+# keV found 29; the 2-10 keV pass keeps hard (absorbed) sources.
+DETECT_BANDS = ("0.5-2", "2-10")
 CENTRE_BAND = "0.5-2"        # the extended source is located and profiled in the soft band
 PIX_ARCSEC = 4.0
 BIN = PIX_ARCSEC / ins.SKY_PIX_ARCSEC          # sky pixels per image pixel (80)

@@ -3,7 +3,8 @@
 :func:`read_pha` resolves what a fitting program needs from a PHA file: counts (or
 rate x exposure), EXPOSURE, BACKSCAL/AREASCAL as keyword or per-channel column,
 GROUPING/QUALITY, and the RESPFILE/ANCRFILE/BACKFILE names resolved relative to the
-spectrum's folder. Works on SAS products and on this pipeline's.
+spectrum's folder. Works on SAS products and on this pipeline's. :func:`pi_spectrum`
+bins event PI into the channels such a file holds.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import UsageError
+from .instrument import CHANNEL_EV
 
 
 @dataclass
@@ -118,3 +120,10 @@ def read_arf(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     np.asarray(d["SPECRESP"], float))
     except (OSError, KeyError, ValueError) as exc:
         raise UsageError(f"not a readable OGIP ARF: {exc}", path) from None
+
+
+def pi_spectrum(pi: np.ndarray, cam) -> np.ndarray:
+    """Counts per spectral channel (5 eV of PI each) of a camera (instrument.Camera)."""
+    ch = np.asarray(pi, np.int64) // int(CHANNEL_EV)
+    ch = ch[(ch >= 0) & (ch < cam.n_channels)]
+    return np.bincount(ch, minlength=cam.n_channels).astype(np.int32)

@@ -26,12 +26,13 @@ from astropy.io import fits
 from scipy import ndimage
 
 from . import instrument as ins
-from .detect import Source, background_map, detect_point_sources
+from .detect import Source, detect_point_sources, merge_close
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
+from .particle_background import particle_rates
 from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json, write_text
-from .images import BANDS_KEV, CENTRE_BAND, DETECT_BAND, PIX_ARCSEC, ImageGrid, band_mask, counts_image, coverage_map, \
+from .images import BANDS_KEV, CENTRE_BAND, DETECT_BAND, DETECT_BANDS, PIX_ARCSEC, ImageGrid, band_mask, counts_image, coverage_map, \
     exposure_map, image_hdu
 from .layout import ObsPaths
 from .shapes import ExtractionRegion, area_fraction_map
@@ -98,38 +99,12 @@ def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
         live = camera_livetime(ev.header)
         cov = coverage_map(geo, grid, {c: t / live for c, t in ccd_livetimes(ev.header).items()})
         cd = CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], live, geo, cov)
-        cd.particle_rate, cd.particle_from = particle_rates(cd, paths, filt[cam])
+        cd.particle_rate, cd.particle_from = particle_rates(
+            cd, paths, filt[cam], {b: BANDS_KEV[b] for b in (CENTRE_BAND, DETECT_BAND) + DETECT_BANDS}, PIX_ARCSEC)
         data.append(cd)
     if not data:
         raise DataError("no camera has cleaned events", summary_path)
     return data, meta
-
-
-def particle_rates(c: CameraData, paths: ObsPaths, filt: dict,
-                   bands=(CENTRE_BAND, DETECT_BAND)) -> tuple[dict, str]:
-    """Particle background per band: counts / s / image pixel (not vignetted).
-
-    From the out-of-FOV corners when the input list has them; otherwise from the in-FOV
-    counts in :data:`instrument.PARTICLE_BAND` (no mirror area there) with the measured
-    template shape, as for the spectra (:func:`xmmext.spectra.particle_in_region`)."""
-    from .spectra import corner_spectrum
-    cam = ins.camera(c.name)
-    corner, area = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), c.geometry)
-    pix_px2 = (PIX_ARCSEC / ins.SKY_PIX_ARCSEC) ** 2
-    out = {}
-    if area > 0 and corner.sum() > 0:
-        for band in bands:
-            lo, hi = BANDS_KEV[band]
-            ch = slice(int(lo * 1000 / ins.CHANNEL_EV), int(hi * 1000 / ins.CHANNEL_EV) + 1)
-            out[band] = float(corner[ch].sum()) / area * pix_px2 / c.exposure_s
-        return out, "out-of-FOV corners"
-    plo, phi = ins.PARTICLE_BAND[c.name]
-    n_hard = np.count_nonzero((c.pi >= plo * 1000) & (c.pi <= phi * 1000))
-    per_rel = n_hard / max(float(c.coverage.sum()), 1e-9) / c.exposure_s / ins.particle_band_integral(c.name, plo, phi)
-    for band in bands:
-        lo, hi = BANDS_KEV[band]
-        out[band] = per_rel * ins.particle_band_integral(c.name, lo, hi)
-    return out, f"in-FOV {plo:g}-{phi:g} keV counts, NGC 7793 template shape"
 
 
 def camera_weight(cam: str) -> float:
@@ -351,9 +326,12 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
     if backend == "sas":
         sources = _sources_from_list(sas_sources, imgs, grid, meta)
     else:
-        sources = detect_point_sources(imgs["counts"][DETECT_BAND], detection_exposure(cams, grid), grid,
-                                       meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
-                                       centre_xy=first_centre, particle=particle_map(cams, DETECT_BAND))
+        found = []
+        for band in DETECT_BANDS:
+            found += detect_point_sources(imgs["counts"][band], detection_exposure(cams, grid, band), grid,
+                                          meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
+                                          centre_xy=first_centre, particle=particle_map(cams, band))
+        sources = merge_close(found)
     warnings: list[str] = []
     # centre
     if opts.ra is not None:

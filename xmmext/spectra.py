@@ -34,11 +34,12 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from . import gti as G
 from . import instrument as ins
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
+from .ogip import pi_spectrum
+from .particle_background import corner_spectrum, particle_in_region
 from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
@@ -97,13 +98,6 @@ def backscal(region: ExtractionRegion, geo: Geometry, step: float = BACKSCAL_STE
     return float(total * step * step)
 
 
-def pi_spectrum(pi: np.ndarray, cam: ins.Camera) -> np.ndarray:
-    """Counts per spectral channel (5 eV of PI each)."""
-    ch = np.asarray(pi, np.int64) // int(ins.CHANNEL_EV)
-    ch = ch[(ch >= 0) & (ch < cam.n_channels)]
-    return np.bincount(ch, minlength=cam.n_channels).astype(np.int32)
-
-
 def brightness_map(x, y, pi, grid: ImageGrid, geo: Geometry, exposure_s, bkg_rate_per_pix,
                    coverage, centre: tuple | None = None) -> np.ndarray:
     """Background-subtracted, exposure-corrected 0.5-2 keV brightness (per image pixel),
@@ -152,61 +146,6 @@ def extended_arf(cam: ins.Camera, region: ExtractionRegion, grid: ImageGrid, bri
         vig[i] = np.sum(ww * cov * ins.vignetting(cam.name, th, e)) / np.sum(ww)
     exposed_fraction = float(np.sum(ww * cov) / np.sum(ww))
     return cam.on_axis_area(emid, filt) * vig, exposed_fraction
-
-
-def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti,
-                    geo: Geometry) -> tuple[np.ndarray, float]:
-    """Particle-background spectrum from the out-of-FOV corners of the input event list
-    (same selection as the cleaned list but for the out-of-FOV flag, same GTI) and the
-    corner area in sky pixels^2. Cleaned lists have no corners: (zeros, 0)."""
-    from .events import choose_exposure, find_event_files
-    from .expression import compile_expression
-    if not paths.event_dir.is_dir():            # SAS path from the ODF: no input event lists
-        return np.zeros(cam.n_channels), 0.0
-    files = find_event_files(paths).get(cam.name)
-    if not files:
-        return np.zeros(cam.n_channels), 0.0
-    ev = read_events(choose_exposure(files)[0], columns=["TIME", "PI", "PATTERN", "FLAG", "CCDNR"])
-    cols = dict(ev.columns)
-    flag = cols["FLAG"].astype(np.int64)
-    corner = (flag & ins.OUT_OF_FOV_FLAG) != 0
-    if not corner.any():
-        return np.zeros(cam.n_channels), 0.0
-    cols["FLAG"] = flag & ~ins.OUT_OF_FOV_FLAG          # judge the rest of the selection as usual
-    sel = corner & compile_expression(expression).evaluate(cols) & G.in_gti(cols["TIME"], flare_gti)
-    return pi_spectrum(cols["PI"][sel], cam).astype(float), corner_area(geo)
-
-
-def corner_area(geo: Geometry, step: int = 4) -> float:
-    """Area (sky pixels^2) of the usable CCD pixels outside the FOV, from the CCD maps."""
-    total = 0.0
-    for c in geo.ccds.values():
-        rx, ry = np.meshgrid(np.arange(1, c.nx + 1, step), np.arange(1, c.ny + 1, step))
-        x = c.matrix[0, 0] * rx + c.matrix[0, 1] * ry + c.matrix[0, 2]
-        y = c.matrix[1, 0] * rx + c.matrix[1, 1] * ry + c.matrix[1, 2]
-        out = ~geo.in_fov(x, y) & c.good[ry - 1, rx - 1]
-        total += np.count_nonzero(out) * step * step * abs(np.linalg.det(c.matrix[:, :2]))
-    return float(total)
-
-
-def particle_in_region(c_region: np.ndarray, cam: ins.Camera, corner: np.ndarray, corner_area_px2: float,
-                       region_area_px2: float) -> tuple[np.ndarray, str]:
-    """Expected particle-background counts per channel in a region, and how it was found.
-
-    With out-of-FOV corner events: their spectrum scaled by area. Without (cleaned lists):
-    the region's own counts in the band where the mirrors have almost no area
-    (:data:`instrument.PARTICLE_BAND`) set the level, and the shape is the template
-    measured on real background spectra (:data:`instrument.PARTICLE_TEMPLATE`); said so
-    in spectra.json."""
-    if corner_area_px2 > 0 and corner.sum() > 0:
-        return corner / corner_area_px2 * region_area_px2, "out-of-FOV corner events, scaled by area"
-    lo, hi = ins.PARTICLE_BAND[cam.name]
-    c0, c1 = int(lo * 1000 / ins.CHANNEL_EV), min(int(hi * 1000 / ins.CHANNEL_EV), cam.n_channels)
-    per_rel_kev = float(c_region[c0:c1].sum()) / ins.particle_band_integral(cam.name, lo, hi)
-    e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
-    shape = ins.particle_shape(cam.name, e_ch) * ins.CHANNEL_EV / 1000.0
-    return per_rel_kev * shape, (f"no corner events: in-FOV {lo:g}-{hi:g} keV counts of the background "
-                                 "region, spectral shape from the NGC 7793 background template")
 
 
 def vignetted_area_ratio(src: ExtractionRegion, bkg: ExtractionRegion, grid: ImageGrid, cov: np.ndarray,
