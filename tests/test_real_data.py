@@ -132,6 +132,18 @@ def test_temperature_in_a_fixed_3_arcmin_circle(a907, tmp_path):
     assert 4.5 < kt["value"] < 7.0
     assert kt["lower"] < kt["value"] < kt["upper"] and kt["upper"] - kt["lower"] < 2.5
     assert 0.93 < fit["parameters"]["cross_norm.mos2"]["value"] < 1.07
+    # the same spectra with SAS rmfgen MOS RMFs (--rmf; our ARF is resampled onto their grid)
+    rmfs = ROOT.parent / "shared" / "data" / "xmm_epic_ngc7793_ulx4_mos_rmf"
+    if rmfs.is_dir():
+        spec = w / "results" / OBSID / "spectra"
+        r = run_cli(["python", str(ROOT / "xspec_analysis.py"), "--input",
+                     f"{spec / 'mos1_src_grp.pha'},{spec / 'mos2_src_grp.pha'}", "--rmf", f"mos1={rmfs / 'MOS1.rmf'}",
+                     "--rmf", f"mos2={rmfs / 'MOS2.rmf'}", "--model", "tbabs*bremss", "--nh", "0.054",
+                     "--redshift", "0.153", "--output", str(w / "fit_sas_rmf")])
+        assert r.returncode == 0, r.stderr
+        sas = json.loads((w / "fit_sas_rmf" / "fit.json").read_text())
+        assert any("resampled" in n for n in sas["notes"])
+        assert 4.5 < sas["parameters"]["bremss.kT"]["value"] < 7.0
 
 
 def test_simulator_footprint_follows_the_real_instrument(tmp_path):

@@ -379,6 +379,9 @@ def _load_spectrum(ui, i: int, cam: str, path: Path, files: dict, opts: FitOptio
     ui.load_rmf(i, str(files["RESPFILE"]))
     if files["ANCRFILE"] is not None:
         ui.load_arf(i, str(files["ANCRFILE"]))
+        note = _match_arf_to_rmf(ui, i)
+        if note:
+            notes.append(f"{cam}: {note}")
     if files["BACKFILE"] is not None and not opts.no_background:
         ui.load_bkg(i, str(files["BACKFILE"]))
         b = ui.get_bkg(i)
@@ -397,6 +400,23 @@ def _load_spectrum(ui, i: int, cam: str, path: Path, files: dict, opts: FitOptio
         else:
             notes.append(f"{cam}: ungrouped spectrum fitted channel by channel ({opts.stat})")
     return notes
+
+
+def _match_arf_to_rmf(ui, i: int) -> str | None:
+    """An ARF on another energy grid than the RMF (e.g. this pipeline's ARF with a SAS RMF
+    given by --rmf) is resampled onto the RMF's grid: effective area is smooth in energy,
+    and fitting programs need one grid. Returns a note when it did so."""
+    from sherpa.astro.data import DataARF
+    rmf, arf = ui.get_rmf(i), ui.get_arf(i)
+    if len(rmf.energ_lo) == len(arf.energ_lo) and np.allclose(rmf.energ_lo, arf.energ_lo, rtol=1e-5):
+        return None
+    mid = 0.5 * (np.asarray(arf.energ_lo) + np.asarray(arf.energ_hi))
+    new_mid = 0.5 * (np.asarray(rmf.energ_lo) + np.asarray(rmf.energ_hi))
+    area = np.interp(new_mid, mid, np.asarray(arf.specresp), left=0.0, right=0.0)
+    ui.set_arf(i, DataARF(arf.name, np.asarray(rmf.energ_lo), np.asarray(rmf.energ_hi), area,
+                          exposure=arf.exposure))
+    return (f"ARF resampled from its {len(mid)}-bin energy grid onto the RMF's {len(new_mid)} bins "
+            "(linear in energy)")
 
 
 def _goodness(ids, free, undetected, opts: FitOptions) -> dict:
