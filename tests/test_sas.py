@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from astropy.io import fits
+
+from conftest import ROOT
 
 from xmmext import sas
 from xmmext.errors import DependencyError
@@ -26,6 +29,16 @@ def test_parse_version():
     assert sas.parse_sas_version("sasversion:- ... [xmmsas_20190531_1155-18.0.0]") == (18, 0, 0)
     with pytest.raises(DependencyError):
         sas.parse_sas_version("nothing here")
+
+
+def test_parse_version_takes_the_release_tag_not_a_task_version():
+    """Issue 13, item 1: the task's own version printed first is not the SAS release; SAS 22
+    prints '[22.0.0-<hash>-<date>]'."""
+    assert sas.parse_sas_version("sasversion (sasversion-1.3.2) [xmmsas_20211130_0941-21.0.0]") == (21, 0, 0)
+    assert sas.parse_sas_version("sasversion:- Executing (routine): sasversion (sasversion-1.3.2) "
+                                 "[22.0.0-a8f2c2afa-20250304]") == (22, 0, 0)
+    # the form real SAS files carry (../shared: CREATOR/XPROC0 of the A907 products)
+    assert sas.parse_sas_version("eexpmap (eexpmap-4.6.5) [xmmsas_20131209_1901-13.5.0]") == (13, 5, 0)
 
 
 def test_espfilt_command_sas20_plus_pn():
@@ -112,6 +125,19 @@ def test_runner_error_line_fails(tmp_path, fakebin):
         sas.run_task(sas.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
     line = exc.value.one_line()
     assert "NoSuchFile" in line and "sas_evselect.log" in line and exc.value.exit_code == 4
+
+
+@pytest.mark.parametrize("line", ["** backscale::arfgen: fatal error (FileNotFound), cannot open ccf.cif",
+                                  "** especget::rmfgen: error (NoCcf), no CCF"])
+def test_runner_nested_task_error_lines_fail(tmp_path, fakebin, line):
+    """Issue 13 (smaller): error lines of a task run by another task, as SAS prints them."""
+    _fake(fakebin, "evselect", f"""
+        print("evselect:- Executing")
+        print({line!r})
+    """)
+    with pytest.raises(sas.SasTaskError) as exc:
+        sas.run_task(sas.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
+    assert line.split("(")[1].split(")")[0] in exc.value.one_line()
 
 
 def test_runner_missing_output_fails(tmp_path, fakebin):
@@ -256,6 +282,25 @@ def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monk
     assert not list(p2.spectra.glob("xmmext_*"))
 
 
+def test_evselect_image_grid_reproduces_a_real_sas_command():
+    """Issue 13, item 7: the image range evselect needs for a grid, checked against the real
+    SAS 13.5 image of ../shared (its XPROC0 has ximagemin=3649 ximagemax=48106 bin 87 for
+    512 pixels); the old command (x0 .. x0 + n*bin) makes 513 pixels half a bin off."""
+    from xmmext.images import ImageGrid
+    grid = ImageGrid(x0=3648.5, y0=3648.5, n=512, binsize=87.0)      # the real image's grid (LTV/LTM)
+    t = sas.evselect_image(Path("ev.fits"), "mos1", (500, 2000), grid, "img.fits", "#XMMEA_EM")
+    args = dict(t.params)
+    assert (args["ximagemin"], args["ximagemax"]) == ("3649", "48106")
+    assert (args["yimagemin"], args["yimagemax"]) == ("3649", "48106")
+    assert "PI in [500:2000]" in args["expression"]                   # both ends, as the real command
+    shared = ROOT.parent / "shared" / "data" / "xmm_a907_0201903501" / "sas_images"
+    if shared.is_dir():
+        h = fits.getheader(shared / "0201903501_mos1_exp1-0.50-2.00keVimg.fits")
+        g = ImageGrid.from_header(h)
+        assert "ximagemin=3649 ximagemax=48106" in h["XPROC0"]
+        assert (g.x0, g.n, g.binsize) == (pytest.approx(3648.5), 512, pytest.approx(87.0))
+
+
 def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monkeypatch):
     """evselect images on the native grid, eexpmap, edetect_chain list -> regions; extended
     detections in the list are not excluded as point sources."""
@@ -274,9 +319,13 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         d = fits.getdata(args['table'], 'EVENTS')
+        # as evselect bins an integer column (seen on a real SAS image, test_evselect_image_grid):
+        # (max - min)/bin + 1 pixels, the first starting at min - 0.5
         b = float(args['ximagebinsize'])
-        ex = np.arange(float(args['ximagemin']), float(args['ximagemax']) + b / 2, b)
-        ey = np.arange(float(args['yimagemin']), float(args['yimagemax']) + b / 2, b)
+        def edges(lo, hi):
+            n = int(round((float(hi) - float(lo)) / b)) + 1
+            return float(lo) - 0.5 + b * np.arange(n + 1)
+        ex, ey = edges(args['ximagemin'], args['ximagemax']), edges(args['yimagemin'], args['yimagemax'])
         img, _, _ = np.histogram2d(d['Y'], d['X'], bins=[ey, ex])
         fits.PrimaryHDU(img.astype('f4')).writeto(args['imageset'])
     """)

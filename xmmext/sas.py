@@ -37,7 +37,9 @@ from .fileio import write_json
 from .layout import ObsPaths
 
 log = logging.getLogger("xmmext.sas")
-ERROR_LINE = re.compile(r"^\*\*\s*[\w.]+:\s*error\b", re.IGNORECASE | re.MULTILINE)
+# '** task: error (...)', and when a task runs another '** caller::task: error (...)' or
+# '** caller::task: fatal error (...)' (issue 13: e.g. backscale::arfgen, especget::rmfgen)
+ERROR_LINE = re.compile(r"^\*\*\s*[\w.]+(?:::[\w.]+)*:\s*(?:fatal\s+)?error\b", re.IGNORECASE | re.MULTILINE)
 SAS_INST = {"mos1": "EMOS1", "mos2": "EMOS2", "pn": "EPN"}
 PPS_CODE = {"mos1": "M1", "mos2": "M2", "pn": "PN"}
 
@@ -59,9 +61,25 @@ class SasTask:
         return [self.task] + [f"{k}={v}" for k, v in self.params]
 
 
+_SAS_RELEASE = (
+    # SAS <= 21: '[xmmsas_20131209_1901-13.5.0]' (as in the headers of real SAS files in
+    # ../shared: CREATOR/XPROC0 end with it)
+    re.compile(r"\[xmmsas_[0-9_]+-(\d+)\.(\d+)\.(\d+)\]"),
+    # SAS >= 22: '[22.0.0-<hash>-<date>]' (issue 13; not seen on a real SAS here)
+    re.compile(r"\[(\d+)\.(\d+)\.(\d+)-[0-9A-Za-z]+-[0-9]+\]"),
+)
+
+
 def parse_sas_version(text: str) -> tuple[int, int, int]:
-    """'xmmsas_20230412_1735-21.0.0' -> (21, 0, 0)."""
-    m = re.search(r"-(\d+)\.(\d+)\.(\d+)", text or "")
+    """The SAS release from sasversion's output: the bracketed release tag, in its SAS <= 21
+    or SAS >= 22 form. A task's own version printed before it (``sasversion-1.3.2``) is not
+    the release, so bare ``-x.y.z`` text is used only when there is no bracketed tag."""
+    text = text or ""
+    for rx in _SAS_RELEASE:
+        m = rx.search(text)
+        if m:
+            return tuple(int(x) for x in m.groups())
+    m = re.search(r"xmmsas_[0-9_]+-(\d+)\.(\d+)\.(\d+)", text)
     if not m:
         raise DependencyError(f"cannot read the SAS version from {text!r}")
     return tuple(int(x) for x in m.groups())
@@ -386,15 +404,28 @@ def _judge(task: SasTask, res, log_path: Path) -> None:
 
 
 # --- step 2 with SAS ------------------------------------------------------------------------
+def evselect_image_range(x0: float, n: int, binsize: float) -> tuple[float, float]:
+    """``ximagemin``/``ximagemax`` for which evselect bins an integer column into exactly the
+    ``n`` pixels [x0 + k*bin, x0 + (k+1)*bin): evselect starts the first bin at
+    ``ximagemin - 0.5`` and makes (ximagemax - ximagemin)/bin + 1 of them. Read off a real
+    SAS 13.5 image (../shared/data/xmm_a907_0201903501, XPROC0: ximagemin=3649
+    ximagemax=48106 ximagebinsize=87 -> 512 pixels, LTV1 -41.437: pixel 1 spans
+    3648.5-3735.5)."""
+    lo = x0 + 0.5
+    return lo, lo + (n - 1) * binsize
+
+
 def evselect_image(table: Path, cam: str, band_ev: tuple[int, int], grid, imageset: str, std_expr: str) -> SasTask:
-    """Sky image on exactly the native image grid (4" pixels), so both paths share regions."""
-    x1, y1 = grid.x0 + grid.n * grid.binsize, grid.y0 + grid.n * grid.binsize
-    expr = f"{std_expr} && (PI in [{band_ev[0]}:{band_ev[1] - 1}])"
+    """Sky image on exactly the native image grid (4" pixels), so both paths share regions;
+    PI in [lo:hi] with both ends included, as the native images and the SAS images of XGA."""
+    x_lo, x_hi = evselect_image_range(grid.x0, grid.n, grid.binsize)
+    y_lo, y_hi = evselect_image_range(grid.y0, grid.n, grid.binsize)
+    expr = f"{std_expr} && (PI in [{band_ev[0]}:{band_ev[1]}])"
     return SasTask("evselect", [("table", str(table)), ("withimageset", "yes"), ("imageset", imageset),
                                 ("xcolumn", "X"), ("ycolumn", "Y"), ("imagebinning", "binSize"),
                                 ("ximagebinsize", f"{grid.binsize:g}"), ("yimagebinsize", f"{grid.binsize:g}"),
-                                ("withxranges", "yes"), ("ximagemin", f"{grid.x0:g}"), ("ximagemax", f"{x1:g}"),
-                                ("withyranges", "yes"), ("yimagemin", f"{grid.y0:g}"), ("yimagemax", f"{y1:g}"),
+                                ("withxranges", "yes"), ("ximagemin", f"{x_lo:g}"), ("ximagemax", f"{x_hi:g}"),
+                                ("withyranges", "yes"), ("yimagemin", f"{y_lo:g}"), ("yimagemax", f"{y_hi:g}"),
                                 ("expression", expr)], [imageset])
 
 
@@ -464,6 +495,10 @@ def run_sas_images(paths: ObsPaths, cameras: list[str], grid) -> tuple[dict, lis
             t.env.update(env_extra)
             _run_in_folder(t, work, paths.logs, 3600)
             maps[cam][band] = (np.asarray(fits.getdata(work / img), float), np.asarray(fits.getdata(work / exp), float))
+            for name, m in zip((img, exp), maps[cam][band]):
+                if m.shape != (grid.n, grid.n):
+                    raise SasTaskError(f"{name} is {m.shape[1]}x{m.shape[0]} pixels, expected the "
+                                       f"{grid.n}x{grid.n} grid of the native images", work / name)
             if band == DETECT_BAND:
                 det_imgs.append(str(work / img))          # a list argument: absolute paths
                 det_events.append(events)
