@@ -217,11 +217,47 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
     lines = calls.read_text().splitlines()
     assert "withoutoftime=yes" in lines[2] and "withoutoftime=no" in lines[3]     # OOT run first
     assert "ootfile=" in lines[4] and "OOEVLI" in lines[4]
+    assert "method=histogram" in lines[4]          # the default 'auto' is resolved, never passed to SAS
     assert "GTI(" in lines[5] and "FLAG==0" in lines[5]
     assert (paths.events / "pn_clean_evt.fits").exists()
     assert json.loads((paths.events / "filtering.json").read_text())["pn"]["backend"] == "sas"
     for task in ("cifbuild", "odfingest", "epchain", "espfilt", "evselect"):
         assert (paths.logs / f"sas_{task}.log").exists()
+
+
+def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, monkeypatch):
+    """Issue 13, item 5: tabgtigen runs in its own private folder, so its input light curve
+    must be given by absolute path (the stand-in, like SAS, opens `table` from its cwd)."""
+    wd, truth = short_obs
+    evt = wd / "data/0999990201/event/mos1_evt.fits"
+    paths = ObsPaths.of("0999990201", tmp_path)
+    paths.odf.mkdir(parents=True)
+    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
+    monkeypatch.setenv("SAS_DIR", str(tmp_path))
+    (tmp_path / "ccfdir").mkdir()
+    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path / "ccfdir"))
+    _fake(fakebin, "sasversion", "print('sasversion (sasversion-1.3.2) [xmmsas_20230412_1735-21.0.0]')\n")
+    _fake(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
+    _fake(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
+    _fake(fakebin, "emchain", f"shutil.copy({str(evt)!r}, 'P0999990201M1S001MIEVLI0000.FIT')\n")
+    _fake(fakebin, "evselect", """
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        out = args.get('rateset') or args.get('filteredset')
+        shutil.copy(args['table'], out)
+    """)
+    _fake(fakebin, "tabgtigen", """
+        from astropy.io import fits
+        import numpy as np
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        if not os.path.exists(args['table']):
+            print(f"** tabgtigen: error (NoSuchFile), {args['table']} not found")
+            sys.exit(1)
+        g = fits.BinTableHDU.from_columns([fits.Column('START', 'D', array=np.array([0.0])),
+                                           fits.Column('STOP', 'D', array=np.array([1e10]))], name='STDGTI')
+        fits.HDUList([fits.PrimaryHDU(), g]).writeto(args['gtiset'])
+    """)
+    summary = sas.run_sas_filtering(paths, FilterOptions(method="fixed", cameras=["mos1"]), timeout=60)
+    assert summary["mos1"]["status"] == "ok" and summary["mos1"]["method"] == "fixed"
 
 
 def test_spectra_task_list_commands():

@@ -32,7 +32,7 @@ from astropy.io import fits
 
 from . import gti as G
 from . import runner
-from .errors import DataError, DependencyError
+from .errors import DataError, DependencyError, UsageError
 from .fileio import write_json
 from .layout import ObsPaths
 
@@ -247,11 +247,16 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
     evt = evts[0]
     exp_id = re.search(r"[SU]\d{3}", evt.name).group(0)
     oot = next(iter(sorted(work.glob("P*PN*OOEVLI0000.FIT"))), None) if cam == "pn" else None
-    if opts.method == "fixed":
+    method = "histogram" if opts.method == "auto" else opts.method    # a fresh SAS list is not screened yet
+    if method == "input":
+        raise UsageError("--method input keeps the good time of an already-cleaned list; the SAS backend "
+                         "makes new lists from the ODF: choose histogram, fixed or ratio")
+    if method == "fixed":
         rate = run_task(evselect_rate(evt, cam, f"{cam}_rate.fits", opts.binsize), work, logs, timeout)[0]
-        gti = run_task(tabgtigen(rate.name, opts.threshold(cam), f"{cam}_gti.fits"), work, logs, timeout)[0]
+        # an absolute path: the task runs in a private folder where a bare name does not exist
+        gti = run_task(tabgtigen(str(rate), opts.threshold(cam), f"{cam}_gti.fits"), work, logs, timeout)[0]
     else:
-        method = opts.method if version >= (20, 0, 0) else "ratio"
+        method = method if version >= (20, 0, 0) else "ratio"
         task = espfilt(evt, cam, exp_id, version, ccf, method=method, allowsigma=opts.sigma, ootfile=oot)
         gti = run_task(task, work, logs, timeout)[0]
     gti_final = paths.events / f"{cam}_gti.fits"
@@ -264,7 +269,7 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
         before = float(h_in["EVENTS"].header.get("EXPOSURE", h_in["EVENTS"].header["TSTOP"] - h_in["EVENTS"].header["TSTART"]))
         after = float(h_out["EVENTS"].header.get("EXPOSURE", G.total(g)))
         rec = {"status": "ok", "backend": "sas", "sas_version": ".".join(map(str, version)),
-               "input": str(evt), "method": opts.method, "threshold": opts.threshold(cam) if opts.method == "fixed" else None,
+               "input": str(evt), "method": method, "threshold": opts.threshold(cam) if method == "fixed" else None,
                "expression": opts.expression(cam), "exposure_before_s": before, "exposure_after_s": after,
                "fraction_rejected": 1 - after / before if before else None,
                "events_before": len(h_in["EVENTS"].data), "events_after": len(h_out["EVENTS"].data),
