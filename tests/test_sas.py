@@ -52,6 +52,15 @@ def test_espfilt_command_sas20_plus_pn():
     assert t.env == {"SAS_CCF": "/w/ccf.cif"}
 
 
+def test_espfilt_ratio_method_uses_its_own_band():
+    """Issue 13, item 4: the ratio method needs elow=8000 ehigh=12000 (ESAS cookbook)."""
+    t = sas.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif"), method="ratio")
+    args = dict(t.params)
+    assert (args["method"], args["elow"], args["ehigh"]) == ("ratio", "8000", "12000")
+    h = dict(sas.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif")).params)
+    assert (h["elow"], h["ehigh"]) == ("2500", "8500")
+
+
 def test_espfilt_command_old_sas_uses_eventset_and_ratio():
     t = sas.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
     assert t.argv[:3] == ["espfilt", "eventset=m1.fits", "method=ratio"]

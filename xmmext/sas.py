@@ -107,10 +107,19 @@ def epchain(sum_sas: Path, ccf: Path, out_of_time: bool = False) -> SasTask:
     return SasTask("epchain", params, out, {"SAS_ODF": str(sum_sas), "SAS_CCF": str(ccf)})
 
 
+# espfilt light-curve band per method (ESAS cookbook, espfilt calling parameters: "elow ...
+# for the histogram method this should be 2500; for the ratio method it should be 8000",
+# ehigh 8500 / 12000)
+ESPFILT_BAND = {"histogram": (2500, 8500), "ratio": (8000, 12000)}
+
+
 def espfilt(eventfile: Path, cam: str, exp_id: str, sas_version: tuple, ccf: Path, method: str = "histogram",
-            elow: int = 2500, ehigh: int = 8500, rangescale: float | None = None, allowsigma: float = 3.0,
-            ootfile: Path | None = None) -> SasTask:
-    """espfilt with the parameter names of the SAS version in use."""
+            elow: int | None = None, ehigh: int | None = None, rangescale: float | None = None,
+            allowsigma: float = 3.0, ootfile: Path | None = None) -> SasTask:
+    """espfilt with the parameter names of the SAS version in use; the energy band is the
+    one the method needs unless given."""
+    elow = ESPFILT_BAND[method][0] if elow is None else elow
+    ehigh = ESPFILT_BAND[method][1] if ehigh is None else ehigh
     rs = rangescale if rangescale is not None else (25.0 if cam == "pn" else 10.0)
     if sas_version >= (20, 0, 0):
         params = [("eventfile", str(eventfile)), ("method", method), ("withsmoothing", "yes"),
