@@ -282,6 +282,9 @@ def test_spectra_task_list_commands():
     assert tasks[6].argv == ["arfgen", "spectrumset=pn_src.pha", "arfset=pn.arf", "withrmfset=yes", "rmfset=pn.rmf",
                              "extendedsource=yes", "detmaptype=dataset", "detmaparray=pn_detmap.fits",
                              "badpixlocation=/r/pn_clean_evt.fits", "setbackscale=no"]
+    # issue 13, item 11: the RMF weighted by the source's detector map, not its centre
+    assert tasks[5].argv == ["rmfgen", "spectrumset=pn_src.pha", "rmfset=pn.rmf", "detmaptype=dataset",
+                             "detmaparray=pn_detmap.fits"]
     assert "mincounts=20" in tasks[7].argv and "backgndset=pn_bkg.pha" in tasks[7].argv
     assert "specchannelmax=11999" in sas.evselect_spectrum(Path("m.fits"), "mos1", "x", "s.pha").argv
 
@@ -292,8 +295,16 @@ def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monk
     for sub in ("events", "regions"):
         sh.copytree(paths.results / sub, tmp_path / "results" / paths.obsid / sub)
     p2 = ObsPaths.of(paths.obsid, tmp_path)
+    # issue 13, items 9/10: without this observation's CCF and ODF summary, a clear error
+    with pytest.raises(sas.UsageError, match="run step 1 with --backend sas"):
+        sas.run_sas_spectra(p2, ["pn"], timeout=60)
+    (p2.results / "sas").mkdir()
+    (p2.results / "sas" / "ccf.cif").write_text("cif")
+    (p2.results / "sas" / "0001_0999994001_SCX00000SUM.SAS").write_text("sum")
+    monkeypatch.setenv("SAS_CCF", "/elsewhere/another_observation/ccf.cif")      # stale, from the shell
     calls = tmp_path / "calls.txt"
-    log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
+    log_call = (f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "
+                f"' SAS_CCF=' + os.environ.get('SAS_CCF', '') + '\\n')\n")
     write_pha = """
         from astropy.io import fits
         import numpy as np
@@ -324,6 +335,9 @@ def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monk
         assert (p2.spectra / f).exists(), f
     order = [line.split()[0] for line in calls.read_text().splitlines()]
     assert order == ["evselect", "evselect", "backscale", "backscale", "evselect", "rmfgen", "arfgen", "specgroup"]
+    for line in calls.read_text().splitlines():
+        if line.split()[0] in ("backscale", "rmfgen", "arfgen"):
+            assert line.endswith(f"SAS_CCF={p2.results / 'sas' / 'ccf.cif'}"), line
     assert not list(p2.spectra.glob("xmmext_*"))
 
 
@@ -355,6 +369,9 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
     wd, truth, paths, _ = processed_obs
     sh.copytree(paths.results / "events", tmp_path / "results" / paths.obsid / "events")
     p2 = ObsPaths.of(paths.obsid, tmp_path)
+    (p2.results / "sas").mkdir()
+    (p2.results / "sas" / "ccf.cif").write_text("cif")
+    (p2.results / "sas" / "0001_0999994001_SCX00000SUM.SAS").write_text("sum")
     ps = sorted(truth["point_sources"], key=lambda p: -sum(p["counts"].values()))[:2]
     rows = [(0, p["ra"], p["dec"], 30.0, 200.0, 0.0) for p in ps] + \
            [(0, truth["cluster"]["ra"], truth["cluster"]["dec"], 500.0, 5000.0, 40.0)]

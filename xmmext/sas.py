@@ -310,8 +310,14 @@ def backscale(spectrumset: Path, badpixlocation: Path) -> SasTask:
     return SasTask("backscale", [("spectrumset", str(spectrumset)), ("badpixlocation", str(badpixlocation))], [])
 
 
-def rmfgen(spectrumset: Path, rmfset: str) -> SasTask:
-    return SasTask("rmfgen", [("spectrumset", str(spectrumset)), ("rmfset", rmfset)], [rmfset])
+def rmfgen(spectrumset: Path, rmfset: str, detmap: Path | None = None) -> SasTask:
+    """RMF; for an extended source weighted by the detector map of its events (rmfgen
+    documentation: ``detmaptype`` defaults to psf, i.e. the response at the region centre;
+    ``dataset`` takes the DETX/DETY image named by ``detmaparray``)."""
+    params = [("spectrumset", str(spectrumset)), ("rmfset", rmfset)]
+    if detmap is not None:
+        params += [("detmaptype", "dataset"), ("detmaparray", str(detmap))]
+    return SasTask("rmfgen", params, [rmfset])
 
 
 def arfgen_extended(spectrumset: Path, rmfset: Path, arfset: str, detmap: Path, badpixlocation: Path) -> SasTask:
@@ -330,6 +336,23 @@ def specgroup(spectrumset: Path, groupedset: str, backgndset: Path, rmfset: Path
                                  ("arfset", str(arfset)), ("addfilenames", "yes")], [groupedset])
 
 
+CALIBRATED_TASKS = ("atthkgen", "eexpmap", "edetect_chain", "backscale", "rmfgen", "arfgen")
+
+
+def observation_sas_env(paths: ObsPaths) -> dict:
+    """SAS_CCF and SAS_ODF of THIS observation (results/<OBSID>/sas/ccf.cif and *SUM.SAS,
+    made by step 1 with --backend sas), for the tasks that read calibration or the ODF
+    (backscale, rmfgen, arfgen, atthkgen, eexpmap, edetect_chain): a SAS_CCF left in the
+    shell from another observation would silently give wrong responses."""
+    work = paths.results / "sas"
+    ccf = work / "ccf.cif"
+    sums = sorted(work.glob("*SUM.SAS"))
+    if not ccf.exists() or not sums:
+        raise UsageError("the SAS backend needs this observation's ccf.cif and *SUM.SAS (cifbuild, odfingest): "
+                         "run step 1 with --backend sas first", work)
+    return {"SAS_CCF": str(ccf), "SAS_ODF": str(sums[0])}
+
+
 def sas_spectra_tasks(cam: str, events: Path, src_expr: str, bkg_expr: str, std_expr: str,
                       mincounts: int = 25) -> list[SasTask]:
     """The whole step-3 task list for one camera, in order (outputs land in one folder)."""
@@ -339,7 +362,7 @@ def sas_spectra_tasks(cam: str, events: Path, src_expr: str, bkg_expr: str, std_
     rmf, arf, det = f"{cam}.rmf", f"{cam}.arf", f"{cam}_detmap.fits"
     return [evselect_spectrum(events, cam, src_sel, src), evselect_spectrum(events, cam, bkg_sel, bkg),
             backscale(Path(src), events), backscale(Path(bkg), events),
-            evselect_detmap(events, src_sel, det), rmfgen(Path(src), rmf),
+            evselect_detmap(events, src_sel, det), rmfgen(Path(src), rmf, Path(det)),
             arfgen_extended(Path(src), Path(rmf), arf, Path(det), events),
             specgroup(Path(src), f"{cam}_src_grp.pha", Path(bkg), Path(rmf), Path(arf), mincounts)]
 
@@ -353,6 +376,7 @@ def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: floa
     import json as _json
     from .shapes import read_ds9
     filt = _json.loads((paths.events / "filtering.json").read_text())
+    env = observation_sas_env(paths)
     out = paths.spectra
     out.mkdir(parents=True, exist_ok=True)
     summary = {"backend": "sas", "cameras": {}}
@@ -365,6 +389,8 @@ def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: floa
             bkg = read_ds9(paths.regions / "bkg.reg")
             for task in sas_spectra_tasks(cam, events, src.evselect_expression(), bkg.evselect_expression(),
                                           filt[cam]["expression"], mincounts):
+                if task.task in CALIBRATED_TASKS:
+                    task.env.update(env)
                 _run_in_folder(task, out, paths.logs, timeout)
             summary["cameras"][cam] = {"status": "ok", "files": {k: str(out / f"{cam}{v}") for k, v in
                                        (("src", "_src.pha"), ("bkg", "_bkg.pha"), ("grp", "_src_grp.pha"),
@@ -489,9 +515,7 @@ def run_sas_images(paths: ObsPaths, cameras: list[str], grid) -> tuple[dict, lis
     filt = _json.loads((paths.events / "filtering.json").read_text())
     work = paths.regions / "sas"
     work.mkdir(parents=True, exist_ok=True)
-    sas_work = paths.results / "sas"
-    sums = sorted(sas_work.glob("*SUM.SAS"))
-    env_extra = {"SAS_ODF": str(sums[0]), "SAS_CCF": str(sas_work / "ccf.cif")} if sums else {}
+    env_extra = observation_sas_env(paths)
     att = work / "atthk.fits"
     if not att.exists():
         t = atthkgen()
