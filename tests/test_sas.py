@@ -373,8 +373,10 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
     (p2.results / "sas" / "ccf.cif").write_text("cif")
     (p2.results / "sas" / "0001_0999994001_SCX00000SUM.SAS").write_text("sum")
     ps = sorted(truth["point_sources"], key=lambda p: -sum(p["counts"].values()))[:2]
-    rows = [(0, p["ra"], p["dec"], 30.0, 200.0, 0.0) for p in ps] + \
-           [(0, truth["cluster"]["ra"], truth["cluster"]["dec"], 500.0, 5000.0, 40.0)]
+    # emldetect's output table (SAS documentation): EXT in image pixels, EXT_ML its likelihood;
+    # a point source near a cluster may get a small EXT with a low EXT_ML and stays a point source
+    rows = [(0, p["ra"], p["dec"], 30.0, 200.0, e, ml) for p, (e, ml) in zip(ps, ((0.0, 0.0), (1.2, 3.0)))] + \
+           [(0, truth["cluster"]["ra"], truth["cluster"]["dec"], 500.0, 5000.0, 40.0, 800.0)]
     _fake(fakebin, "atthkgen", "args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['atthkset'], 'w').write('att')\n")
     _fake(fakebin, "evselect", """
         from astropy.io import fits
@@ -403,9 +405,15 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         assert all(os.path.exists(p) for p in args['imagesets'].split())
+        n = len(args['imagesets'].split())
+        # as edetect_chain does: one pimin/pimax value per image, else it stops with an error
+        if any(len(args[k].split()) != n for k in ('pimin', 'pimax', 'ecf')):
+            print('** edetect_chain: error (ParamMismatch), number of pimin/pimax values does not match the images')
+            sys.exit(1)
         rows = {rows!r}
         cols = [fits.Column(n, f, array=np.array([r[i] for r in rows])) for i, (n, f) in
-                enumerate([('ID_INST', 'I'), ('RA', 'D'), ('DEC', 'D'), ('DET_ML', 'E'), ('SCTS', 'E'), ('EXTENT', 'E')])]
+                enumerate([('ID_INST', 'I'), ('RA', 'D'), ('DEC', 'D'), ('DET_ML', 'E'), ('SCTS', 'E'),
+                           ('EXT', 'E'), ('EXT_ML', 'E')])]
         fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(args['eml_list'])
     """)
     res = run_regions(p2, RegionOptions(), backend="sas")

@@ -477,26 +477,40 @@ def eexpmap(imageset: str, eventset: Path, attitudeset: Path, band_ev: tuple[int
 
 def edetect_chain(imagesets: list[str], eventsets: list[Path], attitudeset: Path, bands_ev: list[tuple[int, int]],
                   likemin: float = 10.0, mllistset: str = "emllist.fits") -> SasTask:
-    """Standard EPIC source detection on the given images (one per camera and band)."""
+    """Standard EPIC source detection on the given images; ``bands_ev`` holds the band of
+    each image, in the order of ``imagesets`` (edetect_chain documentation: it checks that
+    the numbers of pimin/pimax values match the number of images and stops otherwise;
+    ecf gets one value per image too). Source extent is fitted so that extended emission
+    is told from point sources (emldetect's EXT/EXT_ML columns)."""
+    if len(bands_ev) != len(imagesets):
+        raise ValueError("edetect_chain: one band per image")
     pimin = " ".join(str(b[0]) for b in bands_ev)
     pimax = " ".join(str(b[1]) for b in bands_ev)
+    ecf = " ".join("1.0" for _ in imagesets)
     return SasTask("edetect_chain", [("imagesets", " ".join(imagesets)),
                                      ("eventsets", " ".join(str(e) for e in eventsets)),
                                      ("attitudeset", str(attitudeset)), ("pimin", pimin), ("pimax", pimax),
-                                     ("likemin", f"{likemin:g}"), ("witheexpmap", "yes"), ("ecf", "1.0"),
+                                     ("likemin", f"{likemin:g}"), ("witheexpmap", "yes"), ("ecf", ecf),
                                      ("eboxl_list", "eboxlist_l.fits"), ("eboxm_list", "eboxlist_m.fits"),
-                                     ("esp_withootset", "no"), ("eml_list", mllistset)], [mllistset])
+                                     ("eml_fitextent", "yes"), ("esp_withootset", "no"), ("eml_list", mllistset)],
+                   [mllistset])
+
+
+EXT_ML_MIN = 10.0       # emldetect's default dmlextmin: extent likelihood needed to call a source extended
 
 
 def read_emllist(path: Path, likemin: float = 10.0) -> list[dict]:
-    """EPIC summary rows (ID_INST == 0) of an emldetect list: RA, DEC, counts, DET_ML, EXTENT."""
+    """Point sources from an emldetect list: summary rows (ID_INST == 0) with DET_ML >=
+    ``likemin`` that are not extended (the emldetect output table: EXT = extent in image
+    pixels, EXT_ML = likelihood of extent; extended = EXT > 0 with EXT_ML >= dmlextmin)."""
     with fits.open(path) as h:
         d = h[1].data
         cols = d.columns.names
         rows = d[d["ID_INST"] == 0] if "ID_INST" in cols else d
         out = []
         for r in rows:
-            if float(r["DET_ML"]) < likemin or ("EXTENT" in cols and float(r["EXTENT"]) > 0):
+            extended = "EXT" in cols and float(r["EXT"]) > 0 and ("EXT_ML" not in cols or float(r["EXT_ML"]) >= EXT_ML_MIN)
+            if float(r["DET_ML"]) < likemin or extended:
                 continue                      # extended detections are the cluster, not point sources
             out.append({"ra": float(r["RA"]), "dec": float(r["DEC"]), "counts": float(r["SCTS"]) if "SCTS" in cols else 0.0,
                         "det_ml": float(r["DET_ML"])})
@@ -541,7 +555,7 @@ def run_sas_images(paths: ObsPaths, cameras: list[str], grid) -> tuple[dict, lis
                 det_imgs.append(str(work / img))          # a list argument: absolute paths
                 det_events.append(events)
     lo, hi = BANDS_KEV[DETECT_BAND]
-    t = edetect_chain(det_imgs, det_events, att, [(int(lo * 1000), int(hi * 1000))])
+    t = edetect_chain(det_imgs, det_events, att, [(int(lo * 1000), int(hi * 1000))] * len(det_imgs))
     t.env.update(env_extra)
     _run_in_folder(t, work, paths.logs, 7200)
     return maps, read_emllist(work / "emllist.fits")
