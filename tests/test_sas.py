@@ -86,7 +86,9 @@ def test_evselect_and_tabgtigen_commands():
 def test_chain_commands():
     assert sas.cifbuild(Path("/d/ODF")).argv == ["cifbuild", "withccfpath=no", "analysisdate=now",
                                                  "category=XMMCCF", "calindexset=ccf.cif", "fullpath=yes"]
-    assert sas.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "outdir=."]
+    # odfingest reads odfdir only with withodfdir=yes (its documentation; default: SAS_ODF)
+    assert sas.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "withodfdir=yes",
+                                                                   "outdir=."]
     assert sas.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == ["epchain", "withoutoftime=yes"]
     assert sas.emchain(Path("s.SAS"), Path("c.cif")).env == {"SAS_ODF": "s.SAS", "SAS_CCF": "c.cif"}
 
@@ -286,6 +288,7 @@ def test_spectra_task_list_commands():
     assert tasks[5].argv == ["rmfgen", "spectrumset=pn_src.pha", "rmfset=pn.rmf", "detmaptype=dataset",
                              "detmaparray=pn_detmap.fits"]
     assert "mincounts=20" in tasks[7].argv and "backgndset=pn_bkg.pha" in tasks[7].argv
+    assert not any(a.startswith("withbgdset") for a in tasks[7].argv)       # not a specgroup parameter
     assert "specchannelmax=11999" in sas.evselect_spectrum(Path("m.fits"), "mos1", "x", "s.pha").argv
 
 

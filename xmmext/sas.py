@@ -93,7 +93,8 @@ def cifbuild(odf_dir: Path) -> SasTask:
 
 
 def odfingest(odf_dir: Path, ccf: Path) -> SasTask:
-    return SasTask("odfingest", [("odfdir", str(odf_dir)), ("outdir", ".")], ["*SUM.SAS"],
+    """odfingest documentation: odfdir is read only with withodfdir=yes (default no: SAS_ODF)."""
+    return SasTask("odfingest", [("odfdir", str(odf_dir)), ("withodfdir", "yes"), ("outdir", ".")], ["*SUM.SAS"],
                    {"SAS_ODF": str(odf_dir), "SAS_CCF": str(ccf)})
 
 
@@ -330,8 +331,10 @@ def arfgen_extended(spectrumset: Path, rmfset: Path, arfset: str, detmap: Path, 
 
 def specgroup(spectrumset: Path, groupedset: str, backgndset: Path, rmfset: Path, arfset: Path,
               mincounts: int = 25) -> SasTask:
+    """specgroup with the parameters of its documentation (no 'withbgdset' there: backgndset
+    alone names the background)."""
     return SasTask("specgroup", [("spectrumset", str(spectrumset)), ("groupedset", groupedset),
-                                 ("mincounts", str(mincounts)), ("oversample", "3"), ("withbgdset", "yes"),
+                                 ("mincounts", str(mincounts)), ("oversample", "3"),
                                  ("backgndset", str(backgndset)), ("rmfset", str(rmfset)),
                                  ("arfset", str(arfset)), ("addfilenames", "yes")], [groupedset])
 
