@@ -41,15 +41,33 @@ def test_parse_version_takes_the_release_tag_not_a_task_version():
     assert sas.parse_sas_version("eexpmap (eexpmap-4.6.5) [xmmsas_20131209_1901-13.5.0]") == (13, 5, 0)
 
 
-def test_espfilt_command_sas20_plus_pn():
+def test_espfilt_command_sas21_pn():
     t = sas.espfilt(Path("/w/P01PNS003PIEVLI0000.FIT"), "pn", "S003", (21, 0, 0), Path("/w/ccf.cif"),
                     ootfile=Path("/w/P01PNS003OOEVLI0000.FIT"))
     assert t.argv == ["espfilt", "eventfile=/w/P01PNS003PIEVLI0000.FIT", "withoot=yes",
                       "ootfile=/w/P01PNS003OOEVLI0000.FIT", "method=histogram", "withsmoothing=yes",
-                      "smooth=51", "withbinning=yes", "binsize=60", "ratio=1.2", "withlongnames=yes",
+                      "smooth=51", "withbinning=yes", "binsize=60", "ratio=1.2",
                       "elow=2500", "ehigh=8500", "rangescale=25", "allowsigma=3", "keepinterfiles=no"]
-    assert t.outputs == ["pnS003-gti-2500-8500.fits"]
+    assert t.outputs == ["pnS003-gti.fits"]
     assert t.env == {"SAS_CCF": "/w/ccf.cif"}
+
+
+@pytest.mark.parametrize("version, longnames, gti", [
+    ((20, 0, 0), True, "mos1S001-gti-2500-8500.fits"),
+    ((21, 0, 0), False, "mos1S001-gti.fits"),
+    ((21, 1, 0), False, "mos1S001-gti.fits"),
+    ((22, 0, 0), False, "mos1S001-gti.fits")])
+def test_espfilt_version_matrix(version, longnames, gti):
+    """Issue 13, item 2: withlongnames and the energy-suffixed names are SAS 20 only."""
+    t = sas.espfilt(Path("m1.fits"), "mos1", "S001", version, Path("ccf.cif"))
+    assert ("withlongnames=yes" in t.argv) == longnames
+    assert t.outputs == [gti]
+
+
+def test_espfilt_before_sas20_is_refused_with_the_reason():
+    """Issue 13, item 3: older espfilt is not guessed at (exit 3 with what to do)."""
+    with pytest.raises(DependencyError, match="needs SAS >= 20"):
+        sas.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
 
 
 def test_espfilt_ratio_method_uses_its_own_band():
@@ -59,12 +77,6 @@ def test_espfilt_ratio_method_uses_its_own_band():
     assert (args["method"], args["elow"], args["ehigh"]) == ("ratio", "8000", "12000")
     h = dict(sas.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif")).params)
     assert (h["elow"], h["ehigh"]) == ("2500", "8500")
-
-
-def test_espfilt_command_old_sas_uses_eventset_and_ratio():
-    t = sas.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
-    assert t.argv[:3] == ["espfilt", "eventset=m1.fits", "method=ratio"]
-    assert "withlongnames=yes" not in t.argv
 
 
 def test_evselect_and_tabgtigen_commands():
@@ -214,7 +226,9 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
             t0, t1 = h['EVENTS'].header['TSTART'], h['EVENTS'].header['TSTOP']
         g = fits.BinTableHDU.from_columns([fits.Column('START', 'D', array=np.array([t0])),
                                            fits.Column('STOP', 'D', array=np.array([t0 + 0.5 * (t1 - t0)]))], name='STDGTI')
-        fits.HDUList([fits.PrimaryHDU(), g]).writeto('pnS003-gti-2500-8500.fits')
+        # SAS >= 21 names (no withlongnames): <inst><exp>-gti.fits
+        name = 'pnS003-gti-2500-8500.fits' if 'withlongnames=yes' in sys.argv else 'pnS003-gti.fits'
+        fits.HDUList([fits.PrimaryHDU(), g]).writeto(name)
     """)
     _fake(fakebin, "evselect", prefix=log_call, body="""
         args = dict(a.split('=', 1) for a in sys.argv[1:])

@@ -122,19 +122,22 @@ def espfilt(eventfile: Path, cam: str, exp_id: str, sas_version: tuple, ccf: Pat
     elow = ESPFILT_BAND[method][0] if elow is None else elow
     ehigh = ESPFILT_BAND[method][1] if ehigh is None else ehigh
     rs = rangescale if rangescale is not None else (25.0 if cam == "pn" else 10.0)
-    if sas_version >= (20, 0, 0):
-        params = [("eventfile", str(eventfile)), ("method", method), ("withsmoothing", "yes"),
-                  ("smooth", "51"), ("withbinning", "yes"), ("binsize", "60"), ("ratio", "1.2"),
-                  ("withlongnames", "yes"), ("elow", str(elow)), ("ehigh", str(ehigh)),
-                  ("rangescale", f"{rs:g}"), ("allowsigma", f"{allowsigma:g}"),
-                  ("keepinterfiles", "no")]
-        if cam == "pn":
-            params[1:1] = [("withoot", "yes" if ootfile else "no"), ("ootfile", str(ootfile or "dataset"))]
-        gti = f"{cam}{exp_id}-gti-{elow}-{ehigh}.fits"
-    else:
-        params = [("eventset", str(eventfile)), ("method", "ratio"), ("withsmoothing", "yes"),
-                  ("smooth", "51"), ("withbinning", "yes"), ("binsize", "60"), ("ratio", "1.2")]
-        gti = f"{cam}-gti.fits"
+    if sas_version < (20, 0, 0):
+        # issue 13, item 3: older espfilt names its outputs P<obsid><M1|M2|PN><exp>-gti.FIT and
+        # takes other parameters; not checked against a real SAS, so not guessed at
+        raise DependencyError(f"SAS {'.'.join(map(str, sas_version))}: the SAS backend's flare filtering "
+                              "needs SAS >= 20 (espfilt); use --backend native or a newer SAS")
+    params = [("eventfile", str(eventfile)), ("method", method), ("withsmoothing", "yes"),
+              ("smooth", "51"), ("withbinning", "yes"), ("binsize", "60"), ("ratio", "1.2"),
+              ("elow", str(elow)), ("ehigh", str(ehigh)),
+              ("rangescale", f"{rs:g}"), ("allowsigma", f"{allowsigma:g}"), ("keepinterfiles", "no")]
+    if sas_version < (21, 0, 0):
+        # SAS 20 only: withlongnames=yes gives <inst><exp>-gti-<elow>-<ehigh>.fits; SAS >= 21
+        # has no such parameter and writes <inst><exp>-gti.fits (issue 13, item 2)
+        params.insert(7, ("withlongnames", "yes"))
+    if cam == "pn":
+        params[1:1] = [("withoot", "yes" if ootfile else "no"), ("ootfile", str(ootfile or "dataset"))]
+    gti = f"{cam}{exp_id}-gti-{elow}-{ehigh}.fits" if sas_version < (21, 0, 0) else f"{cam}{exp_id}-gti.fits"
     return SasTask("espfilt", params, [gti], {"SAS_CCF": str(ccf)})
 
 
@@ -266,7 +269,6 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
         # an absolute path: the task runs in a private folder where a bare name does not exist
         gti = run_task(tabgtigen(str(rate), opts.threshold(cam), f"{cam}_gti.fits"), work, logs, timeout)[0]
     else:
-        method = method if version >= (20, 0, 0) else "ratio"
         task = espfilt(evt, cam, exp_id, version, ccf, method=method, allowsigma=opts.sigma, ootfile=oot)
         gti = run_task(task, work, logs, timeout)[0]
     gti_final = paths.events / f"{cam}_gti.fits"
