@@ -49,15 +49,21 @@ def _filtering(paths: ObsPaths, args) -> str:
 
 
 def _regions(paths: ObsPaths, args) -> str:
+    from .backends import choose_backend
     from .regions import RegionOptions, run_regions
-    res = run_regions(paths, RegionOptions(), force=args.force)
+    res = run_regions(paths, RegionOptions(), force=args.force, backend=choose_backend(args.backend, paths))
     state = "skipped (up to date)" if res.get("up_to_date") else "done"
     return (f"{state}: R = {res['radius_arcmin']:.2f}', background {res['bkg_inner_arcmin']:.2f}'-"
             f"{res['bkg_outer_arcmin']:.2f}', {len(res['excluded'])} point sources excluded")
 
 
 def _spectra(paths: ObsPaths, args) -> str:
+    from .backends import choose_backend
     from .spectra import SpectraOptions, run_spectra
+    if choose_backend(args.backend, paths) == "sas":          # every step honours --backend
+        from .sas import run_sas_spectra
+        res = run_sas_spectra(paths, SpectraOptions().cameras)
+        return "done (sas): " + ", ".join(c for c, s in res["cameras"].items() if s.get("status") == "ok")
     res = run_spectra(paths, SpectraOptions(), force=args.force)
     ok = {c: s for c, s in res["cameras"].items() if s.get("status") == "ok"}
     state = "skipped (up to date)" if all(s.get("up_to_date") for s in ok.values()) else "done"
