@@ -231,10 +231,17 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
         fits.HDUList([fits.PrimaryHDU(), g]).writeto(name)
     """)
     _fake(fakebin, "evselect", prefix=log_call, body="""
+        from astropy.io import fits
         args = dict(a.split('=', 1) for a in sys.argv[1:])
-        shutil.copy(args['table'], args['filteredset'])
+        with fits.open(args['table']) as h:        # updateexposure=yes: ONTIME and a smaller LIVETIME
+            h['EVENTS'].header['LIVETIME'] = 0.98 * h['EVENTS'].header['ONTIME']
+            h['EVENTS'].header['EXPOSURE'] = h['EVENTS'].header['ONTIME']
+            h.writeto(args['filteredset'])
     """)
     summary = sas.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
+    live = fits.getheader(paths.events / "pn_clean_evt.fits", "EVENTS")["LIVETIME"]
+    assert summary["pn"]["exposure_after_s"] == pytest.approx(live)        # live time, as the native path
+    assert "exposure_choice" in summary["pn"]
     assert summary["pn"]["status"] == "ok" and summary["pn"]["sas_version"] == "21.0.0"
     assert summary["pn"]["gti"][0][1] - summary["pn"]["gti"][0][0] == pytest.approx(5000.0)
     order = [line.split()[0] for line in calls.read_text().splitlines()]

@@ -33,6 +33,7 @@ from astropy.io import fits
 from . import gti as G
 from . import runner
 from .errors import DataError, DependencyError, UsageError
+from .events import choose_exposure
 from .fileio import write_json
 from .layout import ObsPaths
 
@@ -257,7 +258,7 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
             evts = [p for p in run_task(emchain(sum_sas, ccf), work, logs, timeout) if code in p.name]
     if not evts:
         raise SasTaskError(f"no {cam} event list from the SAS chain")
-    evt = evts[0]
+    evt, choice = choose_exposure(evts)      # emchain makes one list per exposure: the longest, said so
     exp_id = re.search(r"[SU]\d{3}", evt.name).group(0)
     oot = next(iter(sorted(work.glob("P*PN*OOEVLI0000.FIT"))), None) if cam == "pn" else None
     method = "histogram" if opts.method == "auto" else opts.method    # a fresh SAS list is not screened yet
@@ -278,10 +279,13 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
                      paths.events, logs, timeout)[0]
     with fits.open(evt) as h_in, fits.open(clean) as h_out, fits.open(gti_final) as hg:
         g = G.normalise([[s, e] for s, e in zip(hg[1].data["START"], hg[1].data["STOP"])])
-        before = float(h_in["EVENTS"].header.get("EXPOSURE", h_in["EVENTS"].header["TSTOP"] - h_in["EVENTS"].header["TSTART"]))
-        after = float(h_out["EVENTS"].header.get("EXPOSURE", G.total(g)))
+        # live time, as the native path (issue 13): evselect updateexposure=yes writes LIVETIME
+        hin, hout = h_in["EVENTS"].header, h_out["EVENTS"].header
+        before = float(hin.get("LIVETIME", hin.get("EXPOSURE", hin["TSTOP"] - hin["TSTART"])))
+        after = float(hout.get("LIVETIME", hout.get("EXPOSURE", G.total(g))))
         rec = {"status": "ok", "backend": "sas", "sas_version": ".".join(map(str, version)),
-               "input": str(evt), "method": method, "threshold": opts.threshold(cam) if method == "fixed" else None,
+               "input": str(evt), "exposure_choice": choice,
+               "exposure_kind": "live time (LIVETIME of the lists)", "method": method, "threshold": opts.threshold(cam) if method == "fixed" else None,
                "expression": opts.expression(cam), "exposure_before_s": before, "exposure_after_s": after,
                "fraction_rejected": 1 - after / before if before else None,
                "events_before": len(h_in["EVENTS"].data), "events_after": len(h_out["EVENTS"].data),
