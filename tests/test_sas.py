@@ -101,7 +101,11 @@ def test_chain_commands():
     # odfingest reads odfdir only with withodfdir=yes (its documentation; default: SAS_ODF)
     assert sas.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "withodfdir=yes",
                                                                    "outdir=."]
-    assert sas.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == ["epchain", "withoutoftime=yes"]
+    # every imaging exposure (epchain documentation: the default is the first only)
+    assert sas.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == [
+        "epchain", "datamode=IMAGING", "odfaccess=all", "withoutoftime=yes"]
+    assert "runradmonfix=N" in sas.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(21, 0, 0)).argv
+    assert "runradmonfix=N" not in sas.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(22, 0, 0)).argv
     assert sas.emchain(Path("s.SAS"), Path("c.cif")).env == {"SAS_ODF": "s.SAS", "SAS_CCF": "c.cif"}
 
 
@@ -255,6 +259,51 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
     assert json.loads((paths.events / "filtering.json").read_text())["pn"]["backend"] == "sas"
     for task in ("cifbuild", "odfingest", "epchain", "espfilt", "evselect"):
         assert (paths.logs / f"sas_{task}.log").exists()
+
+
+def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path, fakebin, monkeypatch):
+    """Issue 13, item 12: epchain makes every imaging exposure (odfaccess=all); the longest is
+    used, said so in filtering.json, with the out-of-time list of that same exposure."""
+    wd, truth = short_obs
+    evt = wd / "data/0999990201/event/pn_evt.fits"
+    paths = ObsPaths.of("0999990201", tmp_path)
+    paths.odf.mkdir(parents=True)
+    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
+    monkeypatch.setenv("SAS_DIR", str(tmp_path))
+    (tmp_path / "ccfdir").mkdir()
+    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path / "ccfdir"))
+    calls = tmp_path / "calls.txt"
+    log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
+    _fake(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
+    _fake(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
+    _fake(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
+    _fake(fakebin, "epchain", prefix=log_call, body=f"""
+        from astropy.io import fits
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        assert args.get('odfaccess') == 'all'
+        kind = 'OOEVLI' if args['withoutoftime'] == 'yes' else 'PIEVLI'
+        for exp, frac in (('S003', 0.3), ('S004', 1.0)):          # a short and a long exposure
+            with fits.open({str(evt)!r}) as h:
+                t0 = h['EVENTS'].header['TSTART']
+                h['EVENTS'].header['TSTOP'] = t0 + frac * (h['EVENTS'].header['TSTOP'] - t0)
+                h.writeto('P0999990201PN' + exp + kind + '0000.FIT')
+    """)
+    _fake(fakebin, "espfilt", prefix=log_call, body="""
+        from astropy.io import fits
+        import numpy as np
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        g = fits.BinTableHDU.from_columns([fits.Column('START', 'D', array=np.array([0.0])),
+                                           fits.Column('STOP', 'D', array=np.array([1e10]))], name='STDGTI')
+        fits.HDUList([fits.PrimaryHDU(), g]).writeto('pnS004-gti.fits')
+    """)
+    _fake(fakebin, "evselect", "args = dict(a.split('=', 1) for a in sys.argv[1:]); shutil.copy(args['table'], args['filteredset'])\n")
+    summary = sas.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
+    assert summary["pn"]["status"] == "ok"
+    assert summary["pn"]["input"].endswith("PNS004PIEVLI0000.FIT")
+    assert "longest of 2 exposures" in summary["pn"]["exposure_choice"]
+    esp = [line for line in calls.read_text().splitlines() if line.startswith("espfilt")][0]
+    assert "PNS004OOEVLI0000.FIT" in esp and "eventfile=" in esp and "PNS004PIEVLI" in esp
+    assert "runradmonfix=N" in calls.read_text()                   # SAS 21.0.0
 
 
 def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, monkeypatch):

@@ -103,8 +103,13 @@ def emchain(sum_sas: Path, ccf: Path) -> SasTask:
     return SasTask("emchain", [], ["P*M[12]*MIEVLI0000.FIT"], {"SAS_ODF": str(sum_sas), "SAS_CCF": str(ccf)})
 
 
-def epchain(sum_sas: Path, ccf: Path, out_of_time: bool = False) -> SasTask:
-    params = [("withoutoftime", "yes" if out_of_time else "no")]
+def epchain(sum_sas: Path, ccf: Path, out_of_time: bool = False, sas_version: tuple = (0, 0, 0)) -> SasTask:
+    """epchain over every imaging exposure (epchain documentation: by default only the first
+    is processed; ``odfaccess=all`` with ``datamode=IMAGING`` processes all of them). On SAS
+    21.0.0 radmonfix is switched off (issue 13: a SAS 21.0.0 watch-out that DAXA follows)."""
+    params = [("datamode", "IMAGING"), ("odfaccess", "all"), ("withoutoftime", "yes" if out_of_time else "no")]
+    if tuple(sas_version) == (21, 0, 0):
+        params.append(("runradmonfix", "N"))
     out = ["P*PN*OOEVLI0000.FIT"] if out_of_time else ["P*PN*PIEVLI0000.FIT"]
     return SasTask("epchain", params, out, {"SAS_ODF": str(sum_sas), "SAS_CCF": str(ccf)})
 
@@ -252,15 +257,17 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
     evts = sorted(work.glob(f"P*{code}*{'PI' if cam == 'pn' else 'MI'}EVLI0000.FIT"))
     if force or not evts:
         if cam == "pn":
-            run_task(epchain(sum_sas, ccf, out_of_time=True), work, logs, timeout)   # OOT run first
-            evts = [p for p in run_task(epchain(sum_sas, ccf), work, logs, timeout) if "PIEVLI" in p.name]
+            run_task(epchain(sum_sas, ccf, out_of_time=True, sas_version=version), work, logs, timeout)   # OOT first
+            evts = [p for p in run_task(epchain(sum_sas, ccf, sas_version=version), work, logs, timeout)
+                    if "PIEVLI" in p.name]
         else:
             evts = [p for p in run_task(emchain(sum_sas, ccf), work, logs, timeout) if code in p.name]
     if not evts:
         raise SasTaskError(f"no {cam} event list from the SAS chain")
-    evt, choice = choose_exposure(evts)      # emchain makes one list per exposure: the longest, said so
+    evt, choice = choose_exposure(evts)      # one list per exposure from the chains: the longest, said so
     exp_id = re.search(r"[SU]\d{3}", evt.name).group(0)
-    oot = next(iter(sorted(work.glob("P*PN*OOEVLI0000.FIT"))), None) if cam == "pn" else None
+    # the out-of-time list of the same exposure as the chosen one
+    oot = next(iter(sorted(work.glob(f"P*PN{exp_id}OOEVLI0000.FIT"))), None) if cam == "pn" else None
     method = "histogram" if opts.method == "auto" else opts.method    # a fresh SAS list is not screened yet
     if method == "input":
         raise UsageError("--method input keeps the good time of an already-cleaned list; the SAS backend "
