@@ -282,6 +282,11 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         assert args.get('odfaccess') == 'all'
         kind = 'OOEVLI' if args['withoutoftime'] == 'yes' else 'PIEVLI'
+        if kind == 'OOEVLI':
+            open('raw_kept.txt', 'w').write('raw')                  # what keepintermediate=raw leaves
+        elif not os.path.exists('raw_kept.txt'):
+            print('** epchain: error (NoRaw), the normal run was not in the out-of-time run folder')
+            sys.exit(1)
         for exp, frac in (('S003', 0.3), ('S004', 1.0)):          # a short and a long exposure
             with fits.open({str(evt)!r}) as h:
                 t0 = h['EVENTS'].header['TSTART']
@@ -304,6 +309,9 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
     esp = [line for line in calls.read_text().splitlines() if line.startswith("espfilt")][0]
     assert "PNS004OOEVLI0000.FIT" in esp and "eventfile=" in esp and "PNS004PIEVLI" in esp
     assert "runradmonfix=N" in calls.read_text()                   # SAS 21.0.0
+    ep = [line for line in calls.read_text().splitlines() if line.startswith("epchain")]
+    assert "withoutoftime=yes" in ep[0] and "keepintermediate=raw" in ep[0]   # OOT first, raw files kept
+    assert "withoutoftime=no" in ep[1] and "keepintermediate" not in ep[1]
 
 
 def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, monkeypatch):
@@ -442,6 +450,9 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
     wd, truth, paths, _ = processed_obs
     sh.copytree(paths.results / "events", tmp_path / "results" / paths.obsid / "events")
     p2 = ObsPaths.of(paths.obsid, tmp_path)
+    # issue 13, item 10: step 1 ran natively, so there is no ccf.cif/SUM.SAS: a clear error
+    with pytest.raises(sas.UsageError, match="run step 1 with --backend sas"):
+        run_regions(p2, RegionOptions(), backend="sas")
     (p2.results / "sas").mkdir()
     (p2.results / "sas" / "ccf.cif").write_text("cif")
     (p2.results / "sas" / "0001_0999994001_SCX00000SUM.SAS").write_text("sum")

@@ -103,11 +103,14 @@ def emchain(sum_sas: Path, ccf: Path) -> SasTask:
     return SasTask("emchain", [], ["P*M[12]*MIEVLI0000.FIT"], {"SAS_ODF": str(sum_sas), "SAS_CCF": str(ccf)})
 
 
-def epchain(sum_sas: Path, ccf: Path, out_of_time: bool = False, sas_version: tuple = (0, 0, 0)) -> SasTask:
+def epchain(sum_sas: Path, ccf: Path, out_of_time: bool = False, sas_version: tuple = (0, 0, 0),
+            keep_raw: bool = False) -> SasTask:
     """epchain over every imaging exposure (epchain documentation: by default only the first
     is processed; ``odfaccess=all`` with ``datamode=IMAGING`` processes all of them). On SAS
     21.0.0 radmonfix is switched off (issue 13: a SAS 21.0.0 watch-out that DAXA follows)."""
     params = [("datamode", "IMAGING"), ("odfaccess", "all"), ("withoutoftime", "yes" if out_of_time else "no")]
+    if keep_raw:          # the out-of-time run keeps its raw files for the normal run (same folder)
+        params.append(("keepintermediate", "raw"))
     if tuple(sas_version) == (21, 0, 0):
         params.append(("runradmonfix", "N"))
     out = ["P*PN*OOEVLI0000.FIT"] if out_of_time else ["P*PN*PIEVLI0000.FIT"]
@@ -195,24 +198,34 @@ def run_task(task: SasTask, dest_dir: Path, log_dir: Path, timeout: float = 7200
     Raises SasTaskError with one line (task, reason, log file) when the task times
     out, exits non-zero, prints a SAS error line or leaves an expected output missing.
     """
+    return run_tasks([task], dest_dir, log_dir, timeout)
+
+
+def run_tasks(tasks: list[SasTask], dest_dir: Path, log_dir: Path, timeout: float = 7200.0) -> list[Path]:
+    """Run tasks one after the other in ONE private temp dir (a later task may use what an
+    earlier one left there, e.g. epchain's kept raw files); move all their outputs to
+    ``dest_dir``. Each task is judged as by :func:`run_task`."""
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    log_path = Path(log_dir) / f"sas_{task.task}.log"
-    with tempfile.TemporaryDirectory(prefix=f"xmmext_{task.task}_", dir=dest_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"xmmext_{tasks[0].task}_", dir=dest_dir) as tmp:
         run_dir = Path(tmp)
-        res = runner.run(task.argv, cwd=run_dir, env=_task_env(run_dir, task.env), timeout=timeout,
-                         log=log_path)
-        _judge(task, res, log_path)
         produced: list[Path] = []
-        for pattern in task.outputs:
-            hits = sorted(run_dir.glob(pattern))
-            if not hits:
-                raise SasTaskError(f"SAS task {task.task} did not produce {pattern}", log_path)
-            for h in hits:
-                final = dest_dir / h.name
-                os.replace(h, final)
-                produced.append(final)
-        return produced
+        for task in tasks:
+            log_path = Path(log_dir) / f"sas_{task.task}.log"
+            res = runner.run(task.argv, cwd=run_dir, env=_task_env(run_dir, task.env), timeout=timeout,
+                             log=log_path)
+            _judge(task, res, log_path)
+            for pattern in task.outputs:
+                hits = sorted(run_dir.glob(pattern))
+                if not hits:
+                    raise SasTaskError(f"SAS task {task.task} did not produce {pattern}", log_path)
+                produced.extend(hits)
+        finals = []
+        for h in produced:
+            final = dest_dir / h.name
+            os.replace(h, final)
+            finals.append(final)
+        return finals
 
 
 def sas_version() -> tuple[int, int, int]:
@@ -257,9 +270,11 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
     evts = sorted(work.glob(f"P*{code}*{'PI' if cam == 'pn' else 'MI'}EVLI0000.FIT"))
     if force or not evts:
         if cam == "pn":
-            run_task(epchain(sum_sas, ccf, out_of_time=True, sas_version=version), work, logs, timeout)   # OOT first
-            evts = [p for p in run_task(epchain(sum_sas, ccf, sas_version=version), work, logs, timeout)
-                    if "PIEVLI" in p.name]
+            # the out-of-time run first, keeping its raw files, then the normal run in the same
+            # folder so that it does not redo them (issue 13)
+            chain = [epchain(sum_sas, ccf, out_of_time=True, sas_version=version, keep_raw=True),
+                     epchain(sum_sas, ccf, sas_version=version)]
+            evts = [p for p in run_tasks(chain, work, logs, timeout) if "PIEVLI" in p.name]
         else:
             evts = [p for p in run_task(emchain(sum_sas, ccf), work, logs, timeout) if code in p.name]
     if not evts:
