@@ -88,6 +88,11 @@ TASKS = {
         fits.HDUList([fits.PrimaryHDU(), g]).writeto(name)
     """,
     "atthkgen": "need_ccf(); open(ARGS['atthkset'], 'w').write('att')\n",
+    "emanom": """
+        with fits.open(ARGS['eventfile'], mode='update') as h:        # writekeys=yes: into the list
+            for n in range(1, 8):
+                h[0].header[f'ANOMFL{n}'] = 'G'
+    """,
     "evselect": """
         ev, keep = selected(ARGS['table'], ARGS.get('expression', 'TIME > 0'))
         if ARGS.get('withfilteredset') == 'yes':

@@ -314,6 +314,18 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
     assert "withoutoftime=no" in ep[1] and "keepintermediate" not in ep[1]
 
 
+def test_sas_detection_says_when_lcurve_is_missing(tmp_path, fakebin, monkeypatch):
+    """Issue 13 (smaller): emchain's flare light curves need HEASoft's lcurve."""
+    from xmmext.environment import detect_sas
+    _fake(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
+    monkeypatch.setenv("SAS_DIR", str(tmp_path))
+    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{fakebin}:/usr/bin:/bin")
+    assert "lcurve" in detect_sas().detail
+    _fake(fakebin, "lcurve", "pass\n")
+    assert "lcurve" not in detect_sas().detail
+
+
 def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, monkeypatch):
     """Issue 13, item 5: tabgtigen runs in its own private folder, so its input light curve
     must be given by absolute path (the stand-in, like SAS, opens `table` from its cwd)."""
@@ -345,8 +357,18 @@ def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, 
                                            fits.Column('STOP', 'D', array=np.array([1e10]))], name='STDGTI')
         fits.HDUList([fits.PrimaryHDU(), g]).writeto(args['gtiset'])
     """)
+    _fake(fakebin, "emanom", """
+        from astropy.io import fits
+        args = dict(a.split('=', 1) for a in sys.argv[1:])
+        with fits.open(args['eventfile'], mode='update') as h:     # as emanom writekeys=yes does
+            for n, flag in ((1, 'G'), (2, 'G'), (4, 'B'), (5, 'I')):
+                h[0].header[f'ANOMFL{n}'] = flag
+    """)
     summary = sas.run_sas_filtering(paths, FilterOptions(method="fixed", cameras=["mos1"]), timeout=60)
     assert summary["mos1"]["status"] == "ok" and summary["mos1"]["method"] == "fixed"
+    # issue 13 (smaller): emanom's bad (B) CCD is left out of the cleaned list and recorded
+    assert summary["mos1"]["excluded_ccds"] == [4] and "(CCDNR != 4)" in summary["mos1"]["expression"]
+    assert summary["mos1"]["anomalous_ccds"][5] == "I"
 
 
 def test_spectra_task_list_commands():

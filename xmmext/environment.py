@@ -40,7 +40,9 @@ def detect_sas() -> Backend:
         return Backend("sas", False, f"{version}; SAS_CCFPATH not set (no calibration files)")
     if not os.path.isdir(ccfpath):
         return Backend("sas", False, f"{version}; SAS_CCFPATH={ccfpath} does not exist")
-    return Backend("sas", True, f"{version}; CCF {ccfpath}",
+    # emchain's flare light curves call HEASoft's lcurve (DAXA checks for it too; issue 13)
+    lc = "" if shutil.which("lcurve") else "; lcurve (HEASoft) not on PATH: emchain may fail"
+    return Backend("sas", True, f"{version}; CCF {ccfpath}{lc}",
                    {"SAS_VERBOSITY": os.environ.get("SAS_VERBOSITY", "3"), "HEADASNOQUERY": "1"})
 
 

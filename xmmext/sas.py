@@ -150,6 +150,19 @@ def espfilt(eventfile: Path, cam: str, exp_id: str, sas_version: tuple, ccf: Pat
     return SasTask("espfilt", params, [gti], {"SAS_CCF": str(ccf)})
 
 
+def emanom(eventfile: Path) -> SasTask:
+    """MOS anomalous-state check (emanom documentation: the 2.5-5.0/0.4-0.8 keV corner hardness
+    ratio per CCD; with writekeys=yes the flags ANOMFLn = G/I/B/U/O go into the event list's
+    primary header; keepcorner=no, as recommended)."""
+    return SasTask("emanom", [("eventfile", str(eventfile)), ("writekeys", "yes"), ("keepcorner", "no")], [])
+
+
+def anomalous_ccds(eventfile: Path) -> dict[int, str]:
+    """{CCD: emanom flag} from the ANOMFLn keywords of an event list (empty without them)."""
+    h = fits.getheader(eventfile, 0)
+    return {int(k[6:]): str(h[k]).strip() for k in h if re.match(r"^ANOMFL\d+$", k)}
+
+
 def evselect_rate(table: Path, cam: str, rateset: str = "rate.fits", binsize: float = 100.0,
                   expression: str | None = None) -> SasTask:
     """High-energy single-event light curve for the fixed-threshold method."""
@@ -297,7 +310,13 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
     gti_final = paths.events / f"{cam}_gti.fits"
     paths.events.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(gti, gti_final)
-    clean = run_task(evselect_clean(evt, gti_final, opts.expression(cam), f"{cam}_clean_evt.fits"),
+    expression, states = opts.expression(cam), {}
+    if cam != "pn":                 # MOS CCDs in an anomalous state (B) cannot have their QPB modelled
+        run_task(emanom(evt), work, logs, timeout)
+        states = anomalous_ccds(evt)
+        for n in sorted(c for c, f in states.items() if f == "B"):
+            expression += f" && (CCDNR != {n})"
+    clean = run_task(evselect_clean(evt, gti_final, expression, f"{cam}_clean_evt.fits"),
                      paths.events, logs, timeout)[0]
     with fits.open(evt) as h_in, fits.open(clean) as h_out, fits.open(gti_final) as hg:
         g = G.normalise([[s, e] for s, e in zip(hg[1].data["START"], hg[1].data["STOP"])])
@@ -308,7 +327,8 @@ def _sas_camera(cam, paths, opts, version, work, ccf, sum_sas, logs, timeout, fo
         rec = {"status": "ok", "backend": "sas", "sas_version": ".".join(map(str, version)),
                "input": str(evt), "exposure_choice": choice,
                "exposure_kind": "live time (LIVETIME of the lists)", "method": method, "threshold": opts.threshold(cam) if method == "fixed" else None,
-               "expression": opts.expression(cam), "exposure_before_s": before, "exposure_after_s": after,
+               "expression": expression, "exposure_before_s": before, "exposure_after_s": after,
+               "anomalous_ccds": states, "excluded_ccds": sorted(c for c, f in states.items() if f == "B"),
                "fraction_rejected": 1 - after / before if before else None,
                "events_before": len(h_in["EVENTS"].data), "events_after": len(h_out["EVENTS"].data),
                "gti": g.tolist()}
