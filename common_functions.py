@@ -4,8 +4,9 @@
     ev = load_events("0999990101", "pn")            # cleaned events of step 1
     print(step_json("0999990101", "filtering")["pn"]["exposure_after_s"])
 
-For the top-level Python entry points: ``step_parser`` (the options every step shares)
-and ``run_step`` (one-line errors and the exit codes of DESIGN.md).
+For your own scripts: ``step_parser`` (the options every step shares) and ``run_step``
+(one-line errors and the exit codes of DESIGN.md), as the top-level entry points use.
+This file uses the package; the package never imports it.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ STEP_JSON = {"filtering": ("events", "filtering.json"), "regions": ("regions", "
 
 
 def step_parser(prog: str, description: str, with_obsid: bool = True):
-    """Parser with --obsid, --cameras, --backend, --force, --workdir, --debug, --quiet."""
+    """Parser for a script of your own, with the options the pipeline's steps share:
+    --obsid, --cameras, --backend, --force, --workdir, --debug, --quiet."""
+    from xmmext.steps.cli import add_runner_options
+    from xmmext.steps.values import cameras
     p = base_parser(prog, description)
     if with_obsid:
         p.add_argument("--obsid", required=True, help="10-digit observation ID")
-    p.add_argument("--cameras", default="mos1,mos2,pn", help="subset of mos1,mos2,pn")
-    p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
-    p.add_argument("--force", action="store_true", help="redo even if outputs are up to date")
+    p.add_argument("--cameras", default=("mos1", "mos2", "pn"), type=cameras, help="subset of mos1,mos2,pn")
+    add_runner_options(p)
     return p
 
 

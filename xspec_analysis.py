@@ -6,10 +6,10 @@
         [--no-background] [--emin 0.5 --emax 7.0] [--freeze ... --set par=value ...]
         [--engine auto|pyxspec|sherpa] [--cameras ...] [--output DIR] [--conf 90|68]
 
-Outputs fit.json, fit.csv, fit.xcm, fit.png (and fit_pyxspec.py). See xmmext/fitting.py.
+Outputs fit.json, fit.csv, fit.xcm, fit.png (and fit_pyxspec.py). See xmmext/steps/fit.py.
 """
 from common_functions import run_step
-from xmmext.fitting import main
+from xmmext.steps.fit import main
 
 if __name__ == "__main__":
     run_step(main)

@@ -25,7 +25,7 @@ from conftest import simulate_into  # noqa: E402
 from xmmext.layout import ObsPaths  # noqa: E402
 from xmmext.multi import run_many  # noqa: E402
 from xmmext.shapes import read_ds9  # noqa: E402
-from xmmext.simulate import expected_region_norm  # noqa: E402
+from xmmext.sim_truth import expected_region_norm  # noqa: E402
 
 
 def main():

@@ -23,11 +23,11 @@ OBSID = "0201903501"
 
 
 def main(folder: str) -> None:
-    from xmmext.filtering import FilterOptions, run_filtering
-    from xmmext.fitting import FitOptions, run_fit
+    from xmmext.steps import FilterOptions, run_filtering
+    from xmmext.steps import FitOptions, run_fit
     from xmmext.layout import ObsPaths
-    from xmmext.regions import RegionOptions, run_regions
-    from xmmext.spectra import SpectraOptions, run_spectra
+    from xmmext.steps import RegionOptions, run_regions
+    from xmmext.steps import SpectraOptions, run_spectra
     src = Path(folder)
     lists = sorted((src / "event").glob("*.fits"))
     t0 = time.perf_counter()

@@ -63,9 +63,9 @@ def short_obs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def processed_obs(tmp_path_factory):
     """A default simulated observation taken through filtering, regions and spectra."""
-    from xmmext.filtering import FilterOptions, run_filtering
+    from xmmext.steps import FilterOptions, run_filtering
     from xmmext.layout import ObsPaths
-    from xmmext.regions import RegionOptions, run_regions
+    from xmmext.steps import RegionOptions, run_regions
     wd = tmp_path_factory.mktemp("processed")
     obsid = "0999994001"
     truth = simulate_into(wd, obsid=obsid, seed=42)

@@ -157,18 +157,20 @@ TASKS = {
     "rmfgen": """
         need_ccf()
         from xmmext import instrument as ins
+        from xmmext import responses
         inst = fits.getheader(ARGS['spectrumset'], 'SPECTRUM')['INSTRUME'].strip()
-        ins.rmf_hdulist(ins.camera(inst)).writeto(ARGS['rmfset'])
+        responses.rmf_hdulist(ins.camera(inst)).writeto(ARGS['rmfset'])
     """,
     "arfgen": """
         need_ccf()
         from xmmext import instrument as ins
+        from xmmext import responses
         inst = fits.getheader(ARGS['spectrumset'], 'SPECTRUM')['INSTRUME'].strip()
         cam = ins.camera(inst)
-        ins.arf_hdulist(cam, ins.point_source_arf(cam, 2.0)).writeto(ARGS['arfset'])
+        responses.arf_hdulist(cam, responses.point_source_arf(cam, 2.0)).writeto(ARGS['arfset'])
     """,
     "specgroup": """
-        from xmmext.spectra import group_min_counts
+        from xmmext.grouping import group_min_counts
         with fits.open(ARGS['spectrumset']) as h:
             spec = h['SPECTRUM']
             grouping, quality = group_min_counts(np.asarray(spec.data['COUNTS']), int(ARGS['mincounts']), 60,

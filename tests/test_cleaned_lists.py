@@ -14,11 +14,11 @@ import pytest
 from astropy.io import fits
 
 from conftest import simulate_into
-from xmmext.filtering import FilterOptions, run_filtering
+from xmmext.steps import FilterOptions, run_filtering
 from xmmext.layout import ObsPaths
-from xmmext.regions import RegionOptions, run_regions
+from xmmext.steps import RegionOptions, run_regions
 from xmmext.shapes import read_ds9
-from xmmext.spectra import SpectraOptions, run_spectra
+from xmmext.steps import SpectraOptions, run_spectra
 
 OBSID = "0999995101"
 

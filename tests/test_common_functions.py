@@ -5,7 +5,7 @@ import pytest
 
 import common_functions as cf
 from xmmext.errors import UsageError
-from xmmext.filtering import FilterOptions, run_filtering
+from xmmext.steps import FilterOptions, run_filtering
 
 
 def test_helpers_on_a_filtered_observation(short_obs, tmp_path):

@@ -12,10 +12,14 @@ from astropy.io import fits
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
 from xmmext import xspec_models as xm
 from xmmext.errors import DependencyError, UsageError
-from xmmext.fitting import FitOptions, fit_sherpa, pyxspec_script, run_fit, xcm_text
+from xmmext.fitting.pyxspec_engine import pyxspec_script
+from xmmext.fitting.sherpa_engine import fit_sherpa
+from xmmext.fitting.writers import xcm_text
+from xmmext.steps import FitOptions, run_fit
 from xmmext.modelexpr import parse_model
 from xmmext.ogip import read_arf, read_pha, read_rmf
-from xmmext.spectra import constant_within_groups, group_min_counts
+from xmmext.grouping import group_min_counts
+from xmmext.spectra import constant_within_groups
 
 
 def test_model_expression_names():
@@ -110,7 +114,8 @@ def test_pyxspec_script(processed_obs):
     spectra = [("mos1", paths.spectra / "mos1_src_grp.pha"), ("pn", paths.spectra / "pn_src_grp.pha")]
     s = pyxspec_script(spectra, expr, opts)
     assert "xspec.Xset.abund = 'aspl'" in s
-    assert f"xspec.AllData('1:1 {spectra[0][1]} 2:2 {spectra[1][1]}')" in s
+    assert s[:2] == ["import os", f"os.chdir({str(paths.spectra.resolve())!r})"]    # names only, no paths
+    assert "xspec.AllData('1:1 mos1_src_grp.pha 2:2 pn_src_grp.pha')" in s
     assert "xspec.AllData.ignore('**-0.5 7.0-**')" in s and "xspec.AllData.ignore('bad')" in s
     assert "m = xspec.Model('constant*TBabs*(apec+powerlaw)')" in s
     assert "m.setPars({2: '0.03 -1'})" in s                  # nH frozen

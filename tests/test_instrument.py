@@ -7,6 +7,7 @@ from astropy.io import fits
 
 from conftest import SHARED_DATA, needs_shared
 from xmmext import instrument as ins
+from xmmext import responses
 from xmmext import xspec_models as xm
 from xmmext.fileio import write_fits
 
@@ -70,7 +71,7 @@ def test_resolution_matches_published_values():
 
 
 def test_rmf_rows_conserve_probability():
-    m = ins.dense_rmf(ins.camera("mos1"))
+    m = responses.dense_rmf(ins.camera("mos1"))
     emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
     inside = (emid > 0.3) & (emid < 11.5)
     assert np.allclose(m[inside].sum(axis=1), 1.0, atol=1e-4)
@@ -84,8 +85,8 @@ def native_responses(tmp_path_factory):
     out = {}
     for name in ("mos1", "mos2", "pn"):
         cam = ins.camera(name)
-        write_fits(d / f"{name}.rmf", ins.rmf_hdulist(cam))
-        write_fits(d / f"{name}.arf", ins.arf_hdulist(cam, ins.point_source_arf(cam, 2.15, 40.0)))
+        write_fits(d / f"{name}.rmf", responses.rmf_hdulist(cam))
+        write_fits(d / f"{name}.arf", responses.arf_hdulist(cam, responses.point_source_arf(cam, 2.15, 40.0)))
         out[name] = (d / f"{name}.rmf", d / f"{name}.arf")
     return out
 

@@ -55,7 +55,7 @@ def test_lists_recognised_by_header_and_their_gtis_honoured(a907):
 def test_rescreening_a_cleaned_list_keeps_most_of_it(a907, tmp_path):
     """An explicit re-screen works on the list's own good time (flared gaps are no time)."""
     wd, res = a907
-    from xmmext.filtering import FilterOptions, run_filtering
+    from xmmext.steps import FilterOptions, run_filtering
     from xmmext.layout import ObsPaths
     paths = ObsPaths.of(OBSID, wd)
     import shutil

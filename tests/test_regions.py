@@ -12,9 +12,9 @@ from astropy.wcs import WCS
 from conftest import assert_one_line_error, ROOT, run_cli, simulate_into
 from xmmext import instrument as ins
 from xmmext.expression import compile_expression
-from xmmext.filtering import FilterOptions, run_filtering
+from xmmext.steps import FilterOptions, run_filtering
 from xmmext.layout import ObsPaths
-from xmmext.regions import RegionOptions, run_regions
+from xmmext.steps import RegionOptions, run_regions
 from xmmext.shapes import read_ds9
 
 
@@ -159,7 +159,7 @@ def test_user_centre_and_bad_positions(three_fields):
     from astropy.coordinates import SkyCoord
     g = SkyCoord(c["ra"], c["dec"], unit="deg", frame="fk5").galactic
     assert_one_line_error(_cli(wd, "0999993001", "--ra", f"{g.l.deg}", "--dec", f"{g.b.deg}", "--force"), 4, "outside")
-    assert_one_line_error(_cli(wd, "0999993001", "--ra", "abc", "--dec", "1"), 2, "--ra must be a number")
+    assert_one_line_error(_cli(wd, "0999993001", "--ra", "abc", "--dec", "1"), 2, "argument --ra: not a number")
     assert_one_line_error(_cli(wd, "0999993001", "--ra", "400", "--dec", "1"), 2, "--ra must be in")
     assert_one_line_error(_cli(wd, "0999993001", "--ra", "10"), 2, "both --ra and --dec")
     assert_one_line_error(_cli(wd, "0999993001", "--radius", "-3"), 2, "--radius")

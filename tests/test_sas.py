@@ -18,31 +18,35 @@ from astropy.io import fits
 
 from conftest import ROOT
 
-from xmmext import sas
+from xmmext import errors as errors_mod
+from xmmext.sas import filtering as sasf
+from xmmext.sas import images as sasi
+from xmmext.sas import spectra as sass
+from xmmext.sas import tasks as sast
 from xmmext.errors import DependencyError
-from xmmext.filtering import FilterOptions
+from xmmext.steps import FilterOptions
 from xmmext.layout import ObsPaths
 
 
 def test_parse_version():
-    assert sas.parse_sas_version("xmmsas_20230412_1735-21.0.0") == (21, 0, 0)
-    assert sas.parse_sas_version("sasversion:- ... [xmmsas_20190531_1155-18.0.0]") == (18, 0, 0)
+    assert sast.parse_sas_version("xmmsas_20230412_1735-21.0.0") == (21, 0, 0)
+    assert sast.parse_sas_version("sasversion:- ... [xmmsas_20190531_1155-18.0.0]") == (18, 0, 0)
     with pytest.raises(DependencyError):
-        sas.parse_sas_version("nothing here")
+        sast.parse_sas_version("nothing here")
 
 
 def test_parse_version_takes_the_release_tag_not_a_task_version():
     """Issue 13, item 1: the task's own version printed first is not the SAS release; SAS 22
     prints '[22.0.0-<hash>-<date>]'."""
-    assert sas.parse_sas_version("sasversion (sasversion-1.3.2) [xmmsas_20211130_0941-21.0.0]") == (21, 0, 0)
-    assert sas.parse_sas_version("sasversion:- Executing (routine): sasversion (sasversion-1.3.2) "
+    assert sast.parse_sas_version("sasversion (sasversion-1.3.2) [xmmsas_20211130_0941-21.0.0]") == (21, 0, 0)
+    assert sast.parse_sas_version("sasversion:- Executing (routine): sasversion (sasversion-1.3.2) "
                                  "[22.0.0-a8f2c2afa-20250304]") == (22, 0, 0)
     # the form real SAS files carry (../shared: CREATOR/XPROC0 of the A907 products)
-    assert sas.parse_sas_version("eexpmap (eexpmap-4.6.5) [xmmsas_20131209_1901-13.5.0]") == (13, 5, 0)
+    assert sast.parse_sas_version("eexpmap (eexpmap-4.6.5) [xmmsas_20131209_1901-13.5.0]") == (13, 5, 0)
 
 
 def test_espfilt_command_sas21_pn():
-    t = sas.espfilt(Path("/w/P01PNS003PIEVLI0000.FIT"), "pn", "S003", (21, 0, 0), Path("/w/ccf.cif"),
+    t = sasf.espfilt(Path("/w/P01PNS003PIEVLI0000.FIT"), "pn", "S003", (21, 0, 0), Path("/w/ccf.cif"),
                     ootfile=Path("/w/P01PNS003OOEVLI0000.FIT"))
     assert t.argv == ["espfilt", "eventfile=/w/P01PNS003PIEVLI0000.FIT", "withoot=yes",
                       "ootfile=/w/P01PNS003OOEVLI0000.FIT", "method=histogram", "withsmoothing=yes",
@@ -59,7 +63,7 @@ def test_espfilt_command_sas21_pn():
     ((22, 0, 0), False, "mos1S001-gti.fits")])
 def test_espfilt_version_matrix(version, longnames, gti):
     """Issue 13, item 2: withlongnames and the energy-suffixed names are SAS 20 only."""
-    t = sas.espfilt(Path("m1.fits"), "mos1", "S001", version, Path("ccf.cif"))
+    t = sasf.espfilt(Path("m1.fits"), "mos1", "S001", version, Path("ccf.cif"))
     assert ("withlongnames=yes" in t.argv) == longnames
     assert t.outputs == [gti]
 
@@ -67,26 +71,26 @@ def test_espfilt_version_matrix(version, longnames, gti):
 def test_espfilt_before_sas20_is_refused_with_the_reason():
     """Issue 13, item 3: older espfilt is not guessed at (exit 3 with what to do)."""
     with pytest.raises(DependencyError, match="needs SAS >= 20"):
-        sas.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
+        sasf.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
 
 
 def test_espfilt_ratio_method_uses_its_own_band():
     """Issue 13, item 4: the ratio method needs elow=8000 ehigh=12000 (ESAS cookbook)."""
-    t = sas.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif"), method="ratio")
+    t = sasf.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif"), method="ratio")
     args = dict(t.params)
     assert (args["method"], args["elow"], args["ehigh"]) == ("ratio", "8000", "12000")
-    h = dict(sas.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif")).params)
+    h = dict(sasf.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif")).params)
     assert (h["elow"], h["ehigh"]) == ("2500", "8500")
 
 
 def test_evselect_and_tabgtigen_commands():
-    rate = sas.evselect_rate(Path("m1.fits"), "mos1", "rate.fits", 100)
+    rate = sasf.evselect_rate(Path("m1.fits"), "mos1", "rate.fits", 100)
     assert rate.argv == ["evselect", "table=m1.fits", "withrateset=yes", "rateset=rate.fits",
                          "maketimecolumn=yes", "timecolumn=TIME", "timebinsize=100", "makeratecolumn=yes",
                          "expression=#XMMEA_EM && (PI>10000) && (PATTERN==0)"]
-    gti = sas.tabgtigen("rate.fits", 0.35, "gti.fits")
+    gti = sasf.tabgtigen("rate.fits", 0.35, "gti.fits")
     assert gti.argv == ["tabgtigen", "table=rate.fits", "expression=RATE<=0.35", "gtiset=gti.fits"]
-    clean = sas.evselect_clean(Path("pn.fits"), Path("gti.fits"), "#XMMEA_EP && (PATTERN<=4) && (FLAG==0)")
+    clean = sasf.evselect_clean(Path("pn.fits"), Path("gti.fits"), "#XMMEA_EP && (PATTERN<=4) && (FLAG==0)")
     assert clean.argv == ["evselect", "table=pn.fits", "withfilteredset=yes", "filteredset=clean.fits",
                           "destruct=yes", "keepfilteroutput=yes", "filtertype=expression",
                           "expression=#XMMEA_EP && (PATTERN<=4) && (FLAG==0) && GTI(gti.fits,TIME)",
@@ -96,17 +100,17 @@ def test_evselect_and_tabgtigen_commands():
 
 
 def test_chain_commands():
-    assert sas.cifbuild(Path("/d/ODF")).argv == ["cifbuild", "withccfpath=no", "analysisdate=now",
+    assert sasf.cifbuild(Path("/d/ODF")).argv == ["cifbuild", "withccfpath=no", "analysisdate=now",
                                                  "category=XMMCCF", "calindexset=ccf.cif", "fullpath=yes"]
     # odfingest reads odfdir only with withodfdir=yes (its documentation; default: SAS_ODF)
-    assert sas.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "withodfdir=yes",
+    assert sasf.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "withodfdir=yes",
                                                                    "outdir=."]
     # every imaging exposure (epchain documentation: the default is the first only)
-    assert sas.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == [
+    assert sasf.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == [
         "epchain", "datamode=IMAGING", "odfaccess=all", "withoutoftime=yes"]
-    assert "runradmonfix=N" in sas.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(21, 0, 0)).argv
-    assert "runradmonfix=N" not in sas.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(22, 0, 0)).argv
-    assert sas.emchain(Path("s.SAS"), Path("c.cif")).env == {"SAS_ODF": "s.SAS", "SAS_CCF": "c.cif"}
+    assert "runradmonfix=N" in sasf.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(21, 0, 0)).argv
+    assert "runradmonfix=N" not in sasf.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(22, 0, 0)).argv
+    assert sasf.emchain(Path("s.SAS"), Path("c.cif")).env == {"SAS_ODF": "s.SAS", "SAS_CCF": "c.cif"}
 
 
 def _fake(bindir: Path, name: str, body: str, prefix: str = ""):
@@ -133,7 +137,7 @@ def test_runner_success_moves_outputs_and_isolates_pfiles(tmp_path, fakebin):
             "HEADASNOQUERY": os.environ.get("HEADASNOQUERY"), "cwd": os.getcwd()}))
         print("tabgtigen:- done")
     """)
-    out = sas.run_task(sas.tabgtigen("rate.fits", 0.4, "g.fits"), tmp_path / "dest", tmp_path / "logs", 30)
+    out = sast.run_task(sasf.tabgtigen("rate.fits", 0.4, "g.fits"), tmp_path / "dest", tmp_path / "logs", 30)
     assert out == [tmp_path / "dest" / "g.fits"]
     info = json.loads(out[0].read_text())
     assert info["HEADASNOQUERY"] == "1"
@@ -148,8 +152,8 @@ def test_runner_error_line_fails(tmp_path, fakebin):
         print("evselect:- Executing")
         print("** evselect: error (NoSuchFile), The file m1.fits could not be opened")
     """)
-    with pytest.raises(sas.SasTaskError) as exc:
-        sas.run_task(sas.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
+    with pytest.raises(sast.SasTaskError) as exc:
+        sast.run_task(sasf.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
     line = exc.value.one_line()
     assert "NoSuchFile" in line and "sas_evselect.log" in line and exc.value.exit_code == 4
 
@@ -162,21 +166,21 @@ def test_runner_nested_task_error_lines_fail(tmp_path, fakebin, line):
         print("evselect:- Executing")
         print({line!r})
     """)
-    with pytest.raises(sas.SasTaskError) as exc:
-        sas.run_task(sas.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
+    with pytest.raises(sast.SasTaskError) as exc:
+        sast.run_task(sasf.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
     assert line.split("(")[1].split(")")[0] in exc.value.one_line()
 
 
 def test_runner_missing_output_fails(tmp_path, fakebin):
     _fake(fakebin, "tabgtigen", "print('finished without writing anything')\n")
-    with pytest.raises(sas.SasTaskError, match="did not produce gti.fits"):
-        sas.run_task(sas.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
+    with pytest.raises(sast.SasTaskError, match="did not produce gti.fits"):
+        sast.run_task(sasf.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
 
 
 def test_runner_nonzero_exit_fails(tmp_path, fakebin):
     _fake(fakebin, "tabgtigen", "sys.exit(5)\n")
-    with pytest.raises(sas.SasTaskError, match="status 5"):
-        sas.run_task(sas.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
+    with pytest.raises(sast.SasTaskError, match="status 5"):
+        sast.run_task(sasf.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
 
 
 def test_runner_timeout_kills_the_real_process(tmp_path, fakebin):
@@ -189,8 +193,8 @@ def test_runner_timeout_kills_the_real_process(tmp_path, fakebin):
         time.sleep(60)
     """)
     t0 = time.monotonic()
-    with pytest.raises(sas.SasTaskError, match="timed out"):
-        sas.run_task(sas.espfilt(Path("e.fits"), "mos1", "S001", (21, 0, 0), Path("c.cif")), tmp_path,
+    with pytest.raises(sast.SasTaskError, match="timed out"):
+        sast.run_task(sasf.espfilt(Path("e.fits"), "mos1", "S001", (21, 0, 0), Path("c.cif")), tmp_path,
                      tmp_path / "logs", timeout=2)
     assert time.monotonic() - t0 < 20
     pid = int(pidfile.read_text())
@@ -242,7 +246,7 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
             h['EVENTS'].header['EXPOSURE'] = h['EVENTS'].header['ONTIME']
             h.writeto(args['filteredset'])
     """)
-    summary = sas.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
+    summary, _ = sasf.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
     live = fits.getheader(paths.events / "pn_clean_evt.fits", "EVENTS")["LIVETIME"]
     assert summary["pn"]["exposure_after_s"] == pytest.approx(live)        # live time, as the native path
     assert "exposure_choice" in summary["pn"]
@@ -256,7 +260,7 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
     assert "method=histogram" in lines[4]          # the default 'auto' is resolved, never passed to SAS
     assert "GTI(" in lines[5] and "FLAG==0" in lines[5]
     assert (paths.events / "pn_clean_evt.fits").exists()
-    assert json.loads((paths.events / "filtering.json").read_text())["pn"]["backend"] == "sas"
+    assert summary["pn"]["backend"] == "sas"
     for task in ("cifbuild", "odfingest", "epchain", "espfilt", "evselect"):
         assert (paths.logs / f"sas_{task}.log").exists()
 
@@ -302,7 +306,7 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
         fits.HDUList([fits.PrimaryHDU(), g]).writeto('pnS004-gti.fits')
     """)
     _fake(fakebin, "evselect", "args = dict(a.split('=', 1) for a in sys.argv[1:]); shutil.copy(args['table'], args['filteredset'])\n")
-    summary = sas.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
+    summary, _ = sasf.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
     assert summary["pn"]["status"] == "ok"
     assert summary["pn"]["input"].endswith("PNS004PIEVLI0000.FIT")
     assert "longest of 2 exposures" in summary["pn"]["exposure_choice"]
@@ -364,7 +368,7 @@ def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, 
             for n, flag in ((1, 'G'), (2, 'G'), (4, 'B'), (5, 'I')):
                 h[0].header[f'ANOMFL{n}'] = flag
     """)
-    summary = sas.run_sas_filtering(paths, FilterOptions(method="fixed", cameras=["mos1"]), timeout=60)
+    summary, _ = sasf.run_sas_filtering(paths, FilterOptions(method="fixed", cameras=["mos1"]), timeout=60)
     assert summary["mos1"]["status"] == "ok" and summary["mos1"]["method"] == "fixed"
     # issue 13 (smaller): emanom's bad (B) CCD is left out of the cleaned list and recorded
     assert summary["mos1"]["excluded_ccds"] == [4] and "(CCDNR != 4)" in summary["mos1"]["expression"]
@@ -372,7 +376,7 @@ def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, 
 
 
 def test_spectra_task_list_commands():
-    tasks = sas.sas_spectra_tasks("pn", Path("/r/pn_clean_evt.fits"), "((X,Y) IN circle(1,2,3))",
+    tasks = sass.sas_spectra_tasks("pn", Path("/r/pn_clean_evt.fits"), "((X,Y) IN circle(1,2,3))",
                                   "((X,Y) IN annulus(1,2,4,5))", "#XMMEA_EP && (PATTERN<=4) && (FLAG==0)", 20)
     names = [t.task for t in tasks]
     assert names == ["evselect", "evselect", "backscale", "backscale", "evselect", "rmfgen", "arfgen", "specgroup"]
@@ -389,7 +393,7 @@ def test_spectra_task_list_commands():
                              "detmaparray=pn_detmap.fits"]
     assert "mincounts=20" in tasks[7].argv and "backgndset=pn_bkg.pha" in tasks[7].argv
     assert not any(a.startswith("withbgdset") for a in tasks[7].argv)       # not a specgroup parameter
-    assert "specchannelmax=11999" in sas.evselect_spectrum(Path("m.fits"), "mos1", "x", "s.pha").argv
+    assert "specchannelmax=11999" in sass.evselect_spectrum(Path("m.fits"), "mos1", "x", "s.pha").argv
 
 
 def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monkeypatch):
@@ -399,8 +403,8 @@ def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monk
         sh.copytree(paths.results / sub, tmp_path / "results" / paths.obsid / sub)
     p2 = ObsPaths.of(paths.obsid, tmp_path)
     # issue 13, items 9/10: without this observation's CCF and ODF summary, a clear error
-    with pytest.raises(sas.UsageError, match="run step 1 with --backend sas"):
-        sas.run_sas_spectra(p2, ["pn"], timeout=60)
+    with pytest.raises(errors_mod.UsageError, match="run step 1 with --backend sas"):
+        sass.run_sas_spectra(p2, ["pn"], timeout=60)
     (p2.results / "sas").mkdir()
     (p2.results / "sas" / "ccf.cif").write_text("cif")
     (p2.results / "sas" / "0001_0999994001_SCX00000SUM.SAS").write_text("sum")
@@ -430,7 +434,7 @@ def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monk
     _fake(fakebin, "rmfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['rmfset'], 'w').write('rmf')\n")
     _fake(fakebin, "arfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['arfset'], 'w').write('arf')\n")
     _fake(fakebin, "specgroup", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['groupedset'], 'w').write('grp')\n")
-    res = sas.run_sas_spectra(p2, ["pn"], mincounts=25, timeout=60)
+    res, _ = sass.run_sas_spectra(p2, ["pn"], mincounts=25, timeout=60)
     assert res["cameras"]["pn"]["status"] == "ok"
     from astropy.io import fits
     assert fits.getheader(p2.spectra / "pn_src.pha", "SPECTRUM")["BACKSCAL"] == 12345.0   # in-place task result kept
@@ -450,7 +454,7 @@ def test_evselect_image_grid_reproduces_a_real_sas_command():
     512 pixels); the old command (x0 .. x0 + n*bin) makes 513 pixels half a bin off."""
     from xmmext.images import ImageGrid
     grid = ImageGrid(x0=3648.5, y0=3648.5, n=512, binsize=87.0)      # the real image's grid (LTV/LTM)
-    t = sas.evselect_image(Path("ev.fits"), "mos1", (500, 2000), grid, "img.fits", "#XMMEA_EM")
+    t = sasi.evselect_image(Path("ev.fits"), "mos1", (500, 2000), grid, "img.fits", "#XMMEA_EM")
     args = dict(t.params)
     assert (args["ximagemin"], args["ximagemax"]) == ("3649", "48106")
     assert (args["yimagemin"], args["yimagemax"]) == ("3649", "48106")
@@ -468,12 +472,15 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
     detections in the list are not excluded as point sources."""
     import json
     import shutil as sh
-    from xmmext.regions import RegionOptions, run_regions
+    from xmmext.steps import RegionOptions, run_regions
     wd, truth, paths, _ = processed_obs
     sh.copytree(paths.results / "events", tmp_path / "results" / paths.obsid / "events")
     p2 = ObsPaths.of(paths.obsid, tmp_path)
+    monkeypatch.setenv("SAS_DIR", str(tmp_path))               # an initialised (stand-in) SAS
+    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path))
+    _fake(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
     # issue 13, item 10: step 1 ran natively, so there is no ccf.cif/SUM.SAS: a clear error
-    with pytest.raises(sas.UsageError, match="run step 1 with --backend sas"):
+    with pytest.raises(errors_mod.UsageError, match="run step 1 with --backend sas"):
         run_regions(p2, RegionOptions(), backend="sas")
     (p2.results / "sas").mkdir()
     (p2.results / "sas" / "ccf.cif").write_text("cif")

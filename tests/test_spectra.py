@@ -15,13 +15,15 @@ from xmmext import instrument as ins
 from xmmext import xspec_models as xm
 from xmmext.events import read_events
 from xmmext.expression import compile_expression
-from xmmext.filtering import FilterOptions, run_filtering
+from xmmext.steps import FilterOptions, run_filtering
 from xmmext.layout import ObsPaths
 from xmmext.ogip import read_pha
-from xmmext.regions import RegionOptions, run_regions
+from xmmext.steps import RegionOptions, run_regions
 from xmmext.shapes import read_ds9
-from xmmext.simulate import cluster_flux_fraction
-from xmmext.spectra import SpectraOptions, constant_within_groups, extended_arf, group_min_counts, group_min_sn, group_optimal, run_spectra
+from xmmext.sim_truth import cluster_flux_fraction
+from xmmext.grouping import group_min_counts, group_min_sn, group_optimal
+from xmmext.spectra import constant_within_groups, extended_arf
+from xmmext.steps import SpectraOptions, run_spectra
 
 OBS = "0999994001"
 

@@ -129,7 +129,7 @@ def test_mos_800_channels(tmp_path):
 def test_bad_override_is_a_usage_error(tmp_path):
     src = SHARED_DATA / "PN" / "PN_spectrum_grp20.fits"
     r, _ = _fit(["--input", str(src), "--rmf", "pn"], tmp_path)
-    assert_one_line_error(r, 2, "CAM=FILE")
+    assert_one_line_error(r, 2, "CAMERA=FILE")
     r, _ = _fit(["--input", str(src), "--bkg", f"pn={tmp_path / 'absent.fits'}"], tmp_path)
     assert_one_line_error(r, 2, "--bkg file not found")
 
@@ -149,9 +149,10 @@ def test_native_mos_rmf_against_sas_rmfgen(tmp_path):
     puts 2-5% of the response; the NGC 7793 MOS spectra fitted with the SAS RMFs find the
     published black body, with the native RMF they do not fit as well."""
     from xmmext import instrument as ins
+    from xmmext import responses
     from xmmext.ogip import read_rmf
     sas = read_rmf(MOS_RMF / "MOS1.rmf")
-    ins.rmf_hdulist(ins.camera("mos1"), "Medium").writeto(tmp_path / "native.rmf")
+    responses.rmf_hdulist(ins.camera("mos1"), "Medium").writeto(tmp_path / "native.rmf")
     nat = read_rmf(tmp_path / "native.rmf")
     for e in (1.0, 3.0, 6.0):
         (w_sas, tail_sas), (w_nat, tail_nat) = _row_width(sas, e), _row_width(nat, e)

@@ -1,20 +1,29 @@
 """xmmext: XMM-Newton EPIC extended-source analysis (native Python and SAS backends).
 
-One module per concern:
-  errors       exit codes and the exceptions that carry them
-  layout       OBSID/name validation and the on-disk layout of data/ and results/
-  fileio       atomic writes and up-to-date checks
-  cli          shared command-line plumbing (one-line errors, logging)
-  instrument   EPIC cameras: geometry, coordinates, effective area, vignetting, RMF/ARF
-  xspec_models XSPEC's compiled model library (xspectrampoline) via ctypes
-  atomdb       where the AtomDB files for apec are, and a status command
-  simulate     the simulated XMM observation (embedded demo)
-  events       reading and validating event lists (simulated, PPS, SAS)
-  expression   evselect-style filter expressions on event columns
-  gti          good-time intervals, light curves and flare detection
-  filtering    step 1: flare-cleaned events (native backend)
-  runner       the one place that runs subprocesses (timeouts, logs)
-  sas          SAS command builders and output checks
-  environment  detection of SAS / HEASoft / native engine for set_env.sh
+For notebooks, the public face is::
+
+    from xmmext import ObsPaths, FilterOptions, run_filtering, run_observation, RunSettings
+
+``steps`` holds the analysis steps (Options -> plan -> run -> record, one up-to-date
+rule); the modules beside it do the work, one concern each (see the README, "Layout of
+the code"). Names are loaded on first use, so ``import xmmext`` stays light.
 """
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["ObsPaths", "RunSettings", "run_observation", "STEPS",
+           "FilteringStep", "FilterOptions", "run_filtering", "RegionsStep", "RegionOptions", "run_regions",
+           "SpectraStep", "SpectraOptions", "run_spectra", "FitStep", "FitOptions", "run_fit",
+           "ReportStep", "ReportOptions", "XmmextError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "ObsPaths":
+        from .layout import ObsPaths
+        return ObsPaths
+    if name == "XmmextError":
+        from .errors import XmmextError
+        return XmmextError
+    if name in __all__:
+        from . import steps
+        return getattr(steps, name)
+    raise AttributeError(f"module 'xmmext' has no attribute {name!r}")

@@ -79,16 +79,6 @@ def missing_data_message(model: str) -> str:
             "or set XMMEXT_ATOMDB to their folder (python -m xmmext.atomdb --status)")
 
 
-def configure_xspec() -> dict | None:
-    """Point XSPEC at the AtomDB files if found (xset APECROOT); return what was found."""
-    found = find_apec_files()
-    if found:
-        from .xspec_models import set_xset
-        root = str(Path(found["dir"]) / f"apec_v{found['version']}")
-        set_xset("APECROOT", root)
-    return found
-
-
 def needs_atomdb(components) -> list[str]:
     return [c for c in components if c.lower() in THERMAL_MODELS]
 

@@ -25,8 +25,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def base_parser(prog: str, description: str) -> Parser:
-    """A parser with the options every step shares (--workdir, --debug, --quiet)."""
+    """A parser with the options every program shares (--workdir, --debug, --quiet, --version)."""
+    from .version import __version__
     p = Parser(prog=prog, description=description)
+    p.add_argument("--version", action="version", version=f"xmmext {__version__}")
     p.add_argument("--workdir", help="work directory holding data/ and results/ "
                    "(default: $XMMEXT_WORKDIR or the current directory)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -34,8 +36,26 @@ def base_parser(prog: str, description: str) -> Parser:
     return p
 
 
+_LOG_FILE_HANDLER: logging.Handler | None = None
+LIBRARIES = ("sherpa",)          # their messages go to the log file only
+
+
+def quiet_library(name: str) -> None:
+    """Send a library's log messages to the step's log file only (not the console)."""
+    lib = logging.getLogger(name)
+    for h in list(lib.handlers):
+        lib.removeHandler(h)
+    lib.propagate = False
+    if _LOG_FILE_HANDLER is not None:
+        lib.addHandler(_LOG_FILE_HANDLER)
+    else:
+        lib.addHandler(logging.NullHandler())
+
+
 def setup_logging(debug: bool = False, quiet: bool = False, logfile=None) -> None:
-    """Console logging (plus an optional per-step log file)."""
+    """Console logging for this program's messages, plus an optional per-step log file
+    that also receives the libraries' chatter."""
+    global _LOG_FILE_HANDLER
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     root = logging.getLogger("xmmext")
     root.setLevel(logging.DEBUG)
@@ -45,14 +65,22 @@ def setup_logging(debug: bool = False, quiet: bool = False, logfile=None) -> Non
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(console)
+    _LOG_FILE_HANDLER = None
     if logfile is not None:
         from pathlib import Path
-        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(logfile)
+        try:
+            Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(logfile)
+        except OSError as exc:
+            raise XmmextError(f"cannot write the log file: {exc.strerror}", Path(logfile).parent) from None
         fh.setLevel(logging.DEBUG)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(fh)
+        _LOG_FILE_HANDLER = fh
     root.propagate = False
+    for name in LIBRARIES:
+        if name in sys.modules:
+            quiet_library(name)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
@@ -69,6 +97,17 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+    except OSError as exc:        # a write the disk refused, wherever it happened: exit 2
+        from pathlib import Path
+        from .fileio import write_error
+        mapped = write_error(exc, Path(exc.filename or "."))
+        if mapped is None or debug:
+            if debug:
+                raise
+            sys.stderr.write(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n")
+            return 1
+        sys.stderr.write(mapped.one_line() + "\n")
+        return mapped.exit_code
     except Exception as exc:  # an unexpected failure: still one line without --debug
         if debug:
             raise

@@ -232,6 +232,9 @@ def read_events(path: str | Path, columns: list[str] | None = None,
             cols = {c: np.array(data[c]) for c in want}
         except (TypeError, ValueError, OSError) as exc:
             raise UsageError(f"event table cannot be read: {exc}", path) from None
+        text = [c for c, v in cols.items() if not np.issubdtype(v.dtype, np.number)]
+        if text:
+            raise UsageError(f"event list column {', '.join(text)} holds text, not numbers", path)
         gtis, gti_headers = {}, {}
         for h in hdul[1:]:
             m = re.match(r"^STDGTI(\d\d)$", h.name or "")

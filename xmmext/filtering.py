@@ -1,4 +1,4 @@
-"""Step 1 (native backend): flare-cleaned event lists, GTIs and light curves.
+"""Step 1's work (native backend): flare-cleaned event lists, GTIs and light curves (the step: :mod:`xmmext.steps.filtering`).
 
 For each camera: the high-energy single-event light curve of the FOV (MOS PI>10 keV,
 pn 10-12 keV, PATTERN==0, 100 s bins, corrected for GTI coverage) and of the
@@ -7,14 +7,12 @@ list = standard filter AND (per-CCD GTI intersected with the flare GTI), with th
 exposure keywords and STDGTInn extensions updated as evselect's updateexposure does.
 
 Outputs (results/<OBSID>/events/): <cam>_clean_evt.fits, <cam>_gti.fits,
-<cam>_lc.fits, <cam>_lc.png, filtering.json.
+<cam>_lc.fits, <cam>_lc.png (filtering.json: :mod:`xmmext.steps.filtering`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
@@ -24,7 +22,7 @@ from . import instrument as ins
 from .errors import DataError, UsageError
 from .events import EventList, choose_exposure, find_event_files, is_prefiltered, read_events
 from .expression import compile_expression
-from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json
+from .fileio import save_figure, write_fits
 from .layout import ObsPaths
 
 log = logging.getLogger("xmmext.filtering")
@@ -32,39 +30,6 @@ log = logging.getLogger("xmmext.filtering")
 # Central CCD whose GTI defines the camera exposure (as SAS's EXPOSURE keyword does).
 REFERENCE_CCD = {"mos1": 1, "mos2": 1, "pn": 4}
 CORNER_EXPRESSION = f"((FLAG & {ins.OUT_OF_FOV_FLAG:#x})!=0) && (PATTERN<=12) && (PI>500)"
-
-
-@dataclass
-class FilterOptions:
-    """Step-1 settings (recorded in filtering.json; a change forces a re-run)."""
-    method: str = "auto"
-    threshold_mos: float = 0.35
-    threshold_pn: float = 0.4
-    sigma: float = 3.0
-    binsize: float = 100.0
-    min_gti: float = 100.0
-    expression_mos: str | None = None
-    expression_pn: str | None = None
-    cameras: list = field(default_factory=lambda: ["mos1", "mos2", "pn"])
-
-    def threshold(self, cam: str) -> float:
-        return self.threshold_pn if cam == "pn" else self.threshold_mos
-
-    def expression(self, cam: str) -> str:
-        user = self.expression_pn if cam == "pn" else self.expression_mos
-        return user or ins.camera(cam).standard_expression
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-    def validate(self) -> None:
-        G.validate_method(self.method)
-        if self.sigma <= 0 or self.binsize <= 0 or self.min_gti < 0:
-            raise UsageError("--sigma and bin size must be positive, --min-gti >= 0")
-        if self.threshold_mos <= 0 or self.threshold_pn <= 0:
-            raise UsageError("thresholds must be positive (ct/s)")
-        for cam in self.cameras:
-            compile_expression(self.expression(cam))   # fail early on a bad expression
 
 
 @dataclass
@@ -97,7 +62,7 @@ def resolve_method(method: str, prefiltered: bool) -> str:
     return method
 
 
-def flare_gti(ev: EventList, opts: FilterOptions, prefiltered: bool = False) -> FlareResult:
+def flare_gti(ev: EventList, opts, prefiltered: bool = False) -> FlareResult:
     """Screen the high-energy FOV light curve for soft-proton flares.
 
     The light curve's exposure is the list's own good time (STDGTInn x its filter GTIs),
@@ -235,9 +200,10 @@ def _cleaned_header(ev, keep, ccd_gti, flare, expression) -> fits.Header:
     ref = ref if ref in ccd_gti else (max(live, key=live.get) if live else ref)
     ontime = G.total(ccd_gti.get(ref, flare))
     livetime = live.get(ref, ontime)
-    h["ONTIME"] = (ontime, "[s] GTI sum of the reference CCD after filtering")
+    h["ONTIME"] = (ontime, "[s] GTI sum, reference CCD, after filtering")
     h["LIVETIME"] = (livetime, "[s] live time, reference CCD")
     h["EXPOSURE"] = (livetime, "[s] live time, reference CCD")
+    h.remove("SLCTEXPR", ignore_missing=True)      # a long value keeps no comment (no truncation warning)
     h["SLCTEXPR"] = expression
     h["HISTORY"] = f"xmmext.filtering: kept {int(keep.sum())} of {ev.n} events; expression {expression}"
     return h
@@ -325,7 +291,7 @@ def _complement(gti, t0, t1):
 
 
 # --- the step --------------------------------------------------------------------------
-def needed_columns(cam: str, opts: FilterOptions) -> list[str]:
+def needed_columns(cam: str, opts) -> list[str]:
     """Columns the light curves and the selection read (the rest is copied untouched)."""
     need = {"TIME", "CCDNR", "FLAG", "PI", "PATTERN"}
     need |= compile_expression(opts.expression(cam)).columns
@@ -338,45 +304,31 @@ def outputs_for(paths: ObsPaths, cam: str) -> list:
     return [e / f"{cam}_clean_evt.fits", e / f"{cam}_gti.fits", e / f"{cam}_lc.fits", e / f"{cam}_lc.png"]
 
 
-def run_filtering(paths: ObsPaths, opts: FilterOptions, force: bool = False) -> dict:
-    """Run step 1 for every requested camera; write outputs; return filtering.json content.
+def filter_observation(paths: ObsPaths, opts) -> tuple[dict, list]:
+    """Step 1 (native) for every requested camera: write the per-camera outputs; return
+    the filtering.json content and the files written.
 
-    A camera that is absent or unusable is skipped with a warning and recorded; the step
-    fails (DataError, exit 4) only when no camera is usable.
-    """
-    opts.validate()
+    A camera that is absent or unusable is skipped with a warning and recorded (the step
+    fails only when no camera is usable: see :mod:`xmmext.steps.filtering`)."""
     found = find_event_files(paths)
-    remove_stale_parts(paths.events)
-    summary_path = paths.events / "filtering.json"
-    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary: dict = {}
+    written: list = []
     for cam in opts.cameras:
         if cam not in found:
             log.warning("%s: no event list in %s; camera skipped", cam, paths.event_dir)
             summary[cam] = {"status": "skipped", "reason": "no event list"}
             continue
         infile, choice = choose_exposure(found[cam])
-        prev = previous.get(cam, {})
-        if (not force and prev.get("status") == "ok" and prev.get("options") == opts.fingerprint()
-                and is_up_to_date(outputs_for(paths, cam), [infile])):
-            log.info("%s: up to date, skipped (use --force to redo)", cam)
-            summary[cam] = dict(prev, up_to_date=True)
-            continue
         try:
             summary[cam] = _filter_camera(paths, cam, infile, choice, opts)
+            written += outputs_for(paths, cam)
         except DataError as exc:
             log.warning("%s: %s", cam, exc.message)
             summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infile)}
-    if not summary_path.exists() or not all(s.get("up_to_date") for s in summary.values()):
-        write_json(summary_path, summary)      # untouched when nothing was redone (keeps later steps current)
-    usable = [c for c, s in summary.items() if s.get("status") == "ok"]
-    if not usable:
-        reasons = "; ".join(f"{c}: {s.get('reason')}" for c, s in summary.items())
-        raise DataError(f"no usable camera after filtering ({reasons})", summary_path)
-    return summary
+    return summary, written
 
 
-def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterOptions) -> dict:
+def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts) -> dict:
     ev = read_events(infile, columns=needed_columns(cam, opts))
     if ev.camera != cam:
         raise UsageError(f"file name says {cam} but INSTRUME says {ev.camera}", infile)
@@ -411,7 +363,7 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterO
         "expression": expression,
         "exposure_before_s": before, "exposure_after_s": after,
         "fraction_rejected": 1.0 - after / before if before > 0 else None,
-        **stats, "gti": res.gti.tolist(), "options": opts.fingerprint(),
+        **stats, "gti": res.gti.tolist(),
     }
     if res.note:
         rec["note"] = res.note
@@ -419,54 +371,3 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts: FilterO
     log.info("%s: %s kept %.0f of %.0f s (%.1f%% rejected), %d of %d events", cam, rec["method"], after,
              before, 100 * rec["fraction_rejected"], stats["events_after"], stats["events_before"])
     return rec
-
-
-# --- command line ------------------------------------------------------------------------
-def build_parser():
-    from .cli import base_parser
-    p = base_parser("run_filtering.sh", "Step 1: flare-cleaned event lists, GTIs and light curves.")
-    p.add_argument("obsid", help="10-digit observation ID")
-    p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
-    p.add_argument("--method", default="auto",
-                   help="auto (default: keep the good time of an already-filtered list, else histogram), "
-                        "histogram, fixed, ratio or input")
-    p.add_argument("--threshold-mos", type=float, default=0.35, help="fixed method, ct/s")
-    p.add_argument("--threshold-pn", type=float, default=0.4, help="fixed method, ct/s")
-    p.add_argument("--sigma", type=float, default=3.0, help="histogram/ratio: kept range in sigma")
-    p.add_argument("--binsize", type=float, default=100.0, help="light-curve bin (s)")
-    p.add_argument("--min-gti", type=float, default=100.0, help="drop good intervals shorter than this (s)")
-    p.add_argument("--expression-mos", help="event filter for MOS (default: standard)")
-    p.add_argument("--expression-pn", help="event filter for pn (default: standard)")
-    p.add_argument("--cameras", default="mos1,mos2,pn")
-    p.add_argument("--timeout", type=float, default=7200.0, help="SAS backend: per-task timeout (s)")
-    p.add_argument("--force", action="store_true", help="redo even if outputs are up to date")
-    return p
-
-
-def main(argv=None) -> int:
-    from .cli import setup_logging
-    from .layout import parse_cameras
-    from .backends import choose_backend
-    args = build_parser().parse_args(argv)
-    paths = ObsPaths.of(args.obsid, args.workdir)
-    setup_logging(args.debug, args.quiet, paths.logs / "filtering.log" if paths.data.exists() else None)
-    opts = FilterOptions(method=args.method, threshold_mos=args.threshold_mos,
-                         threshold_pn=args.threshold_pn, sigma=args.sigma, binsize=args.binsize,
-                         min_gti=args.min_gti, expression_mos=args.expression_mos,
-                         expression_pn=args.expression_pn, cameras=parse_cameras(args.cameras))
-    opts.validate()
-    backend = choose_backend(args.backend, paths)
-    if backend == "sas":
-        from .sas import run_sas_filtering
-        summary = run_sas_filtering(paths, opts, timeout=args.timeout, force=args.force)
-    else:
-        summary = run_filtering(paths, opts, force=args.force)
-    ok = [c for c, s in summary.items() if s.get("status") == "ok"]
-    print(f"filtering ({backend}): {', '.join(ok)} -> {paths.events}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-    from .cli import run_main
-    sys.exit(run_main(main))

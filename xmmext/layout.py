@@ -13,20 +13,20 @@ from pathlib import Path
 from .errors import UsageError
 
 CAMERAS = ("mos1", "mos2", "pn")
-_OBSID_RE = re.compile(r"^[0-9]{10}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+_OBSID_RE = re.compile(r"[0-9]{10}")           # used with fullmatch: no trailing newline passes
+_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 
 
 def validate_obsid(obsid: str) -> str:
     """Return ``obsid`` if it is exactly 10 digits, else raise UsageError."""
-    if not isinstance(obsid, str) or not _OBSID_RE.match(obsid):
+    if not isinstance(obsid, str) or not _OBSID_RE.fullmatch(obsid):
         raise UsageError(f"OBSID must be exactly 10 digits, got {obsid!r}")
     return obsid
 
 
 def validate_name(name: str) -> str:
     """Return a source/run name if it matches ``[A-Za-z0-9_.+-]{1,64}``."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
         raise UsageError(f"name must match [A-Za-z0-9_.+-]{{1,64}}, got {name!r}")
     return name
 

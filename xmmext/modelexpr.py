@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from .errors import UsageError
 from .xspec_models import ModelDef, model_def
 
+MAX_EXPRESSION_CHARS = 2000
+MAX_NESTING = 32               # XSPEC expressions in practice nest 2-3 deep
+
+# photo-absorption components (their nH is the Galactic column given by --nh; left out of
+# unabsorbed fluxes)
+ABSORBERS = {"tbabs", "phabs", "wabs", "tbgrain", "tbvarabs", "ztbabs", "zphabs", "zwabs", "tbpcf", "pcfabs"}
+
 
 @dataclass
 class Component:
@@ -65,7 +72,15 @@ _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z][A-Za-z0-9_]*)|(?P<op>[*+()]))")
 def parse_model(text: str) -> ModelExpression:
     """Parse an XSPEC model expression (exit 2 on unknown components or bad syntax)."""
     tokens, pos = [], 0
-    text = text.strip()
+    text = (text or "").strip()
+    depth = max_depth = 0
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        max_depth = max(max_depth, depth)
+    if max_depth > MAX_NESTING:
+        raise UsageError(f"model expression nested deeper than {MAX_NESTING} parentheses")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise UsageError(f"model expression longer than {MAX_EXPRESSION_CHARS} characters")
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:

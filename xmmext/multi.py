@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError, XmmextError
-from .fileio import save_figure, write_json, write_text
+from .errors import DependencyError, UsageError, XmmextError
+from .fileio import read_json, save_figure, write_json, write_text
 from .layout import ObsPaths, multi_dir, resolve_workdir, validate_obsid
 
 log = logging.getLogger("xmmext.multi")
+SCHEDULER_TIMEOUT_S = 10
 
 
 def read_obs_list(path: str | Path) -> list[str]:
@@ -32,8 +33,12 @@ def read_obs_list(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise UsageError("observation list not found", path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"observation list is not a readable text file ({type(exc).__name__})", path) from None
     obsids, bad = [], []
-    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+    for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -50,16 +55,12 @@ def read_obs_list(path: str | Path) -> list[str]:
     return obsids
 
 
-def process_observation(obsid: str, workdir: str, options: dict) -> dict:
-    """All steps for one observation in this process; never raises (status in the dict)."""
-    import argparse
-    from .pipeline import run_observation
-    args = argparse.Namespace(workdir=workdir, force=options.get("force", False), backend=options.get("backend", "auto"),
-                              model=options.get("model") or "tbabs*(apec+powerlaw)", nh=options.get("nh"),
-                              redshift=options.get("redshift"), engine=options.get("engine", "auto"),
-                              name=options.get("name", "run"), quiet=True, debug=False)
+def process_observation(obsid: str, settings) -> dict:
+    """All steps for one observation in this process (``settings``: a
+    :class:`xmmext.steps.sequence.RunSettings`); never raises (status in the dict)."""
+    from .steps.sequence import run_observation
     try:
-        steps = run_observation(obsid, options.get("name", "run"), args, echo=False)
+        steps = run_observation(obsid, settings, echo=False)
         return {"obsid": obsid, "status": "ok", "steps": steps}
     except XmmextError as exc:
         return {"obsid": obsid, "status": "failed", "reason": exc.one_line(), "steps": getattr(exc, "steps", {})}
@@ -68,10 +69,12 @@ def process_observation(obsid: str, workdir: str, options: dict) -> dict:
                 "traceback": traceback.format_exc(limit=3)}
 
 
-def run_many(obsids: list[str], workdir, options: dict, workers: int | None = None,
+def run_many(obsids: list[str], workdir, settings, workers: int | None = None,
              scheduler: str | None = None) -> list[dict]:
     """Process observations concurrently; returns one status dict per OBSID (input order)."""
+    from dataclasses import replace
     workdir = str(resolve_workdir(workdir))
+    settings = replace(settings, workdir=workdir)
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     if scheduler:
         from dask.distributed import Client, LocalCluster
@@ -80,22 +83,25 @@ def run_many(obsids: list[str], workdir, options: dict, workers: int | None = No
                                    dashboard_address=None)
             client = Client(cluster)
         else:
-            cluster, client = None, Client(scheduler)
+            try:
+                cluster, client = None, Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as exc:
+                raise DependencyError(f"cannot reach the dask scheduler at {scheduler} within "
+                                      f"{SCHEDULER_TIMEOUT_S} s ({type(exc).__name__})") from None
         try:
-            futures = client.map(process_observation, obsids, [workdir] * len(obsids), [options] * len(obsids),
-                                 pure=False)
+            futures = client.map(process_observation, obsids, [settings] * len(obsids), pure=False)
             results = client.gather(futures)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
     elif workers == 1 or len(obsids) == 1:
-        results = [process_observation(o, workdir, options) for o in _progress(obsids)]
+        results = [process_observation(o, settings) for o in _progress(obsids)]
     else:
         from concurrent.futures import ProcessPoolExecutor
         import multiprocessing as mp
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futs = [pool.submit(process_observation, o, workdir, options) for o in obsids]
+            futs = [pool.submit(process_observation, o, settings) for o in obsids]
             results = [f.result() for f in _progress(futs)]
     write_failed(results, workdir)
     return results
@@ -155,14 +161,16 @@ def weighted_mean(values, lower, upper) -> dict:
 def combine(obsids: list[str], name: str, workdir=None) -> dict:
     """Table of every observation's fit, weighted means, plots (results/multi/<name>/)."""
     from astropy.table import Table
-    from .fitting import CONF_SIGMA
+    from .fitting.sherpa_engine import CONF_SIGMA
+    from .fileio import remove_stale_parts
     out = multi_dir(name, workdir)
+    remove_stale_parts(out)                   # leftovers of a killed combine
     rows, params = [], []
     for o in obsids:
         f = ObsPaths.of(o, workdir).fit / "fit.json"
         if not f.exists():
             continue
-        fit = json.loads(f.read_text())
+        fit = read_json(f, "fit.json")
         row = {"obsid": o, "model": fit["model"], "engine": fit["engine"], "stat": fit["statistic"]["value"],
                "dof": fit["statistic"]["dof"], "conf_level": fit["conf_level"]}
         for pname, p in fit["parameters"].items():
@@ -238,67 +246,65 @@ def _plot(rows, params, means, dest):
 def joint_fit(obsids: list[str], name: str, workdir, fit_opts) -> dict:
     """One fit of every observation's spectra: shared physical parameters, a free
     cross-normalisation per spectrum after the first (results/multi/<name>/joint/)."""
-    from .fitting import check_spectrum, csv_text, find_spectra, fit_sherpa, plot_fit, xcm_text
-    from .modelexpr import parse_model
+    from .fitting.inputs import check_spectrum, find_spectra, model_for_fit
+    from .fitting.plots import plot_fit
+    from .fitting.sherpa_engine import fit_sherpa
+    from .fitting.writers import csv_text, xcm_text
     fit_opts.validate()
-    expr = parse_model(fit_opts.model)
     spectra = []
     for o in obsids:
         for cam, path in find_spectra(ObsPaths.of(o, workdir).spectra, fit_opts.cameras):
             check_spectrum(cam, path, fit_opts)
             spectra.append((f"{o}_{cam}", path))
-    from .atomdb import configure_xspec, find_apec_files, missing_data_message, needs_atomdb
-    thermal = needs_atomdb([c.xspec_name for c in expr.components])
-    if thermal:
-        if find_apec_files() is None:
-            from .errors import DependencyError
-            raise DependencyError(missing_data_message(thermal[0]))
-        configure_xspec()
+    expr = model_for_fit(fit_opts.model)
     result = fit_sherpa(spectra, expr, fit_opts)
     result["joint_observations"] = obsids
     out = multi_dir(name, workdir) / "joint"
-    write_json(out / "fit.json", result)
     write_text(out / "fit.csv", csv_text(result))
-    write_text(out / "fit.xcm", xcm_text(result, expr, fit_opts, full_paths=True))
+    write_text(out / "fit.xcm", xcm_text(result, expr, fit_opts, relative_to=out))
     plot_fit(out / "fit.png", len(spectra), [label for label, _ in spectra])
+    write_json(out / "fit.json", result)          # last: its presence means the joint fit is complete
     return result
 
 
 # --- command line --------------------------------------------------------------------------------
 def main(argv=None) -> int:
+    from dataclasses import replace
     from .cli import base_parser, setup_logging
+    from .layout import validate_name
+    from .steps.cli import add_runner_options
+    from .steps.sequence import RunSettings, add_pipeline_options, step_options_from
+    from .steps.values import positive_int
     p = base_parser("multi_observation_analysis.py", "Step 5: many observations: run, combine.")
     p.add_argument("--list", required=True, help="file with one OBSID per line (# comments allowed)")
     p.add_argument("--name", default="combined", help="name of the combined result (results/multi/<name>)")
     p.add_argument("--run-missing", action="store_true", help="run the pipeline for observations without a fit")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores - 1)")
+    p.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: cores - 1)")
     p.add_argument("--scheduler", help="dask scheduler address, or 'local' for a local dask cluster")
-    p.add_argument("--model", help="XSPEC model for --run-missing (default tbabs*(apec+powerlaw))")
-    p.add_argument("--nh", type=float)
-    p.add_argument("--redshift", type=float)
     p.add_argument("--joint", action="store_true", help="also one joint fit of all observations' spectra")
+    add_runner_options(p)
+    add_pipeline_options(p)
     args = p.parse_args(argv)
     setup_logging(args.debug, args.quiet)
-    from .layout import validate_name
     validate_name(args.name)
-    if args.workers is not None and args.workers < 1:
-        raise UsageError("--workers must be >= 1")
     obsids = read_obs_list(args.list)
+    step_options = step_options_from(args)
     if args.run_missing:
         todo = [o for o in obsids if not (ObsPaths.of(o, args.workdir).fit / "fit.json").exists()]
         if todo:
-            res = run_many(todo, args.workdir, {"model": args.model, "nh": args.nh, "redshift": args.redshift,
-                                                "name": args.name}, args.workers, args.scheduler)
-            print(summary_table(res))
+            settings = RunSettings(step_options, args.backend, args.force, args.workdir, args.name)
+            print(summary_table(run_many(todo, args.workdir, settings, args.workers, args.scheduler)))
     summary = combine(obsids, args.name, args.workdir)
     for pname, m in summary["weighted_means_1sigma"].items():
         if m["mean"] is not None:
             print(f"{pname:<22} weighted mean {m['mean']:.4g} +- {m['error']:.2g} (n={m['n']})")
     if args.joint:
-        from .fitting import FitOptions
         done = [o for o in obsids if (ObsPaths.of(o, args.workdir).fit / "fit.json").exists()]
-        model = args.model or json.loads((ObsPaths.of(done[0], args.workdir).fit / "fit.json").read_text())["model"]
-        res = joint_fit(done, args.name, args.workdir, FitOptions(model=model, nh=args.nh, redshift=args.redshift))
+        fit_opts = step_options["fit"]
+        if not hasattr(args, "model"):        # the model of the observations' own fits
+            fit_opts = replace(fit_opts, model=json.loads((ObsPaths.of(done[0], args.workdir).fit /
+                                                           "fit.json").read_text())["model"])
+        res = joint_fit(done, args.name, args.workdir, fit_opts)
         st = res["statistic"]
         print(f"joint fit of {len(done)} observations: {st['name']} {st['value']:.1f}/{st['dof']}")
         for pname, r in res["parameters"].items():

@@ -1,10 +1,11 @@
-"""Reading OGIP type-I spectra the way XSPEC and sherpa interpret them.
+"""Reading and writing OGIP type-I spectra the way XSPEC and sherpa interpret them.
 
 :func:`read_pha` resolves what a fitting program needs from a PHA file: counts (or
 rate x exposure), EXPOSURE, BACKSCAL/AREASCAL as keyword or per-channel column,
 GROUPING/QUALITY, and the RESPFILE/ANCRFILE/BACKFILE names resolved relative to the
 spectrum's folder. Works on SAS products and on this pipeline's. :func:`pi_spectrum`
-bins event PI into the channels such a file holds.
+bins event PI into the channels such a file holds; :func:`pha_hdulist` writes one in
+SAS's layout (GTIs and the region extension included).
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from . import instrument as ins
 from .errors import UsageError
 from .instrument import CHANNEL_EV
+from .shapes import ExtractionRegion
 
 
 @dataclass
@@ -127,3 +130,84 @@ def pi_spectrum(pi: np.ndarray, cam) -> np.ndarray:
     ch = np.asarray(pi, np.int64) // int(CHANNEL_EV)
     ch = ch[(ch >= 0) & (ch < cam.n_channels)]
     return np.bincount(ch, minlength=cam.n_channels).astype(np.int32)
+
+
+def check_response(path: str | Path, kind: str) -> Path:
+    """``path`` must be an OGIP RMF (``kind='RMF'``: MATRIX or SPECRESP MATRIX, and
+    EBOUNDS) or ARF (``'ARF'``: SPECRESP); exit 2 saying what it is not."""
+    path = Path(path)
+    try:
+        with fits.open(path) as h:
+            names = {x.name for x in h}
+    except (OSError, ValueError, TypeError):
+        raise UsageError(f"not a FITS file, so not an {kind}", path) from None
+    if kind == "RMF" and not ({"MATRIX", "SPECRESP MATRIX"} & names and "EBOUNDS" in names):
+        raise UsageError("not an RMF (no MATRIX and EBOUNDS extensions)", path)
+    if kind == "ARF" and "SPECRESP" not in names:
+        raise UsageError("not an ARF (no SPECRESP extension)", path)
+    return path
+
+
+# --- writing spectra ---------------------------------------------------------------------------------
+def pha_hdulist(counts: np.ndarray, cam: ins.Camera, meta: dict, exposure: float, backscal_value: float,
+                region: ExtractionRegion, gtis: dict, files: dict, grouping=None, quality=None,
+                hduclas2: str = "TOTAL") -> fits.HDUList:
+    """OGIP type-I PHA in the SAS layout (SPECTRUM + GTI per CCD + REG)."""
+    cols = [fits.Column("CHANNEL", "I", array=np.arange(cam.n_channels, dtype=np.int16)),
+            fits.Column("COUNTS", "J", unit="count", array=counts.astype(np.int32))]
+    vector_backscal = np.ndim(backscal_value) > 0
+    if vector_backscal:        # OGIP allows BACKSCAL as a column (per-channel scaling)
+        cols.append(fits.Column("BACKSCAL", "D", array=np.asarray(backscal_value, float)))
+    if grouping is not None:
+        cols += [fits.Column("GROUPING", "I", array=grouping), fits.Column("QUALITY", "I", array=quality)]
+    spec = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
+    h = spec.header
+    for k, v in (("TELESCOP", "XMM"), ("INSTRUME", cam.instrume), ("FILTER", meta.get("filter", "Medium")),
+                 ("OBS_ID", meta.get("obsid", "")), ("DATE-OBS", meta.get("date_obs", "")),
+                 ("RA_PNT", meta["ra_pnt"]), ("DEC_PNT", meta["dec_pnt"]), ("PA_PNT", meta["pa_pnt"]),
+                 ("HDUCLASS", "OGIP"), ("HDUCLAS1", "SPECTRUM"), ("HDUCLAS2", hduclas2), ("HDUCLAS3", "COUNT"),
+                 ("HDUVERS", "1.2.1"), ("CHANTYPE", "PI"), ("DETCHANS", cam.n_channels),
+                 ("TLMIN1", 0), ("TLMAX1", cam.n_channels - 1), ("POISSERR", True), ("SYS_ERR", 0),
+                 ("AREASCAL", 1.0), ("CORRSCAL", 1.0), ("SPECDELT", int(ins.CHANNEL_EV)), ("SPECPIX", 0),
+                 ("SPECVAL", 2.0)):
+        h[k] = v
+    h["EXPOSURE"] = (exposure, "[s] exposure of the extraction region")
+    if not vector_backscal:
+        h["BACKSCAL"] = (backscal_value, "region area on the detector, sky pixels^2")
+    h["SLCTEXPR"] = region.evselect_expression()
+    if grouping is None:
+        h["QUALITY"] = 0
+        h["GROUPING"] = 0
+    for key in ("RESPFILE", "ANCRFILE", "BACKFILE"):
+        h[key] = files.get(key, "none")
+    h["CORRFILE"] = "none"
+    hdus = [fits.PrimaryHDU(), spec]
+    for c, g in sorted(gtis.items()):
+        from .filtering import gti_hdu
+        hdus.append(gti_hdu(g, f"GTI{c - 1:03d}01", ccd=c))
+    hdus.append(_region_hdu(region))
+    return fits.HDUList(hdus)
+
+
+def _region_hdu(region: ExtractionRegion) -> fits.BinTableHDU:
+    shapes, xs, ys, rs = [], [], [], []
+    main = "ANNULUS" if region.is_annulus else "CIRCLE"
+    shapes.append(main)
+    xs.append(region.x)
+    ys.append(region.y)
+    rs.append([region.r_in if region.is_annulus else region.r_out, region.r_out])
+    for ex, ey, er in region.relevant_exclusions():
+        shapes.append("!CIRCLE")
+        xs.append(ex)
+        ys.append(ey)
+        rs.append([er, er])
+    hdu = fits.BinTableHDU.from_columns([
+        fits.Column("SHAPE", "16A", array=np.array(shapes)),
+        fits.Column("X", "E", array=np.array(xs)), fits.Column("Y", "E", array=np.array(ys)),
+        fits.Column("R", "2E", array=np.array(rs)),
+        fits.Column("COMPONENT", "B", array=np.ones(len(shapes), np.uint8)),
+    ], name="REG00101")
+    h = hdu.header
+    h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "ASC", "REGION", "STANDARD"
+    h["MTYPE1"], h["MFORM1"] = "pos", "X,Y"
+    return hdu

@@ -1,4 +1,4 @@
-"""Step 2 (native backend): images, point sources, source and background regions.
+"""Step 2's work: images, point sources, source and background regions (the step: :mod:`xmmext.steps.regions`).
 
 From the cleaned event lists of step 1:
   * per camera and combined (EPIC) images in the classic bands, 4" pixels, and exposure
@@ -16,7 +16,6 @@ From the cleaned event lists of step 1:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
 from .particle_background import particle_rates
-from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json, write_text
+from .fileio import read_json, save_figure, write_fits, write_text
 from .images import BANDS_KEV, CENTRE_BAND, DETECT_BAND, DETECT_BANDS, PIX_ARCSEC, ImageGrid, band_mask, counts_image, coverage_map, \
     exposure_map, image_hdu
 from .layout import ObsPaths
@@ -40,32 +39,6 @@ from .shapes import ExtractionRegion, area_fraction_map
 log = logging.getLogger("xmmext.regions")
 PIX_ARCMIN2 = (PIX_ARCSEC / 60.0) ** 2
 PROFILE_STEP_ARCSEC = 15.0
-
-
-@dataclass
-class RegionOptions:
-    ra: float | None = None
-    dec: float | None = None
-    radius: float | None = None        # arcmin; None = auto
-    bkg_inner: float = 1.5
-    bkg_outer: float = 2.0
-    min_sigma: float = 5.0
-    cameras: tuple = ("mos1", "mos2", "pn")
-
-    def validate(self) -> None:
-        if (self.ra is None) != (self.dec is None):
-            raise UsageError("give both --ra and --dec, or neither")
-        if self.ra is not None:
-            if not (math.isfinite(self.ra) and math.isfinite(self.dec)):
-                raise UsageError("--ra/--dec must be finite numbers (degrees)")
-            if not (0.0 <= self.ra < 360.0 and -90.0 <= self.dec <= 90.0):
-                raise UsageError("--ra must be in [0, 360) and --dec in [-90, 90] degrees")
-        if self.radius is not None and not (math.isfinite(self.radius) and self.radius > 0):
-            raise UsageError("--radius must be a positive number of arcmin or 'auto'")
-        if not (1.0 <= self.bkg_inner < self.bkg_outer):
-            raise UsageError("need 1 <= --bkg-inner < --bkg-outer (multiples of the radius)")
-        if self.min_sigma <= 0:
-            raise UsageError("--min-sigma must be positive")
 
 
 @dataclass
@@ -85,7 +58,7 @@ def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
     summary_path = paths.events / "filtering.json"
     if not summary_path.exists():
         raise UsageError("no filtering results: run step 1 (run_filtering.sh) first", summary_path)
-    filt = json.loads(summary_path.read_text())
+    filt = read_json(summary_path, "filtering.json of step 1")
     grid = ImageGrid.around_pointing()
     data, meta = [], {}
     for cam in cameras:
@@ -294,33 +267,24 @@ def particle_map(cams: list[CameraData], band: str = CENTRE_BAND) -> np.ndarray:
     return sum(c.particle_rate[band] * c.exposure_s * c.coverage for c in cams)
 
 
-def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backend: str = "native") -> dict:
-    """Run step 2 and write its outputs; return the regions.json content.
+def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, list]:
+    """Step 2: write the images, regions and plots; return the regions.json content and
+    the files written (the step and its record: :mod:`xmmext.steps.regions`).
 
     ``backend='sas'``: images with evselect on the same grid, exposure maps with eexpmap
     and point sources from edetect_chain; centre, radius and regions as for native."""
-    opts.validate()
     outdir = paths.regions
-    remove_stale_parts(outdir)
-    outputs = [outdir / n for n in ("src.reg", "bkg.reg", "src_sky.reg", "bkg_sky.reg", "ptsrc.reg",
-                                    "regions.json", "regions.png")]
-    inputs = [paths.clean_events(c) for c in opts.cameras] + [paths.events / "filtering.json"]
-    prev = json.loads((outdir / "regions.json").read_text()) if (outdir / "regions.json").exists() else {}
-    if not force and prev.get("options") == _fingerprint(opts) and is_up_to_date(outputs, inputs):
-        log.info("regions: up to date, skipped (use --force to redo)")
-        return dict(prev, up_to_date=True)
     cams, meta = _load_cameras(paths, opts.cameras)
     grid = ImageGrid.around_pointing()
     if backend == "sas":
-        from .sas import run_sas_images
-        maps, sas_sources = run_sas_images(paths, [c.name for c in cams], grid)
+        from .sas.images import run_sas_images
+        maps, sas_sources = run_sas_images(paths, [c.name for c in cams], grid, opts.timeout)
         imgs = write_band_products(maps, cams, grid, meta, outdir)
     else:
         imgs = make_images(cams, grid, meta, outdir)
     counts, expo = imgs["counts"][CENTRE_BAND], imgs["exposure"][CENTRE_BAND]
     if opts.ra is not None:
-        x0, y0 = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
-        first_centre = (float(x0[0]), float(y0[0]))
+        first_centre = _user_centre(opts, meta, cams, paths)
     else:
         first_centre = find_centre(counts, expo, [], grid)
     if backend == "sas":
@@ -335,14 +299,7 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
     warnings: list[str] = []
     # centre
     if opts.ra is not None:
-        x, y = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
-        x, y = float(x[0]), float(y[0])
-        theta = float(ins.off_axis_arcmin(x, y))
-        if not np.isfinite(theta) or fov_room_arcmin(x, y, cams) < 0:
-            raise DataError(f"--ra {opts.ra} --dec {opts.dec} is {theta:.1f}' from the pointing "
-                            f"({meta['ra_pnt']:.4f}, {meta['dec_pnt']:.4f}), outside the "
-                            f"{ins.FOV_RADIUS_ARCMIN:.0f}' field of view (RA/Dec must be FK5/ICRS degrees)",
-                            paths.regions)
+        x, y = first_centre
         centre_from = "user"
     else:
         x, y = find_centre(counts, expo, sources, grid)
@@ -411,7 +368,6 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
         "geometry": {c.name: c.geometry.to_json() for c in cams},
         "cameras": [c.name for c in cams], "warnings": warnings,
         "evselect": {"src": src.evselect_expression(), "bkg": bkg.evselect_expression()},
-        "options": _fingerprint(opts),
     }
     write_text(outdir / "src.reg", src.ds9_physical())
     write_text(outdir / "bkg.reg", bkg.ds9_physical())
@@ -420,19 +376,30 @@ def run_regions(paths: ObsPaths, opts: RegionOptions, force: bool = False, backe
     write_text(outdir / "ptsrc.reg", _ptsrc_reg(sources))
     _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png")
     _plot_profile(edges, n - p, e, b_rate, snr, radius, bkg_in, bkg_out, outdir / "profile.png")
-    write_json(outdir / "regions.json", result)
     for w in warnings:
         log.warning("regions: %s", w)
     log.info("regions: centre (%.5f, %.5f) [%s], R = %.2f' (%s), background %.2f'-%.2f', %d point sources",
              result["center"]["ra"], result["center"]["dec"], centre_from, radius, radius_from, bkg_in, bkg_out,
              len(sources))
-    return result
+    written = [outdir / n for n in ("src.reg", "bkg.reg", "src_sky.reg", "bkg_sky.reg", "ptsrc.reg",
+                                    "regions.png", "profile.png")]
+    written += [outdir / f"{c}_{kind}.fits" for c in [c.name for c in cams] + ["epic"] for kind in ("images", "expmaps")]
+    return result, written
 
 
-def _fingerprint(opts: RegionOptions) -> str:
-    import hashlib
-    from dataclasses import asdict
-    return hashlib.sha256(json.dumps(asdict(opts), sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _user_centre(opts, meta, cams, paths: ObsPaths) -> tuple[float, float]:
+    """Sky X/Y of --ra/--dec; exit 4 when it lies outside the field of view."""
+    x, y = ins.radec_to_sky(opts.ra, opts.dec, meta["ra_pnt"], meta["dec_pnt"])
+    x, y = float(x[0]), float(y[0])
+    if not (np.isfinite(x) and np.isfinite(y)) or fov_room_arcmin(x, y, cams) < 0:
+        from astropy.coordinates import SkyCoord
+        theta = SkyCoord(opts.ra, opts.dec, unit="deg").separation(
+            SkyCoord(meta["ra_pnt"], meta["dec_pnt"], unit="deg")).arcmin
+        raise DataError(f"--ra {opts.ra} --dec {opts.dec} is {theta:.1f}' from the pointing "
+                        f"({meta['ra_pnt']:.4f}, {meta['dec_pnt']:.4f}), outside the "
+                        f"{ins.FOV_RADIUS_ARCMIN:.0f}' field of view (RA/Dec must be FK5/ICRS degrees)",
+                        paths.regions)
+    return x, y
 
 
 def _ptsrc_reg(sources: list[Source]) -> str:
@@ -494,61 +461,3 @@ def _plot_profile(edges, n, e, b_rate, snr, radius, bkg_in, bkg_out, dest):
     ax.legend(fontsize=8)
     save_figure(dest, fig)
     plt.close(fig)
-
-
-# --- command line ------------------------------------------------------------------------
-def _radius_arg(text: str):
-    if text.lower() == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"--radius must be a number of arcmin or 'auto', got {text!r}") from None
-
-
-def _float_arg(name):
-    def conv(text):
-        try:
-            return float(text)
-        except ValueError:
-            raise UsageError(f"{name} must be a number, got {text!r}") from None
-    return conv
-
-
-def build_parser():
-    from .cli import base_parser
-    p = base_parser("generate_regions.sh", "Step 2: images, point sources, source and background regions.")
-    p.add_argument("obsid")
-    p.add_argument("--ra", type=_float_arg("--ra"), help="source centre RA (deg, FK5)")
-    p.add_argument("--dec", type=_float_arg("--dec"), help="source centre Dec (deg, FK5)")
-    p.add_argument("--radius", default="auto", help="extraction radius in arcmin, or auto (default)")
-    p.add_argument("--bkg-inner", type=_float_arg("--bkg-inner"), default=1.5, help="x radius (default 1.5)")
-    p.add_argument("--bkg-outer", type=_float_arg("--bkg-outer"), default=2.0, help="x radius (default 2.0)")
-    p.add_argument("--min-sigma", type=_float_arg("--min-sigma"), default=5.0, help="detection threshold")
-    p.add_argument("--cameras", default="mos1,mos2,pn")
-    p.add_argument("--backend", default="auto", choices=["auto", "native", "sas"])
-    p.add_argument("--force", action="store_true")
-    return p
-
-
-def main(argv=None) -> int:
-    from .cli import setup_logging
-    from .layout import parse_cameras
-    args = build_parser().parse_args(argv)
-    paths = ObsPaths.of(args.obsid, args.workdir)
-    setup_logging(args.debug, args.quiet, paths.logs / "regions.log" if paths.results.exists() else None)
-    opts = RegionOptions(ra=args.ra, dec=args.dec, radius=_radius_arg(args.radius), bkg_inner=args.bkg_inner,
-                         bkg_outer=args.bkg_outer, min_sigma=args.min_sigma,
-                         cameras=tuple(parse_cameras(args.cameras)))
-    opts.validate()
-    from .backends import choose_backend
-    res = run_regions(paths, opts, force=args.force, backend=choose_backend(args.backend, paths))
-    print(f"regions: R = {res['radius_arcmin']:.2f}' at ({res['center']['ra']:.5f}, {res['center']['dec']:.5f}), "
-          f"{len(res['excluded'])} point sources excluded -> {paths.regions}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-    from .cli import run_main
-    sys.exit(run_main(main))

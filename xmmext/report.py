@@ -11,7 +11,7 @@ from pathlib import Path
 from .fileio import write_text
 from .layout import ObsPaths
 
-PACKAGES = ("xmmext", "numpy", "scipy", "astropy", "regions", "photutils", "sherpa", "xspectrampoline", "matplotlib")
+PACKAGES = ("numpy", "scipy", "astropy", "regions", "photutils", "sherpa", "xspectrampoline", "matplotlib")
 
 
 def _img(path: Path, alt: str) -> str:
@@ -22,7 +22,8 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _versions() -> dict:
-    out = {"python": platform.python_version()}
+    from .version import __version__
+    out = {"xmmext": __version__, "python": platform.python_version()}
     for p in PACKAGES:
         try:
             out[p] = metadata.version(p)
@@ -32,7 +33,10 @@ def _versions() -> dict:
 
 
 def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}                     # a broken record shows as an empty section
 
 
 def build_report(paths: ObsPaths, name: str, commands: list[str]) -> Path:

@@ -8,13 +8,14 @@ regions, the pixels being the event X/Y).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import instrument as ins
-from .errors import UsageError
+from .errors import DataError, UsageError
 
 HEADER = "# Region file format: DS9 version 4.1\n"
 
@@ -94,9 +95,11 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
                          CircleSkyRegion, Regions)
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read region file: {exc.strerror}", path) from None
+    except UnicodeDecodeError:
+        raise UsageError("region file is not a text file", path) from None
     parse_text = "\n".join("image" if line.strip().lower() == "physical" else line
                            for line in text.splitlines())
     import warnings
@@ -117,6 +120,10 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
         if was_sky:
             if wcs is None:
                 raise UsageError("sky region file needs the pointing to convert to X/Y", path)
+            sky = [r.center.ra.deg, r.center.dec.deg] + [getattr(r, a).to_value("deg") for a in
+                                                         ("radius", "inner_radius", "outer_radius") if hasattr(r, a)]
+            if not all(math.isfinite(float(v)) for v in sky):
+                raise UsageError("region has a centre or radius that is not finite", path)
             r = r.to_pixel(wcs)
         if isinstance(r, CirclePixelRegion):
             cx, cy, rin, rout = r.center.x, r.center.y, 0.0, r.radius
@@ -127,6 +134,10 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
         # regions gives 0-based pixels (ds9 image coordinates and world_to_pixel alike);
         # event X/Y, like ds9 physical coordinates, are 1-based
         cx, cy = cx + 1.0, cy + 1.0
+        if not all(math.isfinite(float(v)) for v in (cx, cy, rin, rout)):
+            if was_sky:       # the projection about the pointing has no place for it
+                raise DataError("the region lies outside the field of view (far from the pointing)", path)
+            raise UsageError("region has a centre or radius that is not finite", path)
         if r.meta.get("include", 1) in (0, False):
             exclude.append((float(cx), float(cy), float(rout)))
         elif main is None:

@@ -27,8 +27,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from astropy.io import fits
-from astropy.time import Time, TimeDelta
+from astropy.time import Time
 
 from . import instrument as ins
 from . import xspec_models as xm
@@ -36,7 +35,10 @@ from .atomdb import find_apec_files
 from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
 from .fileio import atomic_path, write_fits, write_json
-from .geometry import optical_axis
+from .sim_events import (Events, beta_positions, ccd_area_arcmin2, ccd_uniform_positions, detect, disk,
+                         flare_intervals, flare_profile_times, particle_energies, photon_component, psf_blur,
+                         soft_protons, uniform_times)
+from .sim_files import event_hdulist
 
 SKY_DISK_ARCMIN = 17.0
 from .layout import ObsPaths, parse_cameras
@@ -47,8 +49,6 @@ log = __import__("logging").getLogger("xmmext.simulate")
 _QPB_RATE = {"pn": 5.0e-3, "mos": 2.0e-3}
 # Fluorescence lines in the QPB: (energy keV, fraction of QPB events)
 # (below 6 keV only: above it the measured continuum template already holds pn's Cu/Ni/Zn)
-_QPB_LINES = {"pn": ((1.487, 0.02),),
-              "mos": ((1.487, 0.05), (1.740, 0.03))}
 _FLARE_PEAK_PN = 35.0        # counts/s (full band) for a flare of amplitude 1 in pn
 _MOS_FLARE_SCALE = 0.5
 _SP_QUIESCENT_PN = 0.3       # counts/s
@@ -155,194 +155,29 @@ def _counts_rate(photons: np.ndarray, cam: ins.Camera, filt: str) -> float:
     return float(np.sum(photons * cam.on_axis_area(emid, filt)))
 
 
-# --- event building --------------------------------------------------------------------
-@dataclass
-class Events:
-    """Photon/particle events of one component before detector effects."""
-    time: np.ndarray
-    energy: np.ndarray     # keV (true) for photons; PI/1000 for particles
-    x: np.ndarray          # sky pixels
-    y: np.ndarray
-    particle: bool
-    redistribute: np.ndarray | None = None   # which events get the Gaussian resolution
-
-
-def _sample_energies(rng, weights: np.ndarray, n: int) -> np.ndarray:
-    cdf = np.cumsum(weights)
-    cdf /= cdf[-1]
-    idx = np.searchsorted(cdf, rng.uniform(0, 1, n))
-    return ins.RESP_ELO[idx] + rng.uniform(0, 1, n) * (ins.RESP_EHI[idx] - ins.RESP_ELO[idx])
-
-
-def _uniform_times(rng, n, tstart, tstop):
-    return rng.uniform(tstart, tstop, n)
-
-
-def _disk(rng, n, radius_px, cx=ins.SKY_REF_PIX, cy=ins.SKY_REF_PIX):
-    r = radius_px * np.sqrt(rng.uniform(0, 1, n))
-    phi = rng.uniform(0, 2 * np.pi, n)
-    return cx + r * np.cos(phi), cy + r * np.sin(phi)
-
-
-def _photon_component(rng, cam, cfg, photons_per_s, spatial, times):
-    """Draw photons: energies from spectrum x area, positions from ``spatial(n)``."""
-    emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
-    w = photons_per_s * cam.on_axis_area(emid, cfg.filter)
-    mean = float(w.sum()) * cfg.exposure
-    n = rng.poisson(mean)
-    energy = _sample_energies(rng, w, n)
-    x, y = spatial(n)
-    t = times(n)
-    keep = rng.uniform(0, 1, n) < _vignetting(cam, cfg, x, y, energy)
-    return Events(t[keep], energy[keep], x[keep], y[keep], particle=False)
-
-
-def _vignetting(cam, cfg, x, y, energy):
-    """The camera's vignetting about its own optical axis (as the real telescopes have it)."""
-    ax, ay = optical_axis(cam.name, cfg.pa_pnt)
-    theta = np.hypot(np.asarray(x, float) - ax, np.asarray(y, float) - ay) * ins.SKY_PIX_ARCSEC / 60.0
-    return ins.vignetting(cam.name, theta, energy)
-
-
-def _psf_blur(rng, cam, ev: Events) -> Events:
-    dx, dy = cam.sample_psf(rng, len(ev.x))
-    ev.x = ev.x + dx / ins.SKY_PIX_ARCSEC
-    ev.y = ev.y + dy / ins.SKY_PIX_ARCSEC
-    return ev
-
-
-def _beta_positions(rng, cfg, cx, cy):
-    rc = cfg.core_radius_arcmin * 60 / ins.SKY_PIX_ARCSEC
-    rmax = cfg.r_max_arcmin * 60 / ins.SKY_PIX_ARCSEC
-    q = 1.5 - 3 * cfg.beta                       # CDF: 1 - (1 + r^2/rc^2)^q
-    umax = 1.0 - (1.0 + (rmax / rc) ** 2) ** q
-
-    def draw(n):
-        u = rng.uniform(0, umax, n)
-        r = rc * np.sqrt((1.0 - u) ** (1.0 / q) - 1.0)
-        phi = rng.uniform(0, 2 * np.pi, n)
-        return cx + r * np.cos(phi), cy + r * np.sin(phi)
-    return draw
-
-
-def flare_intervals(rng, cfg: SimConfig, tstart: float) -> list[list[float]]:
-    """Non-overlapping flare intervals covering ``flare_fraction`` of the exposure."""
-    total = cfg.flare_fraction * cfg.exposure
-    if total <= 0:
-        return []
-    n = max(1, min(cfg.n_flares, int(total // 1000)))   # flares last >~1 ks on average
-    lengths = rng.dirichlet(np.full(n, 4.0)) * total
-    quiet = cfg.exposure - total
-    # split the quiet time into n+1 gaps (random), the ends at least 500 s if possible
-    gaps = rng.dirichlet(np.full(n + 1, 2.0)) * quiet
-    t = tstart + gaps[0]
-    out = []
-    for k in range(n):
-        out.append([float(t), float(t + lengths[k])])
-        t += lengths[k] + gaps[k + 1]
-    return out
-
-
-def _flare_profile_times(rng, intervals, amplitudes, peak_rate, n_max_factor=1.0):
-    """Event times of flares: a plateau with 60 s exponential rise and decay inside each
-    interval (so the interval bounds the flare)."""
-    times = []
-    for (t0, t1), amp in zip(intervals, amplitudes):
-        grid = np.arange(t0, t1, 5.0)
-        if len(grid) == 0:
-            continue
-        shape = (1 - np.exp(-(grid - t0 + 2.5) / 60.0)) * (1 - np.exp(-(t1 - grid - 2.5 + 5) / 60.0))
-        shape = np.clip(shape, 0, None)
-        rate = amp * peak_rate * shape
-        n = rng.poisson(rate * 5.0)
-        t = np.repeat(grid, n) + rng.uniform(0, 5.0, int(n.sum()))
-        times.append(np.clip(t, t0, np.nextafter(t1, t0)))
-    return np.concatenate(times) if times else np.zeros(0)
-
-
-def _particle_energies(rng, cam, n):
-    """QPB: continuum with the shape measured on real background spectra
-    (instrument.particle_shape: 1-keV bins above 6 keV, held below and above) + the
-    Al/Si fluorescence lines below 6 keV."""
-    kind = "pn" if cam.name == "pn" else "mos"
-    emax = cam.max_pi / 1000.0
-    grid = np.arange(0.2, emax, 0.01)
-    w = ins.particle_shape(cam.name, grid + 0.005)
-    e = rng.choice(grid, n, p=w / w.sum()) + rng.uniform(0, 0.01, n)
-    is_line = np.zeros(n, bool)
-    u = rng.uniform(0, 1, n)
-    lo = 0.0
-    for energy, frac in _QPB_LINES[kind]:
-        sel = (u >= lo) & (u < lo + frac)
-        e[sel] = energy
-        is_line |= sel
-        lo += frac
-    return e, is_line
-
-
-def _detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
-    """Place events on the detector: CCD, RAW, DET, PI, PATTERN, FLAG; drop the lost ones."""
-    detx, dety = ins.sky_to_det(cam, ev.x, ev.y, cfg.pa_pnt)
-    ccdnr, rawx, rawy = cam.locate(detx, dety, active)
-    inside = cam.in_fov(detx, dety)
-    keep = (ccdnr > 0) & (inside if fov_only else True)
-    if ev.redistribute is None:
-        redis = np.ones(len(ev.x), bool)
-    else:
-        redis = ev.redistribute
-    e = ev.energy.copy()
-    sig = cam.sigma_kev(np.clip(e, 0.05, None))
-    e = np.where(redis, e + rng.normal(0, 1, len(e)) * sig, e)
-    pi = np.round(e * 1000.0)
-    keep &= (pi >= 0) & (pi <= cam.max_pi)
-    idx = np.flatnonzero(keep)
-    n = len(idx)
-    flag = np.zeros(n, np.int32)
-    c_nx = np.array([cam.ccd(c).nx for c in ccdnr[idx]]) if n else np.zeros(0)
-    c_ny = np.array([cam.ccd(c).ny for c in ccdnr[idx]]) if n else np.zeros(0)
-    border = (rawx[idx] <= 1) | (rawy[idx] <= 1) | (rawx[idx] >= c_nx) | (rawy[idx] >= c_ny)
-    flag[border] |= ins.BORDER_FLAG                    # close to CCD border
-    flag |= ins.draw_random_flags(rng, n)              # bad pixels / columns
-    flag[~inside[idx]] |= ins.OUT_OF_FOV_FLAG
-    return dict(
-        TIME=ev.time[idx],
-        RAWX=rawx[idx], RAWY=rawy[idx],
-        DETX=np.round(detx[idx] / ins.SKY_PIX_ARCSEC).astype(np.int16),
-        DETY=np.round(dety[idx] / ins.SKY_PIX_ARCSEC).astype(np.int16),
-        X=np.round(ev.x[idx]).astype(np.int32), Y=np.round(ev.y[idx]).astype(np.int32),
-        PI=pi[idx].astype(np.int16),
-        PATTERN=ins.draw_patterns(rng, cam, n, ev.particle),
-        FLAG=flag, CCDNR=ccdnr[idx].astype(np.uint8),
-    )
-
-
-def _ccd_area_arcmin2(cam, active) -> float:
-    return sum((2 * c.half_w) * (2 * c.half_h) for c in cam.ccds if c.ccdnr in active) / 3600.0
-
-
-def _ccd_uniform_positions(rng, cam, cfg, n, active):
-    """Uniform positions over the active CCDs (detector frame) -> sky pixels."""
-    chips = [c for c in cam.ccds if c.ccdnr in active]
-    areas = np.array([c.half_w * c.half_h for c in chips])
-    pick = rng.choice(len(chips), n, p=areas / areas.sum())
-    cx = np.array([c.cx for c in chips])[pick]
-    cy = np.array([c.cy for c in chips])[pick]
-    hw = np.array([c.half_w for c in chips])[pick]
-    hh = np.array([c.half_h for c in chips])[pick]
-    detx = cx + rng.uniform(-1, 1, n) * hw
-    dety = cy + rng.uniform(-1, 1, n) * hh
-    return ins.det_to_sky(cam, detx, dety, cfg.pa_pnt)
-
-
 # --- the observation -------------------------------------------------------------------
 def simulate(cfg: SimConfig, workdir=None) -> dict:
-    """Simulate all cameras, write the event lists and truth.json; return the truth."""
+    """Simulate all cameras, write the event lists and truth.json; return the truth.
+
+    A simulation that fails part-way (e.g. a full disk) removes the data folder it
+    started, so no observation without its event lists or truth is left behind."""
     validate(cfg)
     paths = ObsPaths.of(cfg.obsid, workdir)
+    fresh = not paths.data.exists()
+    try:
+        return _simulate(cfg, paths)
+    except BaseException:
+        if fresh:
+            import shutil
+            shutil.rmtree(paths.data, ignore_errors=True)
+        raise
+
+
+def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
     xm.set_abundances(cfg.abund_table)
     model = _thermal_model(cfg)
     if model == "apec":
-        from .atomdb import configure_xspec
+        from .xspec_models import configure_xspec
         configure_xspec()
     seq = np.random.SeedSequence(cfg.seed)
     rng_global, *cam_seeds = [np.random.default_rng(s) for s in seq.spawn(1 + 3)]
@@ -372,7 +207,7 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
     ps_gamma = rng_global.normal(1.9, 0.2, n_ps)
     ps_xy = []
     while len(ps_xy) < n_ps:
-        px, py = _disk(rng_global, 1, 13 * 60 / ins.SKY_PIX_ARCSEC)
+        px, py = disk(rng_global, 1, 13 * 60 / ins.SKY_PIX_ARCSEC)
         far_from_cluster = np.hypot(px - ccx, py - ccy)[0] * ins.SKY_PIX_ARCSEC > 60
         far_from_others = all(np.hypot(px[0] - qx, py[0] - qy) * ins.SKY_PIX_ARCSEC > 40 for qx, qy in ps_xy)
         if far_from_cluster and far_from_others:
@@ -401,39 +236,39 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
         cam = ins.camera(cam_name)
         rng = cam_seeds[["mos1", "mos2", "pn"].index(cam_name)]
         active = cam.active_ccds(cfg.date_obs)
-        times = lambda n: _uniform_times(rng, n, tstart, tstop)   # noqa: E731
+        times = lambda n: uniform_times(rng, n, tstart, tstop)   # noqa: E731
         comps: dict[str, Events] = {}
-        comps["cluster"] = _psf_blur(rng, cam, _photon_component(
-            rng, cam, cfg, cluster_spec, _beta_positions(rng, cfg, ccx, ccy), times))
+        comps["cluster"] = psf_blur(rng, cam, photon_component(
+            rng, cam, cfg, cluster_spec, beta_positions(rng, cfg, ccx, ccy), times))
         ps_events = []
         for k, ((px, py), spec) in enumerate(zip(ps_xy, ps_spectra)):
-            ev = _psf_blur(rng, cam, _photon_component(
+            ev = psf_blur(rng, cam, photon_component(
                 rng, cam, cfg, spec, lambda n, px=px, py=py: (np.full(n, px), np.full(n, py)), times))
             ev.source_index = k
             ps_events.append(ev)
-        comps["cxb"] = _photon_component(rng, cam, cfg, cxb_spec, lambda n: _disk(rng, n, fov_px), times)
-        comps["foreground"] = _photon_component(rng, cam, cfg, fg_spec, lambda n: _disk(rng, n, fov_px), times)
+        comps["cxb"] = photon_component(rng, cam, cfg, cxb_spec, lambda n: disk(rng, n, fov_px), times)
+        comps["foreground"] = photon_component(rng, cam, cfg, fg_spec, lambda n: disk(rng, n, fov_px), times)
         # quiescent particle background (not vignetted, whole CCD area)
         kind = "pn" if cam_name == "pn" else "mos"
-        n_qpb = rng.poisson(_QPB_RATE[kind] * _ccd_area_arcmin2(cam, active) * cfg.exposure)
-        e_qpb, is_line = _particle_energies(rng, cam, n_qpb)
-        qx, qy = _ccd_uniform_positions(rng, cam, cfg, n_qpb, active)
+        n_qpb = rng.poisson(_QPB_RATE[kind] * ccd_area_arcmin2(cam, active) * cfg.exposure)
+        e_qpb, is_line = particle_energies(rng, cam, n_qpb)
+        qx, qy = ccd_uniform_positions(rng, cam, cfg, n_qpb, active)
         comps["qpb"] = Events(times(n_qpb), e_qpb, qx, qy, particle=True, redistribute=is_line)
         # soft protons: counts-space spectrum E^-0.8 over the PI range, vignetted, FOV only
         scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
-        comps["sp_quiescent"] = _soft_protons(rng, cam, cfg, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
-        comps["sp_flares"] = _soft_protons(
-            rng, cam, cfg, _flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
+        comps["sp_quiescent"] = soft_protons(rng, cam, cfg, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
+        comps["sp_flares"] = soft_protons(
+            rng, cam, cfg, flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
         columns, counts, labels = [], {}, []
         for name, ev in comps.items():
-            cols = _detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
+            cols = detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
             counts[name] = int(len(cols["TIME"]))
             columns.append(cols)
             labels.append(np.full(len(cols["TIME"]), COMPONENT_CODES[name], np.uint8))
         n_ps_total = 0
         for ev in ps_events:
-            cols = _detect(rng, cam, cfg, ev, active, fov_only=True)
+            cols = detect(rng, cam, cfg, ev, active, fov_only=True)
             ps_truth[ev.source_index]["counts"][cam_name] = int(len(cols["TIME"]))
             n_ps_total += len(cols["TIME"])
             columns.append(cols)
@@ -486,162 +321,31 @@ def simulate(cfg: SimConfig, workdir=None) -> dict:
     return truth
 
 
-def _soft_protons(rng, cam, cfg, t, fov_px) -> Events:
-    n = len(t)
-    emax = cam.max_pi / 1000.0
-    # counts-space power law E^-0.8 between 0.2 keV and the top of the PI range
-    a = 1 - 0.8
-    u = rng.uniform(0, 1, n)
-    e = (0.2 ** a + u * (emax ** a - 0.2 ** a)) ** (1 / a)
-    x, y = _disk(rng, n, fov_px)
-    keep = rng.uniform(0, 1, n) < _vignetting(cam, cfg, x, y, e)
-    return Events(t[keep], e[keep], x[keep], y[keep], particle=False,
-                  redistribute=np.zeros(int(keep.sum()), bool))
-
-
-def event_hdulist(cam: ins.Camera, cfg: SimConfig, cols: dict, tstart: float, tstop: float,
-                  active: list[int], ra_obj: float, dec_obj: float) -> fits.HDUList:
-    """An EPIC event list in the PPS layout: EVENTS + one STDGTInn per CCD."""
-    date_end = (Time(cfg.date_obs, scale="utc") + TimeDelta(cfg.exposure, format="sec")).isot[:19]
-    common = {
-        "TELESCOP": ("XMM", "Telescope (mission) name"),
-        "INSTRUME": (cam.instrume, "Instrument name"),
-        "OBS_ID": (cfg.obsid, "Observation identifier"),
-        "EXP_ID": (f"{cfg.obsid}{'001' if cam.name == 'pn' else ('002' if cam.name == 'mos1' else '003')}", ""),
-        "OBJECT": ("SIMULATED CLUSTER", "Name of observed object"),
-        "DATE-OBS": (cfg.date_obs, "Start Time (UTC) of exposure"),
-        "DATE-END": (date_end, "End Time (UTC) of exposure"),
-        "FILTER": (cfg.filter, "Filter ID"),
-        "DATAMODE": ("IMAGING", "Instrument mode"),
-        "SUBMODE": ("PrimeFullWindow" if cam.name == "pn" else "PrimeFullWindow", "Guest Observer mode"),
-        "RA_PNT": (cfg.ra_pnt, "[deg] mean pointing RA of the optical axis"),
-        "DEC_PNT": (cfg.dec_pnt, "[deg] mean pointing Dec of the optical axis"),
-        "PA_PNT": (cfg.pa_pnt, "[deg] Actual (mean) measured position angle"),
-        "RA_NOM": (cfg.ra_pnt, "[deg] Ra of boresight"),
-        "DEC_NOM": (cfg.dec_pnt, "[deg] Dec of boresight"),
-        "RA_OBJ": (ra_obj, "[deg] Ra of the observed object"),
-        "DEC_OBJ": (dec_obj, "[deg] Dec of the observed object"),
-        "TSTART": (tstart, "[s] Start time"), "TSTOP": (tstop, "[s] Stop time"),
-        "TIMESYS": ("TT", ""), "MJDREF": (ins.MJDREF, "[d] 1998-01-01T00:00:00 (TT)"),
-        "TIMEUNIT": ("s", ""), "TIMEREF": ("LOCAL", ""), "TASSIGN": ("SATELLITE", ""),
-        "EQUINOX": (2000.0, ""), "RADECSYS": ("FK5", ""),
-        "CREATOR": ("xmmext.simulate", "simulated, not real data"),
-    }
-    prim = fits.PrimaryHDU()
-    for k, v in common.items():
-        prim.header[k] = v
-    fits_cols = [
-        fits.Column("TIME", "D", unit="s", array=cols["TIME"]),
-        fits.Column("RAWX", "I", unit="pixel", array=cols["RAWX"]),
-        fits.Column("RAWY", "I", unit="pixel", array=cols["RAWY"]),
-        fits.Column("DETX", "I", unit="0.05 arcsec", array=cols["DETX"]),
-        fits.Column("DETY", "I", unit="0.05 arcsec", array=cols["DETY"]),
-        fits.Column("X", "J", unit="0.05 arcsec", array=cols["X"]),
-        fits.Column("Y", "J", unit="0.05 arcsec", array=cols["Y"]),
-        fits.Column("PI", "I", unit="eV", array=cols["PI"]),
-        fits.Column("PATTERN", "B", array=cols["PATTERN"]),
-        fits.Column("FLAG", "J", array=cols["FLAG"]),
-        fits.Column("CCDNR", "B", array=cols["CCDNR"]),
-    ]
-    ev = fits.BinTableHDU.from_columns(fits_cols, name="EVENTS")
-    h = ev.header
-    for k, v in common.items():
-        h[k] = v
-    names = [c.name for c in fits_cols]
-    ix, iy, ipi = names.index("X") + 1, names.index("Y") + 1, names.index("PI") + 1
-    for i, ctype in ((ix, "RA---TAN"), (iy, "DEC--TAN")):
-        h[f"TLMIN{i}"], h[f"TLMAX{i}"] = ins.SKY_TLMIN, ins.SKY_TLMAX
-        h[f"TCTYP{i}"] = ctype
-        h[f"TCRPX{i}"] = ins.SKY_REF_PIX
-        h[f"TCRVL{i}"] = cfg.ra_pnt if i == ix else cfg.dec_pnt
-        h[f"TCDLT{i}"] = (-1 if i == ix else 1) * ins.SKY_PIX_ARCSEC / 3600.0
-        h[f"TCUNI{i}"] = "deg"
-    for key, val in (("REFXCTYP", "RA---TAN"), ("REFXCRPX", ins.SKY_REF_PIX), ("REFXCRVL", cfg.ra_pnt),
-                     ("REFXCDLT", -ins.SKY_PIX_ARCSEC / 3600.0), ("REFYCTYP", "DEC--TAN"),
-                     ("REFYCRPX", ins.SKY_REF_PIX), ("REFYCRVL", cfg.dec_pnt),
-                     ("REFYCDLT", ins.SKY_PIX_ARCSEC / 3600.0)):
-        h[key] = val
-    h[f"TLMIN{ipi}"], h[f"TLMAX{ipi}"] = 0, cam.max_pi
-    ipat = names.index("PATTERN") + 1
-    h[f"TLMIN{ipat}"], h[f"TLMAX{ipat}"] = 0, 31 if cam.name != "pn" else 12
-    ontime = tstop - tstart
-    h["ONTIME"] = (ontime, "[s] sum of GTIs (central CCD)")
-    h["LIVETIME"] = (ontime, "[s] live time (no dead time simulated)")
-    h["EXPOSURE"] = (ontime, "[s] exposure (central CCD)")
-    for c in active:
-        h[f"ONTIME{c:02d}"] = ontime
-        h[f"LIVETI{c:02d}"] = ontime
-        h[f"EXPOSU{c:02d}"] = ontime
-    hdus = [prim, ev]
-    for c in active:
-        g = fits.BinTableHDU.from_columns([
-            fits.Column("START", "D", unit="s", array=np.array([tstart])),
-            fits.Column("STOP", "D", unit="s", array=np.array([tstop])),
-        ], name=f"STDGTI{c:02d}")
-        g.header["CCDID"] = (c, "CCD ID")
-        g.header["HDUCLASS"], g.header["HDUCLAS1"], g.header["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
-        g.header["ONTIME"] = ontime
-        g.header["TSTART"], g.header["TSTOP"] = tstart, tstop
-        g.header["TIMESYS"], g.header["MJDREF"] = "TT", ins.MJDREF
-        hdus.append(g)
-    return fits.HDUList(hdus)
-
-
 # --- command line ---------------------------------------------------------------------
-def _region_grid(region, n: int = 600):
-    """Sample points (X, Y) over the region's bounding square and the area of one cell."""
-    xs = np.linspace(region.x - region.r_out, region.x + region.r_out, n)
-    X, Y = np.meshgrid(xs, xs + (region.y - region.x))
-    return X, Y, (xs[1] - xs[0]) ** 2
-
-
-def cluster_flux_fraction(truth: dict, region, n: int = 600) -> float:
-    """Fraction of the simulated cluster's photons (before PSF and detector) falling in
-    ``region`` (an ExtractionRegion, exclusions removed), from the truth's beta model."""
-    c = truth["cluster"]
-    rc = c["core_radius_arcmin"] * 60 / ins.SKY_PIX_ARCSEC
-    X, Y, cell = _region_grid(region, n)
-    sb = (1 + ((X - c["x"]) ** 2 + (Y - c["y"]) ** 2) / rc ** 2) ** (-3 * c["beta"] + 0.5)
-    q = 1.5 - 3 * c["beta"]
-    rmax = c["r_max_arcmin"] * 60 / ins.SKY_PIX_ARCSEC
-    total = np.pi * rc ** 2 / (-q) * (1 - (1 + (rmax / rc) ** 2) ** q)      # integral of sb to rmax
-    return float(np.sum(sb * region.contains(X, Y)) * cell / total)
-
-
-def expected_region_norm(truth: dict, src, bkg) -> float:
-    """The cluster norm a local-background-subtracted fit of ``src`` should return: the
-    norm in the source region minus the cluster's own emission in the background region
-    scaled by the geometric area ratio (the subtraction removes that too)."""
-    def area(region):
-        X, Y, cell = _region_grid(region)
-        return float(np.sum(region.contains(X, Y)) * cell)
-    norm = truth["cluster"]["norm"]
-    return norm * (cluster_flux_fraction(truth, src) - cluster_flux_fraction(truth, bkg) * area(src) / area(bkg))
-
-
 def build_parser():
+    from .steps.values import finite_float
     p = base_parser("python -m xmmext.simulate", "Simulate an XMM-Newton EPIC observation "
                     "of a galaxy cluster (event lists + truth.json).")
     d = SimConfig()
     p.add_argument("--obsid", default=d.obsid, help="10-digit OBSID (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--exposure", type=float, default=d.exposure, help="seconds (default %(default)s)")
+    p.add_argument("--exposure", type=finite_float, default=d.exposure, help="seconds (default %(default)s)")
     p.add_argument("--cameras", default="mos1,mos2,pn")
-    p.add_argument("--kt", type=float, default=d.kt, help="cluster temperature, keV")
-    p.add_argument("--abund", type=float, default=d.abund, help="abundance (apec only)")
-    p.add_argument("--redshift", type=float, default=d.redshift)
-    p.add_argument("--nh", type=float, default=d.nh, help="absorbing column, 1e22 cm^-2")
-    p.add_argument("--norm", type=float, default=None, help="XSPEC norm of the thermal model "
+    p.add_argument("--kt", type=finite_float, default=d.kt, help="cluster temperature, keV")
+    p.add_argument("--abund", type=finite_float, default=d.abund, help="abundance (apec only)")
+    p.add_argument("--redshift", type=finite_float, default=d.redshift)
+    p.add_argument("--nh", type=finite_float, default=d.nh, help="absorbing column, 1e22 cm^-2")
+    p.add_argument("--norm", type=finite_float, default=None, help="XSPEC norm of the thermal model "
                    "(default: set by --cluster-rate)")
-    p.add_argument("--cluster-rate", type=float, default=d.cluster_rate,
+    p.add_argument("--cluster-rate", type=finite_float, default=d.cluster_rate,
                    help="pn on-axis cluster count rate used to set the norm (default %(default)s)")
-    p.add_argument("--offset-arcmin", type=float, default=d.offset_arcmin,
+    p.add_argument("--offset-arcmin", type=finite_float, default=d.offset_arcmin,
                    help="cluster centre distance from the pointing (arcmin)")
-    p.add_argument("--core-radius", type=float, default=d.core_radius_arcmin, help="arcmin")
-    p.add_argument("--beta", type=float, default=d.beta)
-    p.add_argument("--flare-fraction", type=float, default=d.flare_fraction)
+    p.add_argument("--core-radius", type=finite_float, default=d.core_radius_arcmin, help="arcmin")
+    p.add_argument("--beta", type=finite_float, default=d.beta)
+    p.add_argument("--flare-fraction", type=finite_float, default=d.flare_fraction)
     p.add_argument("--n-flares", type=int, default=d.n_flares)
-    p.add_argument("--flare-scale", type=float, default=d.flare_scale, help="multiplies flare peak rates")
+    p.add_argument("--flare-scale", type=finite_float, default=d.flare_scale, help="multiplies flare peak rates")
     p.add_argument("--n-point-sources", type=int, default=d.n_point_sources)
     p.add_argument("--thermal-model", default="auto", choices=["auto", "apec", "bremss"])
     p.add_argument("--filter", default=d.filter, choices=["Thin", "Medium", "Thick"])

@@ -1,4 +1,4 @@
-"""Step 3 (native backend): spectra, responses, BACKSCAL and grouping.
+"""Step 3's work (native backend): spectra, responses, BACKSCAL and grouping (the step: :mod:`xmmext.steps.spectra`).
 
 For each camera, from the cleaned events and the regions of step 2 (or ``--src-reg`` /
 ``--bkg-reg``):
@@ -24,10 +24,8 @@ For each camera, from the cleaned events and the regions of step 2 (or ``--src-r
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +33,14 @@ from astropy.io import fits
 from scipy import ndimage
 
 from . import instrument as ins
+from . import responses as R
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
-from .ogip import pi_spectrum
+from .grouping import group_min_counts, group_min_sn, group_optimal, parse_group
+from .ogip import check_response, pha_hdulist, pi_spectrum
 from .particle_background import corner_spectrum, particle_in_region
-from .fileio import is_up_to_date, remove_stale_parts, save_figure, write_fits, write_json
+from .fileio import read_json, save_figure, write_fits
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
 from .shapes import ExtractionRegion, area_fraction_map, read_ds9
@@ -48,38 +48,7 @@ from .shapes import ExtractionRegion, area_fraction_map, read_ds9
 log = logging.getLogger("xmmext.spectra")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
 ARF_REF_BAND = (0.5, 2.0)         # keV, band of the brightness map that weights the ARF
-
-
-@dataclass
-class SpectraOptions:
-    src_reg: str | None = None
-    bkg_reg: str | None = None
-    group: str = "mincounts=25"
-    cameras: tuple = ("mos1", "mos2", "pn")
-    rmf: dict | None = None        # user responses per camera
-    arf: dict | None = None
-
-    def grouping(self) -> tuple[str, float | None]:
-        return parse_group(self.group)
-
-
-def parse_group(text: str) -> tuple[str, float | None]:
-    """'mincounts=25' | 'minsn=5' | 'optimal' | 'none'."""
-    t = (text or "").strip().lower()
-    if t in ("optimal", "opt"):
-        return "optimal", None
-    if t == "none":
-        return "none", None
-    if "=" in t:
-        kind, val = t.split("=", 1)
-        if kind in ("mincounts", "minsn"):
-            try:
-                v = float(val)
-            except ValueError:
-                v = float("nan")
-            if math.isfinite(v) and v > 0:
-                return kind, v
-    raise UsageError(f"--group must be mincounts=N, minsn=S, optimal or none, got {text!r}")
+MIN_SPECTRUM_COUNTS = 50          # fewer source counts give no fit worth writing down (2 groups of 25)
 
 
 # --- areas, spectra, responses -------------------------------------------------------------
@@ -201,156 +170,8 @@ def constant_within_groups(eff: np.ndarray, c_bkg: np.ndarray, grouping: np.ndar
     return per_group[gid]
 
 
-# --- grouping ------------------------------------------------------------------------------
-def group_min_counts(counts: np.ndarray, n: float, first: int = 0, last: int | None = None):
-    """GROUPING/QUALITY: successive groups of >= n counts between channels first..last;
-    a short last group is added to the previous one (specgroup lastbin=addtogroup)."""
-    return _group_until(counts, lambda c, b: c >= n, first, last)
-
-
-def group_min_sn(counts: np.ndarray, sn: float, bkg: np.ndarray | None = None, scale: float = 0.0,
-                 first: int = 0, last: int | None = None):
-    """Groups with background-subtracted signal-to-noise >= sn."""
-    b = np.zeros_like(counts) if bkg is None else bkg
-
-    def ok(c, bb):
-        net = c - scale * bb
-        return net > 0 and net / math.sqrt(c + scale * scale * bb) >= sn
-    return _group_until(counts, ok, first, last, b)
-
-
-def _group_until(counts, done, first, last, bkg=None):
-    nch = len(counts)
-    last = nch - 1 if last is None else last
-    grouping = np.ones(nch, np.int16)
-    quality = np.zeros(nch, np.int16)
-    quality[:first] = 1
-    quality[last + 1:] = 1
-    starts = []
-    c = bb = 0.0
-    start = first
-    for i in range(first, last + 1):
-        c += counts[i]
-        bb += 0 if bkg is None else bkg[i]
-        if done(c, bb):
-            starts.append((start, i))
-            start, c, bb = i + 1, 0.0, 0.0
-    if start <= last:
-        if starts:
-            s0, _ = starts.pop()
-            starts.append((s0, last))
-        else:
-            starts.append((start, last))
-    for s, e in starts:
-        grouping[s] = 1
-        grouping[s + 1:e + 1] = -1
-    return grouping, quality
-
-
-def group_optimal(counts: np.ndarray, cam: ins.Camera, first: int = 0, last: int | None = None,
-                  min_counts: float = 1.0):
-    """Optimal binning of Kaastra & Bleeker (2016, A&A 587, A151, sect. 5.3).
-
-    The bin width in units of the resolution FWHM is 1 when x <= 2.119, else
-    (0.08 + 7.0/x + 1.8/x^2) / (1 + 5.9/x), with x = ln[N_r (1 + 0.2 ln R)], N_r the
-    number of resolution elements in the fitted range and R the counts per resolution
-    element around the channel. Groups also hold >= ``min_counts`` counts.
-    """
-    nch = len(counts)
-    last = nch - 1 if last is None else last
-    emid = (np.arange(nch) + 0.5) * ins.CHANNEL_EV / 1000.0
-    fwhm_ch = cam.fwhm_kev(np.maximum(emid, 0.05)) * 1000.0 / ins.CHANNEL_EV
-    rng = slice(first, last + 1)
-    n_res = float(np.sum(1.0 / fwhm_ch[rng]))
-    cum = np.concatenate([[0.0], np.cumsum(counts)])
-    grouping = np.ones(nch, np.int16)
-    quality = np.zeros(nch, np.int16)
-    quality[:first] = 1
-    quality[last + 1:] = 1
-    i = first
-    while i <= last:
-        half = max(int(round(fwhm_ch[i] / 2)), 1)
-        lo, hi = max(i - half, 0), min(i + half + 1, nch)
-        r_counts = max(cum[hi] - cum[lo], 1.0)
-        x = math.log(n_res * (1 + 0.2 * math.log(r_counts)))
-        ratio = 1.0 if x <= 2.119 else (0.08 + 7.0 / x + 1.8 / x ** 2) / (1 + 5.9 / x)
-        width = max(int(ratio * fwhm_ch[i]), 1)
-        j = min(i + width - 1, last)
-        while j < last and cum[j + 1] - cum[i] < min_counts:
-            j += 1
-        grouping[i] = 1
-        grouping[i + 1:j + 1] = -1
-        i = j + 1
-    return grouping, quality
-
-
-# --- writing ---------------------------------------------------------------------------------
-def pha_hdulist(counts: np.ndarray, cam: ins.Camera, meta: dict, exposure: float, backscal_value: float,
-                region: ExtractionRegion, gtis: dict, files: dict, grouping=None, quality=None,
-                hduclas2: str = "TOTAL") -> fits.HDUList:
-    """OGIP type-I PHA in the SAS layout (SPECTRUM + GTI per CCD + REG)."""
-    cols = [fits.Column("CHANNEL", "I", array=np.arange(cam.n_channels, dtype=np.int16)),
-            fits.Column("COUNTS", "J", unit="count", array=counts.astype(np.int32))]
-    vector_backscal = np.ndim(backscal_value) > 0
-    if vector_backscal:        # OGIP allows BACKSCAL as a column (per-channel scaling)
-        cols.append(fits.Column("BACKSCAL", "D", array=np.asarray(backscal_value, float)))
-    if grouping is not None:
-        cols += [fits.Column("GROUPING", "I", array=grouping), fits.Column("QUALITY", "I", array=quality)]
-    spec = fits.BinTableHDU.from_columns(cols, name="SPECTRUM")
-    h = spec.header
-    for k, v in (("TELESCOP", "XMM"), ("INSTRUME", cam.instrume), ("FILTER", meta.get("filter", "Medium")),
-                 ("OBS_ID", meta.get("obsid", "")), ("DATE-OBS", meta.get("date_obs", "")),
-                 ("RA_PNT", meta["ra_pnt"]), ("DEC_PNT", meta["dec_pnt"]), ("PA_PNT", meta["pa_pnt"]),
-                 ("HDUCLASS", "OGIP"), ("HDUCLAS1", "SPECTRUM"), ("HDUCLAS2", hduclas2), ("HDUCLAS3", "COUNT"),
-                 ("HDUVERS", "1.2.1"), ("CHANTYPE", "PI"), ("DETCHANS", cam.n_channels),
-                 ("TLMIN1", 0), ("TLMAX1", cam.n_channels - 1), ("POISSERR", True), ("SYS_ERR", 0),
-                 ("AREASCAL", 1.0), ("CORRSCAL", 1.0), ("SPECDELT", int(ins.CHANNEL_EV)), ("SPECPIX", 0),
-                 ("SPECVAL", 2.0)):
-        h[k] = v
-    h["EXPOSURE"] = (exposure, "[s] exposure of the extraction region")
-    if not vector_backscal:
-        h["BACKSCAL"] = (backscal_value, "exposed region area in sky pixels (0.05 arcsec)^2")
-    h["SLCTEXPR"] = region.evselect_expression()
-    if grouping is None:
-        h["QUALITY"] = 0
-        h["GROUPING"] = 0
-    for key in ("RESPFILE", "ANCRFILE", "BACKFILE"):
-        h[key] = files.get(key, "none")
-    h["CORRFILE"] = "none"
-    hdus = [fits.PrimaryHDU(), spec]
-    for c, g in sorted(gtis.items()):
-        from .filtering import gti_hdu
-        hdus.append(gti_hdu(g, f"GTI{c - 1:03d}01", ccd=c))
-    hdus.append(_region_hdu(region))
-    return fits.HDUList(hdus)
-
-
-def _region_hdu(region: ExtractionRegion) -> fits.BinTableHDU:
-    shapes, xs, ys, rs = [], [], [], []
-    main = "ANNULUS" if region.is_annulus else "CIRCLE"
-    shapes.append(main)
-    xs.append(region.x)
-    ys.append(region.y)
-    rs.append([region.r_in if region.is_annulus else region.r_out, region.r_out])
-    for ex, ey, er in region.relevant_exclusions():
-        shapes.append("!CIRCLE")
-        xs.append(ex)
-        ys.append(ey)
-        rs.append([er, er])
-    hdu = fits.BinTableHDU.from_columns([
-        fits.Column("SHAPE", "16A", array=np.array(shapes)),
-        fits.Column("X", "E", array=np.array(xs)), fits.Column("Y", "E", array=np.array(ys)),
-        fits.Column("R", "2E", array=np.array(rs)),
-        fits.Column("COMPONENT", "B", array=np.ones(len(shapes), np.uint8)),
-    ], name="REG00101")
-    h = hdu.header
-    h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "ASC", "REGION", "STANDARD"
-    h["MTYPE1"], h["MFORM1"] = "pos", "X,Y"
-    return hdu
-
-
 # --- the step --------------------------------------------------------------------------------
-def _regions_for(paths: ObsPaths, opts: SpectraOptions, meta):
+def _regions_for(paths: ObsPaths, opts, meta):
     src_path = opts.src_reg or paths.regions / "src.reg"
     bkg_path = opts.bkg_reg or paths.regions / "bkg.reg"
     for p in (src_path, bkg_path):
@@ -369,51 +190,35 @@ def _regions_for(paths: ObsPaths, opts: SpectraOptions, meta):
     return src, bkg, src_path, bkg_path
 
 
-def run_spectra(paths: ObsPaths, opts: SpectraOptions, force: bool = False) -> dict:
-    """Run step 3 for every requested camera; return spectra.json content."""
-    kind, value = opts.grouping()
-    out = paths.spectra
-    remove_stale_parts(out)
-    filt_path = paths.events / "filtering.json"
-    if not filt_path.exists():
-        raise UsageError("no cleaned events: run step 1 (run_filtering.sh) first", filt_path)
-    filt = json.loads(filt_path.read_text())
+def extract_spectra(paths: ObsPaths, opts) -> tuple[dict, list]:
+    """Step 3 (native) for every requested camera: write spectra and responses; return the
+    spectra.json content and the files written (the step and its record:
+    :mod:`xmmext.steps.spectra`). A camera that gives no spectrum is skipped with its reason."""
+    kind, value = parse_group(opts.group)
+    filt = read_json(paths.events / "filtering.json", "filtering.json of step 1")
     summary: dict = {"grouping": opts.group, "cameras": {}}
-    prev_path = out / "spectra.json"
-    previous = json.loads(prev_path.read_text()) if prev_path.exists() else {}
-    fingerprint = json.dumps({"group": opts.group, "src": str(opts.src_reg), "bkg": str(opts.bkg_reg),
-                              "rmf": opts.rmf, "arf": opts.arf}, sort_keys=True)
+    written: list = []
     for cam_name in opts.cameras:
         if filt.get(cam_name, {}).get("status") != "ok" or not paths.clean_events(cam_name).exists():
             log.warning("%s: no cleaned events; camera skipped", cam_name)
             summary["cameras"][cam_name] = {"status": "skipped", "reason": "no cleaned events"}
             continue
-        outputs = [out / f"{cam_name}_{n}" for n in ("src.pha", "bkg.pha", "src_grp.pha")] + \
-                  [out / f"{cam_name}.rmf", out / f"{cam_name}.arf"]
-        inputs = [paths.clean_events(cam_name), paths.regions / "src.reg", paths.regions / "bkg.reg"]
-        prev = previous.get("cameras", {}).get(cam_name, {})
-        if (not force and prev.get("status") == "ok" and previous.get("fingerprint") == fingerprint
-                and is_up_to_date(outputs, inputs)):
-            summary["cameras"][cam_name] = dict(prev, up_to_date=True)
-            continue
         try:
-            summary["cameras"][cam_name] = _camera_spectra(paths, cam_name, opts, kind, value, filt[cam_name])
+            rec = _camera_spectra(paths, cam_name, opts, kind, value, filt[cam_name])
         except DataError as exc:
             log.warning("%s: %s", cam_name, exc.message)
             summary["cameras"][cam_name] = {"status": "skipped", "reason": exc.message}
-    summary["fingerprint"] = fingerprint
+            continue
+        summary["cameras"][cam_name] = rec
+        written += [Path(f) for f in rec["files"].values()]
     usable = [c for c, s in summary["cameras"].items() if s.get("status") == "ok"]
-    if not usable:
-        write_json(out / "spectra.json", summary)
-        reasons = "; ".join(f"{c}: {s.get('reason')}" for c, s in summary["cameras"].items())
-        raise DataError(f"no camera gives a spectrum ({reasons})", out / "spectra.json")
-    if not all(summary["cameras"][c].get("up_to_date") for c in usable) or not prev_path.exists():
+    if usable:
         _plot(paths, usable)
-        write_json(out / "spectra.json", summary)
-    return summary
+        written.append(paths.spectra / "spectra.png")
+    return summary, written
 
 
-def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: str, value, filt: dict) -> dict:
+def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt: dict) -> dict:
     """One camera's spectra and responses; ``filt`` is its step-1 record in filtering.json."""
     cam = ins.camera(cam_name)
     ev = read_events(paths.clean_events(cam_name), columns=["X", "Y", "PI", "CCDNR"])
@@ -431,8 +236,9 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
     x, y, pi = ev.columns["X"].astype(float), ev.columns["Y"].astype(float), ev.columns["PI"]
     in_src, in_bkg = src.contains(x, y), bkg.contains(x, y)
     c_src, c_bkg = pi_spectrum(pi[in_src], cam), pi_spectrum(pi[in_bkg], cam)
-    if c_src.sum() == 0:
-        raise DataError("no events in the source region", src_path)
+    if c_src.sum() < MIN_SPECTRUM_COUNTS:
+        raise DataError(f"too few counts in the source region for a spectrum ({int(c_src.sum())}; "
+                        f"at least {MIN_SPECTRUM_COUNTS} are needed)", src_path)
     exposure = camera_livetime(ev.header)           # live time, as SAS's EXPOSURE
     gtis = {c: g for c, g in ev.gtis.items()}
     out = paths.spectra
@@ -441,9 +247,9 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
     # responses: user-supplied, or native
     rmf_name, arf_name = names["rmf"], names["arf"]
     if opts.rmf and opts.rmf.get(cam_name):
-        rmf_name = _copy_user_file(opts.rmf[cam_name], out / names["rmf"])
+        rmf_name = _copy_user_file(opts.rmf[cam_name], out / names["rmf"], "RMF")
     else:
-        write_fits(out / names["rmf"], ins.rmf_hdulist(cam, meta["filter"]))
+        write_fits(out / names["rmf"], R.rmf_hdulist(cam, meta["filter"]))
     grid = ImageGrid.around_pointing()
     cov = coverage_map(geo, grid, {c: t / exposure for c, t in ccd_livetimes(ev.header).items()})
     b_rate = float(in_bkg[(pi >= 500) & (pi < 2000)].sum()) / max(
@@ -451,16 +257,16 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts: SpectraOptions, kind: 
     bright = brightness_map(x[in_src], y[in_src], pi[in_src], grid, geo, exposure,
                             b_rate, cov, centre=(src.x, src.y))
     if opts.arf and opts.arf.get(cam_name):
-        arf_name = _copy_user_file(opts.arf[cam_name], out / names["arf"])
+        arf_name = _copy_user_file(opts.arf[cam_name], out / names["arf"], "ARF")
         exposed_fraction = None
     else:
         specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, geo, meta["filter"])
-        sel_eff = ins.selection_efficiency(cam, filt["expression"])
+        sel_eff = R.selection_efficiency(cam, filt["expression"])
         specresp = specresp * sel_eff
-        write_fits(out / names["arf"], ins.arf_hdulist(cam, specresp, meta["filter"], {
-            "EXTENDED": (True, "extended-source ARF (brightness-weighted vignetting)"),
+        write_fits(out / names["arf"], R.arf_hdulist(cam, specresp, meta["filter"], {
+            "EXTENDED": (True, "extended-source ARF, brightness-weighted"),
             "EXPFRAC": (exposed_fraction, "exposed fraction of the source brightness"),
-            "SELEFF": (sel_eff, "fraction of X-ray events kept by the event selection")}))
+            "SELEFF": (sel_eff, "X-ray events kept by the event selection")}))
     files_src = {"RESPFILE": rmf_name, "ANCRFILE": arf_name, "BACKFILE": names["bkg"]}
     corner, area_corner = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), geo)
     particle, particle_from = particle_in_region(c_bkg, cam, corner, area_corner, bs_bkg)
@@ -515,17 +321,10 @@ def _exposure_weighted_area(region, grid, cov, exposure, geo: Geometry):
     return float(np.sum(frac * cov * vig) * exposure)
 
 
-def _copy_user_file(src_path, dest) -> str:
+def _copy_user_file(src_path, dest, kind: str) -> str:
     import shutil
-    src_path = Path(src_path)
-    try:
-        with fits.open(src_path) as h:
-            names = {x.name for x in h}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"response file does not open as FITS: {exc}", src_path) from None
-    if not ({"MATRIX", "SPECRESP MATRIX", "EBOUNDS"} & names or "SPECRESP" in names):
-        raise UsageError("not an OGIP RMF or ARF (no MATRIX/EBOUNDS/SPECRESP extension)", src_path)
     from .fileio import atomic_path
+    check_response(src_path, kind)
     with atomic_path(dest) as tmp:
         shutil.copyfile(src_path, tmp)
     return Path(dest).name
@@ -560,55 +359,3 @@ def _plot(paths: ObsPaths, cams: list[str]) -> None:
     fig.tight_layout()
     save_figure(paths.spectra / "spectra.png", fig)
     plt.close(fig)
-
-
-# --- command line ------------------------------------------------------------------------
-def _per_camera(values: list[str] | None, flag: str) -> dict | None:
-    """--rmf pn=file.rmf --rmf mos1=other.rmf -> {'pn': ..., 'mos1': ...}."""
-    if not values:
-        return None
-    out = {}
-    for v in values:
-        if "=" not in v:
-            raise UsageError(f"{flag} takes CAMERA=FILE (e.g. pn=epn_e3_ff20_sdY9.rmf), got {v!r}")
-        cam, f = v.split("=", 1)
-        if cam not in ("mos1", "mos2", "pn"):
-            raise UsageError(f"{flag}: unknown camera {cam!r}")
-        out[cam] = f
-    return out
-
-
-def main(argv=None) -> int:
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from common_functions import step_parser
-    from .cli import setup_logging
-    from .layout import parse_cameras
-    p = step_parser("spectral_analysis.py", "Step 3: source/background spectra, RMF/ARF, BACKSCAL, grouping.")
-    p.add_argument("--src-reg", help="source region (ds9, physical or fk5); default from step 2")
-    p.add_argument("--bkg-reg", help="background region; default from step 2")
-    p.add_argument("--group", default="mincounts=25", help="mincounts=N (default 25), minsn=S, optimal or none")
-    p.add_argument("--rmf", action="append", help="user RMF per camera: CAMERA=FILE (repeatable)")
-    p.add_argument("--arf", action="append", help="user ARF per camera: CAMERA=FILE (repeatable)")
-    args = p.parse_args(argv)
-    paths = ObsPaths.of(args.obsid, args.workdir)
-    setup_logging(args.debug, args.quiet, paths.logs / "spectra.log" if paths.results.exists() else None)
-    opts = SpectraOptions(src_reg=args.src_reg, bkg_reg=args.bkg_reg, group=args.group,
-                          cameras=tuple(parse_cameras(args.cameras)),
-                          rmf=_per_camera(args.rmf, "--rmf"), arf=_per_camera(args.arf, "--arf"))
-    opts.grouping()
-    from .backends import choose_backend
-    if choose_backend(args.backend, paths) == "sas":
-        from .sas import run_sas_spectra
-        kind, value = opts.grouping()
-        if kind != "mincounts" or opts.src_reg or opts.bkg_reg or opts.rmf or opts.arf:
-            raise UsageError("the SAS path supports the step-2 regions and --group mincounts=N only")
-        res = run_sas_spectra(paths, opts.cameras, int(value))
-        print(f"spectra (sas): {', '.join(c for c, s in res['cameras'].items() if s['status'] == 'ok')} -> {paths.spectra}")
-        return 0
-    res = run_spectra(paths, opts, force=args.force)
-    for cam, s in res["cameras"].items():
-        if s.get("status") == "ok":
-            print(f"{cam}: {s['counts']} counts, net {s['net_counts']:.0f} +- {s['net_counts_error']:.0f}, "
-                  f"{s['groups']} groups -> {s['files']['grp']}")
-    return 0

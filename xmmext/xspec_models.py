@@ -280,3 +280,12 @@ def _call(md: ModelDef, f, e, pars, nbin: int, spectrum: int) -> np.ndarray:
           err32.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
         out = out32.astype(np.float64)
     return out
+
+
+def configure_xspec() -> dict | None:
+    """Point XSPEC at the AtomDB files if found (xset APECROOT); return what was found."""
+    from .atomdb import find_apec_files
+    found = find_apec_files()
+    if found:
+        set_xset("APECROOT", str(Path(found["dir"]) / f"apec_v{found['version']}"))
+    return found

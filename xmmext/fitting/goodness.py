@@ -28,7 +28,8 @@ log = logging.getLogger("xmmext.goodness")
 def simulated_goodness(ids, free_pars, n: int, seed: int) -> dict:
     """Goodness of the current sherpa fit of data sets ``ids`` from ``n`` refitted
     simulations; the session (counts, parameter values) is restored afterwards."""
-    from sherpa.astro import ui
+    from .session import sherpa_session
+    ui = sherpa_session()
     from sherpa.utils.err import FitErr
     rng = np.random.default_rng(seed)
     observed = float(ui.calc_stat(*ids))

@@ -1,0 +1,116 @@
+"""The spectra a fit uses: which files, and the responses and background each one names
+(header keywords resolved beside the file, overridable per camera)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..atomdb import find_apec_files, missing_data_message, needs_atomdb
+from ..errors import DataError, DependencyError, UsageError
+from ..modelexpr import ModelExpression, parse_model
+from ..xspec_models import configure_xspec
+from ..ogip import check_response, read_pha
+
+log = logging.getLogger("xmmext.fitting")
+
+
+def find_spectra(input_dir: Path, cameras) -> list[tuple[str, Path]]:
+    """Grouped source spectra <cam>_src_grp.pha (else <cam>_src.pha) in ``input_dir``;
+    ``input_dir`` may also be one PHA file, or several separated by commas (any names,
+    e.g. SAS's own), the camera then read from INSTRUME."""
+    from ..instrument import INSTRUME_TO_CAMERA
+    parts = [Path(p) for p in str(input_dir).split(",") if p]
+    if parts and all(p.is_file() for p in parts):
+        found = []
+        for p in parts:
+            cam = INSTRUME_TO_CAMERA.get(read_pha(p).instrument.upper())
+            if cam is None:
+                raise UsageError("INSTRUME of the spectrum is not EMOS1, EMOS2 or EPN", p)
+            found.append((cam, p))
+        return found
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise UsageError("spectra folder not found (run step 3, spectral_analysis.py)", input_dir)
+    found = []
+    for cam in cameras:
+        for name in (f"{cam}_src_grp.pha", f"{cam}_src.pha"):
+            if (input_dir / name).exists():
+                found.append((cam, input_dir / name))
+                break
+    if not found:
+        raise UsageError("no <cam>_src_grp.pha or <cam>_src.pha in the spectra folder", input_dir)
+    return found
+
+
+def resolve_files(cam: str, path: Path, opts) -> dict:
+    """RESPFILE/ANCRFILE/BACKFILE of a spectrum as files that exist, or None.
+
+    Order: the user's ``--rmf/--arf/--bkg cam=FILE``; the header's path (relative to the
+    spectrum); a file of that name next to the spectrum (SAS writes the paths of the
+    folder it ran in). ``BACKFILE = 'none'`` (OGIP: no background) gives None; a
+    response or background named but found nowhere is an error (exit 2) saying so."""
+    out = _resolve(cam, path, opts)
+    for key, kind in (("RESPFILE", "RMF"), ("ANCRFILE", "ARF")):
+        if out[key] is not None:
+            check_response(out[key], kind)
+    if out["BACKFILE"] is not None:
+        read_pha(out["BACKFILE"])               # exit 2 when it is not a spectrum
+    return out
+
+
+def _resolve(cam: str, path: Path, opts) -> dict:
+    s = read_pha(path)
+    user = {"RESPFILE": opts.rmf, "ANCRFILE": opts.arf, "BACKFILE": opts.bkg}
+    flag = {"RESPFILE": "--rmf", "ANCRFILE": "--arf", "BACKFILE": "--bkg"}
+    out = {}
+    for key in ("RESPFILE", "ANCRFILE", "BACKFILE"):
+        given = (user[key] or {}).get(cam)
+        if given:
+            if not Path(given).is_file():
+                raise UsageError(f"{cam}: {flag[key]} file not found", Path(given))
+            out[key] = Path(given)
+            continue
+        named = s.files.get(key)
+        if named is None:
+            out[key] = None
+            continue
+        beside = path.parent / named.name
+        if named.exists():
+            out[key] = named
+        elif beside.exists():
+            out[key] = beside
+        elif key == "BACKFILE" and opts.no_background:
+            out[key] = None
+        else:
+            raise UsageError(f"{cam}: {key} {named.name} does not exist next to the spectrum; "
+                             f"give {flag[key]} {cam}=FILE" + (" or --no-background" if key == "BACKFILE" else ""),
+                             path)
+    return out
+
+
+def check_spectrum(cam: str, path: Path, opts) -> dict:
+    """Fail early, with the file named, on what would make a fit meaningless; return
+    the resolved response and background files."""
+    s = read_pha(path)
+    files = resolve_files(cam, path, opts)
+    if files["RESPFILE"] is None:
+        raise UsageError(f"{cam}: the spectrum names no RMF (RESPFILE); give --rmf {cam}=FILE", path)
+    if s.counts.sum() <= 0:
+        raise DataError(f"{cam}: the spectrum has zero counts", path)
+    return files
+
+
+def model_for_fit(text: str) -> ModelExpression:
+    """Parse an XSPEC model expression and make sure what it needs is there (AtomDB for
+    apec: exit 3 with where to put the files) and that each component evaluates safely
+    here (:mod:`xmmext.xspec_probe`: exit 3 naming a component that would crash)."""
+    from ..xspec_probe import check_components
+    expr = parse_model(text)
+    names = [c.xspec_name for c in expr.components]
+    thermal = needs_atomdb(names)
+    if thermal:
+        if find_apec_files() is None:
+            raise DependencyError(missing_data_message(thermal[0]))
+        configure_xspec()
+    check_components(names)
+    return expr

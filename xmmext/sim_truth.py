@@ -1,0 +1,39 @@
+"""What a simulated observation's truth (truth.json) predicts for a region: the share of
+the cluster's photons in it and the norm a local-background-subtracted fit should give
+(used by tests and benchmarks to compare fits with the truth)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import instrument as ins
+
+
+def _region_grid(region, n: int = 600):
+    """Sample points (X, Y) over the region's bounding square and the area of one cell."""
+    xs = np.linspace(region.x - region.r_out, region.x + region.r_out, n)
+    X, Y = np.meshgrid(xs, xs + (region.y - region.x))
+    return X, Y, (xs[1] - xs[0]) ** 2
+
+
+def cluster_flux_fraction(truth: dict, region, n: int = 600) -> float:
+    """Fraction of the simulated cluster's photons (before PSF and detector) falling in
+    ``region`` (an ExtractionRegion, exclusions removed), from the truth's beta model."""
+    c = truth["cluster"]
+    rc = c["core_radius_arcmin"] * 60 / ins.SKY_PIX_ARCSEC
+    X, Y, cell = _region_grid(region, n)
+    sb = (1 + ((X - c["x"]) ** 2 + (Y - c["y"]) ** 2) / rc ** 2) ** (-3 * c["beta"] + 0.5)
+    q = 1.5 - 3 * c["beta"]
+    rmax = c["r_max_arcmin"] * 60 / ins.SKY_PIX_ARCSEC
+    total = np.pi * rc ** 2 / (-q) * (1 - (1 + (rmax / rc) ** 2) ** q)      # integral of sb to rmax
+    return float(np.sum(sb * region.contains(X, Y)) * cell / total)
+
+
+def expected_region_norm(truth: dict, src, bkg) -> float:
+    """The cluster norm a local-background-subtracted fit of ``src`` should return: the
+    norm in the source region minus the cluster's own emission in the background region
+    scaled by the geometric area ratio (the subtraction removes that too)."""
+    def area(region):
+        X, Y, cell = _region_grid(region)
+        return float(np.sum(region.contains(X, Y)) * cell)
+    norm = truth["cluster"]["norm"]
+    return norm * (cluster_flux_fraction(truth, src) - cluster_flux_fraction(truth, bkg) * area(src) / area(bkg))

@@ -1,0 +1,61 @@
+"""The analysis steps, each with the same shape (:mod:`xmmext.steps.base`):
+
+=========  ==========================  ===============================  ==============================
+step       script                      inputs                           outputs (record last)
+=========  ==========================  ===============================  ==============================
+filtering  run_filtering.sh            event lists (or the ODF: SAS)    events/: clean lists, GTIs,
+                                                                        light curves; filtering.json
+regions    generate_regions.sh         clean lists, filtering.json      regions/: images, exposure maps,
+                                                                        .reg files, plots; regions.json
+spectra    spectral_analysis.py        clean lists, region files,       spectra/: PHA, RMF, ARF,
+                                       user responses                   grouped PHA; spectra.json
+fit        xspec_analysis.py           spectra + the files they name    fit/: csv, xcm, png; fit.json
+report     (pipeline)                  every record and plot            report.html; report.json
+=========  ==========================  ===============================  ==============================
+
+For notebooks: build an Options object, then ``run_filtering(paths, FilterOptions())``
+etc. (each returns the step's record content), or :func:`run_observation` for all.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..layout import ObsPaths
+from .base import Plan, Step, StepRecord, StepResult, execute, is_up_to_date
+from .filtering import FilteringStep, FilterOptions
+from .fit import FitOptions, FitStep
+from .regions import RegionOptions, RegionsStep
+from .report import ReportOptions, ReportStep
+from .sequence import STEPS, RunSettings, run_observation
+from .spectra import SpectraOptions, SpectraStep
+
+__all__ = ["Step", "Plan", "StepResult", "StepRecord", "execute", "is_up_to_date", "STEPS", "RunSettings",
+           "run_observation", "FilteringStep", "FilterOptions", "RegionsStep", "RegionOptions", "SpectraStep",
+           "SpectraOptions", "FitStep", "FitOptions", "ReportStep", "ReportOptions",
+           "run_filtering", "run_regions", "run_spectra", "run_fit"]
+
+
+def run_filtering(paths: ObsPaths, opts: FilterOptions | None = None, force: bool = False,
+                  backend: str = "native") -> dict:
+    """Step 1 for one observation (unless up to date); returns filtering.json's content."""
+    return execute(FilteringStep().plan(paths, opts or FilterOptions(), backend), force).summary
+
+
+def run_regions(paths: ObsPaths, opts: RegionOptions | None = None, force: bool = False,
+                backend: str = "native") -> dict:
+    """Step 2 for one observation (unless up to date); returns regions.json's content."""
+    return execute(RegionsStep().plan(paths, opts or RegionOptions(), backend), force).summary
+
+
+def run_spectra(paths: ObsPaths, opts: SpectraOptions | None = None, force: bool = False,
+                backend: str = "native") -> dict:
+    """Step 3 for one observation (unless up to date); returns spectra.json's content."""
+    return execute(SpectraStep().plan(paths, opts or SpectraOptions(), backend), force).summary
+
+
+def run_fit(input_dir: str | Path, output_dir: str | Path | None = None, opts: FitOptions | None = None,
+            force: bool = False) -> dict:
+    """Step 4 on the spectra in ``input_dir`` (unless up to date); returns fit.json's content."""
+    opts = replace(opts or FitOptions(), input=str(input_dir), output=None if output_dir is None else str(output_dir))
+    return execute(FitStep().plan(None, opts), force).summary

@@ -1,0 +1,280 @@
+"""The shape every step has: typed Options -> plan -> run -> record.
+
+* ``option(...)`` declares a field of a step's Options dataclass with its help text and
+  how the command line spells and parses it; :func:`add_options` builds the argparse
+  options from the dataclass, so the step's own script and the full pipeline
+  (``run_extended_source_analysis.sh``) offer the same options with the same defaults.
+* :class:`Step` is what every step implements: ``plan`` (backend chosen once, the
+  inputs and outputs, the fingerprint) and ``run`` (the work; returns the summary that
+  becomes ``<step>.json`` and the files written).
+* :func:`execute` holds the one up-to-date rule: a step is up to date when its record
+  (``<step>.json``) exists, was completed, its fingerprint (options that matter, the
+  backend, and the content of every input file) matches, and every output it lists
+  exists. The old record is removed before a step runs and the new one is written last,
+  after all outputs, so a run killed half-way is never taken as up to date.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import DataError, UsageError
+from ..fileio import remove_stale_parts, write_json
+
+log = logging.getLogger("xmmext.steps")
+RECORD_KEY = "step"                     # key of the record inside <step>.json
+RECORD_VERSION = 1
+HASH_LIMIT_BYTES = 512 * 1024 ** 2      # bigger input files are fingerprinted by size + mtime
+
+
+# --- Options ---------------------------------------------------------------------------------
+def option(default: Any = MISSING, help: str = "", *, factory: Callable | None = None, flag: str | None = None,
+           parse: Callable[[str], Any] | None = None, choices: list | None = None, multiple: bool = False,
+           collect: Callable[[list], Any] | None = None, switch: bool = False, metavar: str | None = None,
+           fingerprint: bool = True, pipeline: bool = True):
+    """A field of a step's Options.
+
+    ``parse`` converts one command-line value (errors become exit 2); ``multiple`` makes
+    the option repeatable and ``collect`` turns the list of parsed values into the field's
+    value; ``switch`` is an on/off flag. ``fingerprint=False`` for options that do not
+    change the results (e.g. a timeout); ``pipeline=False`` for options the full pipeline
+    does not forward (another step owns a flag of the same name, or the pipeline sets it).
+    """
+    meta = {"help": help, "flag": flag, "parse": parse, "choices": choices, "multiple": multiple,
+            "collect": collect, "switch": switch, "metavar": metavar, "fingerprint": fingerprint,
+            "pipeline": pipeline}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def option_fields(options_cls) -> list:
+    """The fields of an Options class that are command-line options."""
+    return [f for f in fields(options_cls) if "help" in f.metadata]
+
+
+def default_of(f) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def flag_of(f) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def add_options(parser: argparse.ArgumentParser, options_cls, pipeline_only: bool = False,
+                skip: set[str] = frozenset()) -> list[str]:
+    """Add the options of ``options_cls`` to ``parser``; return the field names added.
+
+    Options not given on the command line are absent from the namespace
+    (``argparse.SUPPRESS``), so the dataclass keeps the only copy of every default."""
+    added = []
+    for f in option_fields(options_cls):
+        m = f.metadata
+        if f.name in skip or (pipeline_only and not m["pipeline"]):
+            continue
+        default = default_of(f)
+        shown = ",".join(default) if isinstance(default, (list, tuple)) and default else default
+        text = m["help"] + ("" if m["switch"] or shown in (None, [], ()) else f" (default: {shown})")
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
+        if m["switch"]:
+            kw["action"] = "store_true"
+        else:
+            kw["type"] = m["parse"] or str
+            if m["multiple"]:
+                kw["action"] = "append"
+            if m["choices"]:
+                kw["choices"] = m["choices"]
+            if m["metavar"]:
+                kw["metavar"] = m["metavar"]
+        parser.add_argument(flag_of(f), **kw)
+        added.append(f.name)
+    return added
+
+
+def options_from_namespace(options_cls, ns: argparse.Namespace, pipeline_only: bool = False, **overrides):
+    """Build and validate an Options object from the options given on the command line
+    (``pipeline_only``: only those the full pipeline forwards)."""
+    values = {}
+    for f in option_fields(options_cls):
+        if pipeline_only and not f.metadata["pipeline"]:
+            continue
+        if hasattr(ns, f.name):
+            v = getattr(ns, f.name)
+            if f.metadata["multiple"] and f.metadata["collect"]:
+                v = f.metadata["collect"](v)
+            values[f.name] = v
+    values.update(overrides)
+    opts = options_cls(**values)
+    opts.validate()
+    return opts
+
+
+def fingerprint_options(opts) -> dict:
+    """The options that change a step's results, as JSON-able values."""
+    out = {}
+    for f in fields(opts):
+        if f.metadata.get("fingerprint", True):
+            v = getattr(opts, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+# --- fingerprints ------------------------------------------------------------------------------
+def file_signature(path: Path) -> str:
+    """Content hash of a file (size + mtime for very large files); 'absent' if missing."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "absent"
+    if st.st_size > HASH_LIMIT_BYTES:
+        return f"size={st.st_size},mtime_ns={st.st_mtime_ns}"
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return "sha256=" + h.hexdigest()
+
+
+def fingerprint(step: str, options: dict, backend: str, inputs: list[Path], base: Path) -> tuple[str, dict]:
+    """(digest, description) of what a step's result depends on."""
+    described = {"step": step, "version": RECORD_VERSION, "backend": backend, "options": options,
+                 "inputs": {_rel(p, base): file_signature(p) for p in inputs}}
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest(), described
+
+
+def _rel(path: Path, base: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
+
+
+# --- the step interface -------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What a step will do: resolved backend, the files it reads and its record."""
+    step: "Step"
+    options: Any
+    backend: str
+    inputs: list[Path]
+    record: Path                    # <step>.json
+    folders: list[Path]             # folders it writes (their stale temporaries are removed)
+    context: Any = None             # ObsPaths, or what the step needs to run
+    fingerprint: str = ""
+    described: dict = field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    """What ``run`` returns: the summary (content of <step>.json) and the files written."""
+    summary: dict
+    outputs: list[Path]
+    failure: Exception | None = None    # set when the step ran but gives no usable result
+
+
+@dataclass
+class StepRecord:
+    """What :func:`execute` returns."""
+    name: str
+    summary: dict
+    skipped: bool
+    message: str
+
+
+class Step:
+    """Base of every step. Subclasses set ``name`` and ``Options`` and implement
+    ``plan``, ``run`` and ``describe``."""
+    name = "step"
+    Options: type = object
+    needs_obsid = True          # False for a step that works on files anywhere (the fit)
+    has_backend = True          # False for a step with no SAS variant
+
+    def plan(self, context, options, backend: str = "auto") -> Plan:       # pragma: no cover - interface
+        raise NotImplementedError
+
+    def run(self, plan: Plan) -> StepResult:                                # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self, summary: dict) -> str:
+        """One line for the console saying what the result is."""
+        return ""
+
+    def attach_record(self, summary: dict, record: dict) -> dict:
+        """Put the record into the summary (default: under the key ``step``)."""
+        return {**summary, RECORD_KEY: record}
+
+    def record_in(self, summary: dict) -> dict | None:
+        """The record a summary holds (None when there is none)."""
+        rec = summary.get(RECORD_KEY)
+        return rec if isinstance(rec, dict) else None
+
+    def console(self, summary: dict) -> str:
+        """What the step's own script prints (default: :meth:`describe`)."""
+        return self.describe(summary)
+
+
+def read_record(path: Path) -> dict:
+    """The content of a step's <step>.json ({} when absent or unreadable)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_up_to_date(plan: Plan) -> bool:
+    """The one up-to-date rule (see the module docstring)."""
+    rec = plan.step.record_in(read_record(plan.record))
+    if not rec or not rec.get("complete") or rec.get("fingerprint") != plan.fingerprint:
+        return False
+    base = plan.record.parent
+    return all((base / o).exists() for o in rec.get("outputs", []))
+
+
+def finish_plan(plan: Plan) -> Plan:
+    """Fill in the fingerprint of a plan (called at the end of every ``Step.plan``)."""
+    plan.fingerprint, plan.described = fingerprint(plan.step.name, fingerprint_options(plan.options),
+                                                   plan.backend, plan.inputs, plan.record.parent)
+    return plan
+
+
+def execute(plan: Plan, force: bool = False) -> StepRecord:
+    """Run a planned step unless it is up to date; write its record last."""
+    step = plan.step
+    if not force and is_up_to_date(plan):
+        summary = read_record(plan.record)
+        return StepRecord(step.name, summary, True, step.describe(summary))
+    for folder in plan.folders:
+        remove_stale_parts(folder)
+    try:
+        Path(plan.record).unlink(missing_ok=True)    # a run killed from here on leaves no record
+    except NotADirectoryError:
+        pass                                         # the folder is a file: writing will say so
+    result = step.run(plan)
+    base = plan.record.parent
+    outputs = sorted({_rel(p, base) for p in result.outputs if Path(p).exists()})
+    record = {"name": step.name, "complete": result.failure is None, "backend": plan.backend,
+              "fingerprint": plan.fingerprint, "options": plan.described["options"],
+              "inputs": plan.described["inputs"], "outputs": outputs}
+    summary = step.attach_record(result.summary, record)
+    write_json(plan.record, summary)
+    if result.failure is not None:
+        raise result.failure
+    return StepRecord(step.name, summary, False, step.describe(summary))
+
+
+def require(path: Path, message: str) -> Path:
+    """An input another step makes: exit 2 with ``message`` (what to run) when it is missing."""
+    if not Path(path).exists():
+        raise UsageError(message, path)
+    return Path(path)
+
+
+def no_usable(what: str, reasons: dict, path: Path) -> DataError:
+    """The failure of a step where no camera gives a result (exit 4)."""
+    text = "; ".join(f"{c}: {r}" for c, r in reasons.items())
+    return DataError(f"{what} ({text})", path)

@@ -1,0 +1,186 @@
+"""Step 4: joint fits of the cameras' spectra, e.g. tbabs*(apec+powerlaw) (``xspec_analysis.py``).
+
+Options: :class:`FitOptions`. Inputs: the spectra (``--input``: a folder or PHA files)
+and every file their headers name (RMF, ARF, background) or the user gives. Outputs in
+the output folder (default <input>/../fit): fit.csv, fit.xcm, fit_pyxspec.py, fit.png;
+record fit.json (written last). Engine chosen once in the plan: pyxspec when HEASoft's
+PyXspec imports, else sherpa. The work: :mod:`xmmext.fitting`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import xspec_models as xm
+from ..errors import DependencyError, UsageError
+from ..layout import CAMERAS
+from . import values as V
+from .base import Plan, Step, StepResult, finish_plan, option
+
+DEFAULT_MODEL = "tbabs*(apec+powerlaw)"
+CONF_LEVELS = (68, 90, 95, 99)
+MAX_NH = 1000.0            # 1e25 cm^-2: beyond any column that leaves X-rays to fit
+MAX_REDSHIFT = 10.0
+
+
+@dataclass
+class FitOptions:
+    """Step-4 settings."""
+    input: str | None = option(None, "spectra folder (e.g. results/<OBSID>/spectra), or PHA files of any "
+                               "names separated by commas", pipeline=False, fingerprint=False)
+    output: str | None = option(None, "output folder (default: <input>/../fit)", pipeline=False, fingerprint=False)
+    model: str = option(DEFAULT_MODEL, "XSPEC model expression")
+    nh: float | None = option(None, "absorbing column (1e22 cm^-2), frozen (the Galactic value)",
+                              parse=V.non_negative_float)
+    nh_free: bool = option(False, "fit nH instead of freezing it", switch=True)
+    redshift: float | None = option(None, "source redshift (frozen)", parse=V.non_negative_float)
+    abund_table: str = option("aspl", "abundance table", choices=sorted(xm.ABUNDANCE_TABLES))
+    stat: str = option("cstat", "cstat (W-stat with a background), wstat or chi2", choices=["cstat", "wstat", "chi2"])
+    no_background: bool = option(False, "ignore the background spectra", switch=True)
+    emin: float = option(0.5, "lower end of the fitted band (keV)", parse=V.non_negative_float)
+    emax: float = option(7.0, "upper end of the fitted band (keV)", parse=V.positive_float)
+    freeze: list = option(help="component.par to freeze (repeatable)", factory=list, multiple=True,
+                          collect=list, metavar="COMP.PAR")
+    set_values: dict = option(help="component.par=value (repeatable)", factory=dict, flag="--set",
+                              parse=V.parameter_value, multiple=True, collect=dict, metavar="COMP.PAR=VALUE")
+    engine: str = option("auto", "fitting engine: auto (pyxspec when importable, else sherpa), pyxspec, sherpa",
+                         choices=["auto", "pyxspec", "sherpa"])
+    cameras: tuple = option(CAMERAS, "cameras to fit (subset of mos1,mos2,pn)", parse=V.cameras)
+    conf: int = option(90, "confidence level of the errors (%)", parse=int, choices=list(CONF_LEVELS))
+    goodness: int = option(0, "simulated goodness of fit from N refitted realisations (cstat/W-stat)",
+                           parse=V.non_negative_int, metavar="N")
+    rmf: dict | None = option(None, "RMF for a camera, overriding RESPFILE", parse=V.camera_file, multiple=True,
+                              collect=V.per_camera, metavar="CAM=FILE", pipeline=False)
+    arf: dict | None = option(None, "ARF for a camera, overriding ANCRFILE", parse=V.camera_file, multiple=True,
+                              collect=V.per_camera, metavar="CAM=FILE", pipeline=False)
+    bkg: dict | None = option(None, "background for a camera, overriding BACKFILE", parse=V.camera_file,
+                              multiple=True, collect=V.per_camera, metavar="CAM=FILE", pipeline=False)
+    flux_draws: int = field(default=200)          # parameter draws for the flux errors
+    seed: int = field(default=1)
+
+    def validate(self) -> None:
+        if not str(self.model).strip():
+            raise UsageError("--model is empty")
+        if self.nh is not None:
+            V.check(self, "nh", V.non_negative_float)
+            if self.nh > MAX_NH:
+                raise UsageError(f"--nh {self.nh:g} (1e22 cm^-2) is beyond {MAX_NH:g}: no X-rays would be left")
+        if self.redshift is not None:
+            V.check(self, "redshift", V.non_negative_float)
+            if self.redshift > MAX_REDSHIFT:
+                raise UsageError(f"--redshift {self.redshift:g} is beyond {MAX_REDSHIFT:g}")
+        V.check(self, "emin", V.non_negative_float)
+        V.check(self, "emax", V.positive_float)
+        if self.emin >= self.emax:
+            raise UsageError(f"empty energy range {self.emin}-{self.emax} keV")
+        if self.stat not in ("cstat", "wstat", "chi2"):
+            raise UsageError(f"--stat must be cstat, wstat or chi2, got {self.stat!r}")
+        if self.conf not in CONF_LEVELS:
+            raise UsageError(f"--conf must be one of {', '.join(map(str, CONF_LEVELS))}")
+        if self.engine not in ("auto", "sherpa", "pyxspec"):
+            raise UsageError("--engine must be auto, sherpa or pyxspec")
+        if self.goodness < 0:
+            raise UsageError(f"--goodness takes a number of simulations >= 0, got {self.goodness}")
+        if self.abund_table not in xm.ABUNDANCE_TABLES:
+            raise UsageError(f"unknown abundance table {self.abund_table!r}")
+        for k, v in self.set_values.items():
+            if not math.isfinite(float(v)):
+                raise UsageError(f"--set {k}: not a finite number")
+        self.cameras = V.camera_tuple(self.cameras)
+        self.rmf, self.arf, self.bkg = V.per_camera(self.rmf), V.per_camera(self.arf), V.per_camera(self.bkg)
+
+    def folders(self) -> tuple[Path, Path]:
+        """(where the spectra are, where the fit goes)."""
+        if not self.input:
+            raise UsageError("--input is required: a spectra folder or PHA files separated by commas")
+        first = Path(str(self.input).split(",")[0])
+        default = first.resolve().parent / "fit" if first.is_file() else Path(self.input).resolve().parent / "fit"
+        return Path(self.input), Path(self.output) if self.output else default
+
+
+def choose_engine(requested: str) -> str:
+    """'auto' -> pyxspec when HEASoft's PyXspec imports, else sherpa."""
+    have_pyxspec = importlib.util.find_spec("xspec") is not None
+    if requested == "pyxspec" and not have_pyxspec:
+        raise DependencyError("--engine pyxspec but PyXspec is not importable (initialise HEASoft)")
+    if requested == "auto":
+        return "pyxspec" if have_pyxspec else "sherpa"
+    return requested
+
+
+class FitStep(Step):
+    name = "fit"
+    Options = FitOptions
+    needs_obsid = False
+    has_backend = False
+
+    def plan(self, context, opts: FitOptions, backend: str = "auto") -> Plan:
+        from ..fitting.inputs import find_spectra, resolve_files
+        opts.validate()
+        inp, out = opts.folders()
+        spectra = find_spectra(inp, opts.cameras)
+        inputs = []
+        for cam, path in spectra:
+            files = resolve_files(cam, path, opts)
+            inputs += [path] + [Path(f) for f in files.values() if f is not None]
+        engine = choose_engine(opts.engine)
+        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out], spectra))
+
+    def run(self, plan: Plan) -> StepResult:
+        from ..fileio import write_text
+        from ..fitting.inputs import check_spectrum, model_for_fit
+        from ..fitting.pyxspec_engine import pyxspec_script, run_pyxspec
+        from ..fitting.writers import csv_text, xcm_text
+        opts, spectra = plan.options, plan.context
+        out = plan.record.parent
+        for cam, path in spectra:
+            check_spectrum(cam, path, opts)
+        expr = model_for_fit(opts.model)
+        if plan.backend == "pyxspec":
+            result = run_pyxspec(spectra, expr, opts)
+        else:
+            from ..fitting.sherpa_engine import fit_sherpa
+            result = fit_sherpa(spectra, expr, opts)
+        written = [write_text(out / "fit.csv", csv_text(result)),
+                   write_text(out / "fit.xcm", xcm_text(result, expr, opts)),
+                   write_text(out / "fit_pyxspec.py", "\n".join(pyxspec_script(spectra, expr, opts)) + "\n")]
+        if plan.backend == "sherpa":
+            from ..fitting.plots import plot_fit
+            plot_fit(out / "fit.png", len(spectra), [c for c, _ in spectra])
+            written.append(out / "fit.png")
+        return StepResult(result, written)
+
+    def describe(self, res: dict) -> str:
+        pars = res["parameters"]
+        kt = next((k for k in pars if k.endswith(".kT") and not pars[k]["frozen"]), None)
+        st = res["statistic"]
+        txt = f"stat {st['value']:.1f}/{st['dof']}"
+        if kt:
+            p = pars[kt]
+            lo = "?" if p["lower"] is None else f"{p['lower']:.2f}"
+            hi = "?" if p["upper"] is None else f"{p['upper']:.2f}"
+            txt += f", {kt} = {p['value']:.2f} ({lo}-{hi}, {res['conf_level']}%)"
+        return txt
+
+    def console(self, res: dict) -> str:
+        st = res["statistic"]
+        lines = [f"{st['name']} = {st['value']:.1f} for {st['dof']} dof"]
+        for name, r in res["parameters"].items():
+            if not r["frozen"]:
+                lo = "?" if r["lower"] is None else f"{r['lower']:.4g}"
+                hi = "?" if r["upper"] is None else f"{r['upper']:.4g}"
+                lines.append(f"  {name:<22} {r['value']:.4g}  ({res['conf_level']}%: {lo} .. {hi})")
+        g = res.get("goodness")
+        if g and g.get("n_simulations"):
+            lines.append(f"  goodness: {g['percent_below_observed']:.0f}% of {g['n_simulations']} refitted "
+                         f"simulations have a lower statistic (p = {g['p_value']:.2f})")
+        return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from .cli import step_main
+    return step_main(FitStep(), argv, "xspec_analysis.py",
+                     "Step 4: tbabs*(apec+powerlaw) fits with PyXspec or sherpa.")
+

@@ -1,0 +1,84 @@
+"""Step 2: images, point sources, source and background regions (``generate_regions.sh``).
+
+Options: :class:`RegionOptions`. Inputs: the cleaned event lists and filtering.json of
+step 1. Outputs in results/<OBSID>/regions/: src.reg, bkg.reg (physical), src_sky.reg,
+bkg_sky.reg (fk5), ptsrc.reg, <cam>_images.fits, <cam>_expmaps.fits, regions.png,
+profile.png; record regions.json. The work: :mod:`xmmext.regions` (SAS images, exposure
+maps and detection: :mod:`xmmext.sas.images`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..backends import choose_backend
+from ..errors import UsageError
+from ..layout import CAMERAS, ObsPaths
+from . import values as V
+from .base import Plan, Step, StepResult, finish_plan, option
+from .filtering import cleaned_event_inputs
+
+MAX_RADIUS_ARCMIN = 30.0        # twice the EPIC field of view
+MAX_BKG_FACTOR = 10.0           # background annulus out to at most 10 x R
+
+
+@dataclass
+class RegionOptions:
+    """Step-2 settings."""
+    ra: float | None = option(None, "source centre RA (deg, FK5/ICRS); default: the brightness peak",
+                              parse=V.finite_float)
+    dec: float | None = option(None, "source centre Dec (deg, FK5/ICRS)", parse=V.finite_float)
+    radius: float | None = option(None, "extraction radius in arcmin, or auto (S/N 3 radius)", parse=V.radius,
+                                  metavar="ARCMIN|auto")
+    bkg_inner: float = option(1.5, "background annulus inner radius, x R", parse=V.positive_float)
+    bkg_outer: float = option(2.0, "background annulus outer radius, x R", parse=V.positive_float)
+    min_sigma: float = option(5.0, "point-source detection threshold (sigma)", parse=V.positive_float)
+    cameras: tuple = option(CAMERAS, "cameras to process (subset of mos1,mos2,pn)", parse=V.cameras)
+    timeout: float = option(7200.0, "SAS backend: per-task timeout (s)", parse=V.positive_float,
+                            fingerprint=False)
+
+    def validate(self) -> None:
+        if (self.ra is None) != (self.dec is None):
+            raise UsageError("give both --ra and --dec, or neither")
+        if self.ra is not None:
+            V.check(self, "ra", V.finite_float)
+            V.check(self, "dec", V.finite_float)
+            if not (0.0 <= self.ra < 360.0 and -90.0 <= self.dec <= 90.0):
+                raise UsageError("--ra must be in [0, 360) and --dec in [-90, 90] degrees")
+        if self.radius is not None:
+            V.check(self, "radius", V.positive_float)
+            if self.radius > MAX_RADIUS_ARCMIN:
+                raise UsageError(f"--radius {self.radius:g}' is larger than {MAX_RADIUS_ARCMIN:g}' "
+                                 "(the EPIC field of view has a radius of ~15')")
+        for name in ("bkg_inner", "bkg_outer", "min_sigma", "timeout"):
+            V.check(self, name, V.positive_float)
+        if not (1.0 <= self.bkg_inner < self.bkg_outer <= MAX_BKG_FACTOR):
+            raise UsageError(f"need 1 <= --bkg-inner < --bkg-outer <= {MAX_BKG_FACTOR:g} (multiples of the radius)")
+        self.cameras = V.camera_tuple(self.cameras)
+
+
+class RegionsStep(Step):
+    name = "regions"
+    Options = RegionOptions
+
+    def plan(self, paths: ObsPaths, opts: RegionOptions, backend: str = "auto") -> Plan:
+        opts.validate()
+        inputs = cleaned_event_inputs(paths, opts.cameras)
+        return finish_plan(Plan(self, opts, choose_backend(backend, paths), inputs,
+                                paths.regions / "regions.json", [paths.regions], paths))
+
+    def run(self, plan: Plan) -> StepResult:
+        from ..regions import make_regions
+        result, written = make_regions(plan.context, plan.options, backend=plan.backend)
+        return StepResult(result, written)
+
+    def describe(self, res: dict) -> str:
+        return (f"R = {res['radius_arcmin']:.2f}' at ({res['center']['ra']:.5f}, {res['center']['dec']:.5f}), "
+                f"background {res['bkg_inner_arcmin']:.2f}'-{res['bkg_outer_arcmin']:.2f}', "
+                f"{len(res['excluded'])} point sources excluded")
+
+
+def main(argv=None) -> int:
+    from .cli import step_main
+    return step_main(RegionsStep(), argv, "generate_regions.sh",
+                     "Step 2: images, point sources, source and background regions.", obsid_positional=True)
+
