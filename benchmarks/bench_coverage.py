@@ -26,6 +26,8 @@ from xmmext.layout import ObsPaths  # noqa: E402
 from xmmext.multi import run_many  # noqa: E402
 from xmmext.shapes import read_ds9  # noqa: E402
 from xmmext.sim_truth import expected_region_norm  # noqa: E402
+from xmmext.steps import FitOptions, RunSettings  # noqa: E402
+from xmmext.steps.sequence import default_options  # noqa: E402
 
 
 def main():
@@ -43,8 +45,8 @@ def main():
         obs.append((obsid, truth))
     c = obs[0][1]["cluster"]
     t0 = time.perf_counter()
-    res = run_many([o for o, _ in obs], wd, {"model": "tbabs*(bremss+powerlaw)", "nh": c["nH"],
-                                             "redshift": c["redshift"], "name": "coverage"},
+    fit = FitOptions(model="tbabs*(bremss+powerlaw)", nh=c["nH"], redshift=c["redshift"])
+    res = run_many([o for o, _ in obs], wd, RunSettings(default_options(fit=fit), name="coverage"),
                    workers=args.workers)
     elapsed = time.perf_counter() - t0
     hits = {"kT": 0, "norm": 0}

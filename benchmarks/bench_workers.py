@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import simulate_into  # noqa: E402
 from xmmext.multi import run_many  # noqa: E402
+from xmmext.steps import FitOptions, RunSettings  # noqa: E402
+from xmmext.steps.sequence import default_options  # noqa: E402
 
 
 def main():
@@ -20,7 +22,7 @@ def main():
     obs = [("0999996001", 1, 0.1), ("0999996002", 2, 0.2), ("0999996003", 3, 0.15), ("0999996004", 4, 0.25)]
     for obsid, seed, frac in obs:
         simulate_into(base, obsid=obsid, seed=seed, exposure=15000.0, flare_fraction=frac)
-    opts = {"model": "tbabs*bremss", "nh": 0.03, "redshift": 0.05, "name": "bench"}
+    opts = RunSettings(default_options(fit=FitOptions(model="tbabs*bremss", nh=0.03, redshift=0.05)), name="bench")
     times = {}
     for workers in (1, 2):
         wd = Path(tempfile.mkdtemp())

@@ -44,35 +44,58 @@ def simulate_into(workdir: Path, **kw):
     return simulate(cfg, workdir)
 
 
+def _built_once(tmp_path_factory, name: str, build):
+    """Build a session fixture's data once for all pytest-xdist workers (under a file
+    lock in their shared temporary folder); every worker then reads the same files."""
+    import fcntl
+    import json
+    import os
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    wd = root / f"shared_{name}"
+    with open(root / f"shared_{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = wd / "fixture.json"
+        if not done.exists():
+            if wd.exists():
+                import shutil
+                shutil.rmtree(wd)                  # a half-built fixture of a killed run
+            wd.mkdir(parents=True)
+            done_value = build(wd)
+            done.write_text(json.dumps(done_value))
+        return wd, json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def demo_obs(tmp_path_factory):
     """The default simulated observation (30 ks, seed 42, all cameras)."""
-    wd = tmp_path_factory.mktemp("demo")
-    truth = simulate_into(wd)
-    return wd, truth
+    return _built_once(tmp_path_factory, "demo", lambda wd: simulate_into(wd))
 
 
 @pytest.fixture(scope="session")
 def short_obs(tmp_path_factory):
     """A shorter observation (10 ks) for steps that are tested many times."""
-    wd = tmp_path_factory.mktemp("short")
-    truth = simulate_into(wd, obsid="0999990201", seed=7, exposure=10000.0)
-    return wd, truth
+    return _built_once(tmp_path_factory, "short",
+                       lambda wd: simulate_into(wd, obsid="0999990201", seed=7, exposure=10000.0))
 
 
 @pytest.fixture(scope="session")
 def processed_obs(tmp_path_factory):
     """A default simulated observation taken through filtering, regions and spectra."""
-    from xmmext.steps import FilterOptions, run_filtering
-    from xmmext.layout import ObsPaths
-    from xmmext.steps import RegionOptions, run_regions
-    wd = tmp_path_factory.mktemp("processed")
-    obsid = "0999994001"
-    truth = simulate_into(wd, obsid=obsid, seed=42)
-    paths = ObsPaths.of(obsid, wd)
-    run_filtering(paths, FilterOptions())
-    run_regions(paths, RegionOptions())
-    r = run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", obsid, "--workdir", str(wd)])
-    assert r.returncode == 0, r.stderr
     import json
+    from xmmext.layout import ObsPaths
+    obsid = "0999994001"
+
+    def build(wd):
+        from xmmext.steps import FilterOptions, RegionOptions, run_filtering, run_regions
+        truth = simulate_into(wd, obsid=obsid, seed=42)
+        paths = ObsPaths.of(obsid, wd)
+        run_filtering(paths, FilterOptions())
+        run_regions(paths, RegionOptions())
+        r = run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", obsid, "--workdir", str(wd)])
+        assert r.returncode == 0, r.stderr
+        return truth
+    wd, truth = _built_once(tmp_path_factory, "processed", build)
+    paths = ObsPaths.of(obsid, wd)
     return wd, truth, paths, json.loads((paths.spectra / "spectra.json").read_text())

@@ -85,17 +85,18 @@ def test_list_of_four_all_succeed_and_combine(list_run):
 
 
 def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
-    """Two of the list's observations through a local dask cluster reproduce the
-    process-pool fits exactly, and their rows of the combined table."""
+    """One of the list's observations through a local dask cluster reproduces the
+    process-pool fit exactly, and its row of the combined table."""
     import shutil
     wd, truths, _ = list_run
-    two = [obsid for obsid, *_ in LIST_OBS[:2]]
+    two = [LIST_OBS[1][0]]
     for obsid in two:
         shutil.copytree(wd / "data" / obsid, tmp_path / "data" / obsid)
     lst = tmp_path / "two.txt"
     lst.write_text("\n".join(two) + "\n")
     r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "two",
-                 *LIST_ARGS, "--scheduler", "local", "--workdir", str(tmp_path)], timeout=900)
+                 *LIST_ARGS[:-2], "--workers", "1", "--scheduler", "local", "--workdir", str(tmp_path)],
+                timeout=900)
     assert r.returncode == 0, r.stderr
     for obsid in two:
         a = json.loads((wd / "results" / obsid / "fit" / "fit.json").read_text())

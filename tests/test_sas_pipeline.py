@@ -28,18 +28,26 @@ def test_pipeline_reaches_every_step_with_sas(version, tmp_path):
     (tmp_path / "ccf").mkdir()
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "SAS_DIR": str(tmp_path), "SAS_CCFPATH": str(tmp_path / "ccf"),
            "SAS_CCF": "/stale/other_observation/ccf.cif", "XMMEXT_TEST_EVENTS": str(events), "XMMEXT_TEST_OBSID": OBSID}
-    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), OBSID, "sas_test", "--backend", "sas",
-                 "--workdir", str(wd), "--model", "tbabs*bremss", "--nh", "0.03", "--redshift", "0.05"], env_extra=env)
+    if version == "21":       # where the versions differ (step 1: espfilt names, epchain): step 1 alone
+        r = run_cli(["bash", str(ROOT / "run_filtering.sh"), OBSID, "--backend", "sas", "--workdir", str(wd)],
+                    env_extra=env)
+    else:
+        r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), OBSID, "sas_test", "--backend", "sas",
+                     "--workdir", str(wd), "--model", "tbabs*bremss", "--nh", "0.03", "--redshift", "0.05"],
+                    env_extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
     log = calls.read_text().splitlines()
     called = {line.split()[0] for line in log}
-    for task in ("sasversion", "cifbuild", "odfingest", "emchain", "espfilt", "evselect", "atthkgen", "eexpmap",
-                 "edetect_chain", "backscale", "rmfgen", "arfgen", "specgroup"):
-        assert task in called, task                    # every step ran through SAS
     res = wd / "results" / OBSID
     filt = json.loads((res / "events" / "filtering.json").read_text())
     assert filt["mos2"]["status"] == "ok" and filt["mos2"]["backend"] == "sas"
     assert filt["mos2"]["sas_version"].startswith(version)
+    if version == "21":
+        assert {"sasversion", "cifbuild", "odfingest", "emchain", "espfilt", "evselect"} <= called
+        return
+    for task in ("sasversion", "cifbuild", "odfingest", "emchain", "espfilt", "evselect", "atthkgen", "eexpmap",
+                 "edetect_chain", "backscale", "rmfgen", "arfgen", "specgroup"):
+        assert task in called, task                    # every step ran through SAS
     assert json.loads((res / "spectra" / "spectra.json").read_text())["backend"] == "sas"
     fit = json.loads((res / "fit" / "fit.json").read_text())
     assert fit["engine"] == "sherpa" and fit["parameters"]["bremss.kT"]["value"] > 0

@@ -35,9 +35,9 @@ def step_main(step: Step, argv, prog: str, description: str, obsid_positional: b
     logfile = context.logs / f"{step.name}.log" if context is not None and context.data.exists() else None
     setup_logging(args.debug, args.quiet, logfile)
     opts = options_from_namespace(step.Options, args)
+    plan = step.plan(context, opts, getattr(args, "backend", "auto"))     # bad input fails here, touching nothing
     lock = observation_lock(context.results) if context is not None else contextlib.nullcontext()
     with lock:
-        plan = step.plan(context, opts, getattr(args, "backend", "auto"))
         rec = execute(plan, force=args.force)
     state = "skipped (up to date)" if rec.skipped else "done"
     print(f"{step.name} ({plan.backend}) {state}: {step.console(rec.summary)}")

@@ -34,6 +34,12 @@ class RunSettings:
     name: str = "source"
 
 
+def default_options(**given) -> dict:
+    """{step name: Options}: each step's defaults, or the Options given by step name
+    (e.g. ``default_options(fit=FitOptions(model="tbabs*bremss", nh=0.03))``)."""
+    return {step.name: given.get(step.name) or step.Options() for step in STEPS}
+
+
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     """Every step's options that the pipeline forwards, one group per step; an option
     several steps share (e.g. --cameras) is given once and goes to all of them."""
