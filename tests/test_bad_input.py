@@ -172,6 +172,7 @@ CASES = [
     ("fit", ["--input", "{spectra}", "--model", "tbabs*meka"], 3, "XSPEC component meka cannot be evaluated"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*vmeka"], 3, "XSPEC component vmeka cannot be evaluated"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*(xscat*bremss)"], 3, "XSPEC component xscat cannot be evaluated"),
+    ("fit", ["--input", "{spectra}", "--model", "tbabs*nsx"], 3, "XSPEC component nsx cannot be evaluated here: the XSPEC library crashed (SIGSEGV)"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*apec"], 3, "AtomDB"),
     ("fit", ["--input", "{spectra}", "--arf", "pn={spectra}/pn.rmf"], 2, "not an ARF"),
     ("fit", ["--input", "{spectra}", "--rmf", "pn={spectra}/pn.arf"], 2, "not an RMF"),
