@@ -39,24 +39,22 @@ def non_negative_float(text: str) -> float:
     return v
 
 
-def non_negative_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         v = int(text)
     except (TypeError, ValueError):
         raise UsageError(f"not a whole number: {text!r}") from None
-    if v < 0:
-        raise UsageError(f"must be >= 0, got {text!r}")
+    if v < minimum:
+        raise UsageError(f"must be >= {minimum}, got {text!r}")
     return v
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        raise UsageError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise UsageError(f"must be >= 1, got {text!r}")
-    return v
+    return _whole_number(text, 1)
 
 
 def cameras(text: str) -> tuple:
