@@ -126,14 +126,15 @@ def fingerprint_options(opts) -> dict:
 
 
 # --- fingerprints ------------------------------------------------------------------------------
-def file_signature(path: Path) -> str:
-    """Content hash of a file (size + mtime for very large files); 'absent' if missing."""
+def file_signature(path: Path, by_content: bool = True) -> str:
+    """Content hash of a file (size + mtime for very large files, or when not
+    ``by_content``); 'absent' if missing."""
     path = Path(path)
     try:
         st = path.stat()
     except FileNotFoundError:
         return "absent"
-    if st.st_size > HASH_LIMIT_BYTES:
+    if st.st_size > HASH_LIMIT_BYTES or not by_content:
         return f"size={st.st_size},mtime_ns={st.st_mtime_ns}"
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -142,10 +143,13 @@ def file_signature(path: Path) -> str:
     return "sha256=" + h.hexdigest()
 
 
-def fingerprint(step: str, options: dict, backend: str, inputs: list[Path], base: Path) -> tuple[str, dict]:
-    """(digest, description) of what a step's result depends on."""
+def fingerprint(step: str, options: dict, backend: str, inputs: list[Path], base: Path,
+                stat_inputs: list[Path] = ()) -> tuple[str, dict]:
+    """(digest, description) of what a step's result depends on; ``stat_inputs`` are
+    fingerprinted by size and mtime only (raw files written once, e.g. an ODF)."""
     described = {"step": step, "version": RECORD_VERSION, "backend": backend, "options": options,
                  "inputs": {_rel(p, base): file_signature(p) for p in inputs}}
+    described["inputs"].update({_rel(p, base): file_signature(p, by_content=False) for p in stat_inputs})
     text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), described
 
@@ -165,6 +169,7 @@ class Plan:
     record: Path                    # <step>.json
     folders: list[Path]             # folders it writes (their stale temporaries are removed)
     context: Any = None             # ObsPaths, or what the step needs to run
+    stat_inputs: list = field(default_factory=list)   # inputs fingerprinted by size + mtime (the ODF)
     fingerprint: str = ""
     described: dict = field(default_factory=dict)
 
@@ -238,7 +243,8 @@ def is_up_to_date(plan: Plan) -> bool:
 def finish_plan(plan: Plan) -> Plan:
     """Fill in the fingerprint of a plan (called at the end of every ``Step.plan``)."""
     plan.fingerprint, plan.described = fingerprint(plan.step.name, fingerprint_options(plan.options),
-                                                   plan.backend, plan.inputs, plan.record.parent)
+                                                   plan.backend, plan.inputs, plan.record.parent,
+                                                   plan.stat_inputs)
     return plan
 
 

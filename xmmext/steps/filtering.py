@@ -59,14 +59,15 @@ class FilteringStep(Step):
     def plan(self, paths: ObsPaths, opts: FilterOptions, backend: str = "auto") -> Plan:
         opts.validate()
         chosen = choose_backend(backend, paths)
-        if chosen == "sas":
-            inputs = sorted(p for p in paths.odf.rglob("*") if p.is_file()) if paths.odf.is_dir() else []
+        inputs, odf = [], []
+        if chosen == "sas":          # gigabytes of raw telemetry, never rewritten: by size + mtime
+            odf = sorted(p for p in paths.odf.rglob("*") if p.is_file()) if paths.odf.is_dir() else []
         else:
             from ..events import choose_exposure, find_event_files
             found = find_event_files(paths)
             inputs = [choose_exposure(found[c])[0] for c in opts.cameras if c in found]
         return finish_plan(Plan(self, opts, chosen, inputs, paths.events / "filtering.json",
-                                [paths.events], paths))
+                                [paths.events], paths, stat_inputs=odf))
 
     def run(self, plan: Plan) -> StepResult:
         paths, opts = plan.context, plan.options
