@@ -204,18 +204,24 @@ def test_runner_timeout_kills_the_real_process(tmp_path, fakebin):
     assert not status.exists() or "\nState:\tZ" in status.read_text()
 
 
+def _observation_with_odf(tmp_path, monkeypatch) -> ObsPaths:
+    """Observation 0999990201 with an ODF summary file in tmp_path, and an initialised
+    (stand-in) SAS: SAS_DIR and an existing SAS_CCFPATH."""
+    paths = ObsPaths.of("0999990201", tmp_path)
+    paths.odf.mkdir(parents=True)
+    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
+    monkeypatch.setenv("SAS_DIR", str(tmp_path))
+    (tmp_path / "ccfdir").mkdir()
+    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path / "ccfdir"))
+    return paths
+
+
 def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch):
     """cifbuild -> odfingest -> epchain (OOT, then events) -> espfilt -> evselect, orchestrated
     by run_sas_filtering; stand-ins copy a simulated event list where SAS would make one."""
     wd, truth = short_obs
     evt = wd / "data/0999990201/event/pn_evt.fits"
-    paths = ObsPaths.of("0999990201", tmp_path)
-    paths.odf.mkdir(parents=True)
-    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
-    monkeypatch.setenv("SAS_DIR", str(tmp_path))
-    ccf = tmp_path / "ccfdir"
-    ccf.mkdir()
-    monkeypatch.setenv("SAS_CCFPATH", str(ccf))
+    paths = _observation_with_odf(tmp_path, monkeypatch)
     calls = tmp_path / "calls.txt"
     log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
     _fake(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
@@ -270,12 +276,7 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
     used, said so in filtering.json, with the out-of-time list of that same exposure."""
     wd, truth = short_obs
     evt = wd / "data/0999990201/event/pn_evt.fits"
-    paths = ObsPaths.of("0999990201", tmp_path)
-    paths.odf.mkdir(parents=True)
-    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
-    monkeypatch.setenv("SAS_DIR", str(tmp_path))
-    (tmp_path / "ccfdir").mkdir()
-    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path / "ccfdir"))
+    paths = _observation_with_odf(tmp_path, monkeypatch)
     calls = tmp_path / "calls.txt"
     log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
     _fake(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
@@ -335,12 +336,7 @@ def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, 
     must be given by absolute path (the stand-in, like SAS, opens `table` from its cwd)."""
     wd, truth = short_obs
     evt = wd / "data/0999990201/event/mos1_evt.fits"
-    paths = ObsPaths.of("0999990201", tmp_path)
-    paths.odf.mkdir(parents=True)
-    (paths.odf / "0001_0999990201_SCX00000SUM.SAS").write_text("odf")
-    monkeypatch.setenv("SAS_DIR", str(tmp_path))
-    (tmp_path / "ccfdir").mkdir()
-    monkeypatch.setenv("SAS_CCFPATH", str(tmp_path / "ccfdir"))
+    paths = _observation_with_odf(tmp_path, monkeypatch)
     _fake(fakebin, "sasversion", "print('sasversion (sasversion-1.3.2) [xmmsas_20230412_1735-21.0.0]')\n")
     _fake(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
     _fake(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")

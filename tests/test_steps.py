@@ -233,3 +233,14 @@ def test_no_import_cycles_and_no_oversized_modules():
     assert not cycles, cycles
     assert not any("import common_functions" in f.read_text() or "from common_functions" in f.read_text()
                    for f in mods.values())
+
+
+def test_bad_model_leaves_the_previous_fit(copy):
+    """The spectra, their files and the model are checked in the plan, before the old
+    record is removed: a typo in --model does not cost the user the previous fit."""
+    from xmmext.errors import UsageError
+    before = (copy.fit / "fit.json").read_text()
+    with pytest.raises(UsageError, match="model expression"):
+        FitStep().plan(None, FitOptions(input=str(copy.spectra), output=str(copy.fit), model="tbabs*(bremss+",
+                                        cameras=CAMS))
+    assert (copy.fit / "fit.json").read_text() == before

@@ -101,6 +101,15 @@ def observation_lock(folder: str | os.PathLike) -> Iterator[None]:
         fh.close()
 
 
+def read_record(path: str | os.PathLike) -> dict:
+    """A step's JSON record, or {} when it is absent or unreadable (then the step is not
+    up to date, and a report shows the section as empty)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     """A JSON file another step wrote; exit 2 saying what to redo when it is not JSON."""
     path = Path(path)
@@ -175,13 +184,8 @@ def remove_stale_parts(folder: str | os.PathLike) -> int:
 
 
 def _json_default(obj):
-    import numpy as np
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    """What json cannot write itself once :func:`_finite` has turned numpy values into
+    Python ones: paths."""
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

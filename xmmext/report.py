@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import platform
 from importlib import metadata
 from pathlib import Path
 
-from .fileio import write_text
+from .fileio import read_record, write_text
 from .layout import ObsPaths
 
 PACKAGES = ("numpy", "scipy", "astropy", "regions", "photutils", "sherpa", "xspectrampoline", "matplotlib")
@@ -32,17 +31,10 @@ def _versions() -> dict:
     return out
 
 
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}                     # a broken record shows as an empty section
-
-
 def build_report(paths: ObsPaths, name: str, commands: list[str]) -> Path:
     """Write results/<OBSID>/report.html from the products of every step."""
-    filt, reg = _json(paths.events / "filtering.json"), _json(paths.regions / "regions.json")
-    spec, fit = _json(paths.spectra / "spectra.json"), _json(paths.fit / "fit.json")
+    filt, reg = read_record(paths.events / "filtering.json"), read_record(paths.regions / "regions.json")
+    spec, fit = read_record(paths.spectra / "spectra.json"), read_record(paths.fit / "fit.json")
     warnings = []
     for cam, s in filt.items():
         if s.get("status") != "ok":

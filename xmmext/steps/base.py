@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DataError, UsageError
-from ..fileio import remove_stale_parts, write_json
+from ..fileio import read_record, remove_stale_parts, write_json
 
 log = logging.getLogger("xmmext.steps")
 RECORD_KEY = "step"                     # key of the record inside <step>.json
@@ -221,14 +221,6 @@ class Step:
     def console(self, summary: dict) -> str:
         """What the step's own script prints (default: :meth:`describe`)."""
         return self.describe(summary)
-
-
-def read_record(path: Path) -> dict:
-    """The content of a step's <step>.json ({} when absent or unreadable)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def is_up_to_date(plan: Plan) -> bool:

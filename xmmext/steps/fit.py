@@ -117,27 +117,26 @@ class FitStep(Step):
     has_backend = False
 
     def plan(self, context, opts: FitOptions, backend: str = "auto") -> Plan:
-        from ..fitting.inputs import find_spectra, resolve_files
+        """Every check of the spectra, their files and the model happens here, before the
+        old record is touched: a bad input leaves the previous fit as it was."""
+        from ..fitting.inputs import check_spectrum, find_spectra, model_for_fit
         opts.validate()
+        engine = choose_engine(opts.engine)
         inp, out = opts.folders()
         spectra = find_spectra(inp, opts.cameras)
         inputs = []
         for cam, path in spectra:
-            files = resolve_files(cam, path, opts)
+            files = check_spectrum(cam, path, opts)
             inputs += [path] + [Path(f) for f in files.values() if f is not None]
-        engine = choose_engine(opts.engine)
-        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out], spectra))
+        expr = model_for_fit(opts.model)
+        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out], (spectra, expr)))
 
     def run(self, plan: Plan) -> StepResult:
         from ..fileio import write_text
-        from ..fitting.inputs import check_spectrum, model_for_fit
         from ..fitting.pyxspec_engine import pyxspec_script, run_pyxspec
         from ..fitting.writers import csv_text, xcm_text
-        opts, spectra = plan.options, plan.context
+        opts, (spectra, expr) = plan.options, plan.context
         out = plan.record.parent
-        for cam, path in spectra:
-            check_spectrum(cam, path, opts)
-        expr = model_for_fit(opts.model)
         if plan.backend == "pyxspec":
             result = run_pyxspec(spectra, expr, opts)
         else:
