@@ -195,7 +195,11 @@ def test_step_scripts_and_pipeline_share_generated_options():
                 assert flag_of(f) in pipeline_flags, (step.name, f.name)
     assert {f.name for f in fields(FitOptions)} >= {"model", "nh", "redshift", "emin", "emax"}
     r = run_cli(["python", str(ROOT / "spectral_analysis.py"), "--help"])
-    assert "--group" in r.stdout and "default: mincounts=25" in r.stdout
+    assert "--group" in r.stdout and "mincounts=25,oversample=3" in r.stdout
+    for script in (["xspec_analysis.py"], ["xspec_analysis.py", "--profile"], ["run_extended_source_analysis.sh"]):
+        cmd = ["bash" if script[0].endswith(".sh") else "python", str(ROOT / script[0]), *script[1:], "--help"]
+        r = run_cli(cmd)                     # every generated parser prints its help
+        assert r.returncode == 0 and "usage:" in r.stdout and "(%)" in r.stdout, (script, r.stderr)
 
 
 def test_no_import_cycles_and_no_oversized_modules():

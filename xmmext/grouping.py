@@ -3,6 +3,8 @@ specgroup mincounts), minimum signal-to-noise, or optimal binning (Kaastra & Ble
 from __future__ import annotations
 
 import math
+import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -10,44 +12,73 @@ from . import instrument as ins
 from .errors import UsageError
 
 
-def parse_group(text: str) -> tuple[str, float | None]:
-    """'mincounts=25' | 'minsn=5' | 'optimal' | 'none'."""
+class GroupSpec(NamedTuple):
+    """A parsed --group value: kind, its number, and specgroup's oversample (minimum group
+    width = resolution FWHM / oversample; None = no width limit)."""
+    kind: str
+    value: float | None
+    oversample: float | None = None
+
+
+DEFAULT_GROUP = "mincounts=25,oversample=3"     # what SAS users get from specgroup
+
+
+def parse_group(text: str) -> GroupSpec:
+    """'mincounts=25[,oversample=3]' | 'minsn=5[,oversample=3]' | 'optimal' | 'none'."""
     t = (text or "").strip().lower()
     if t in ("optimal", "opt"):
-        return "optimal", None
+        return GroupSpec("optimal", None)
     if t == "none":
-        return "none", None
-    if "=" in t:
-        kind, val = t.split("=", 1)
-        if kind in ("mincounts", "minsn"):
-            try:
-                v = float(val)
-            except ValueError:
-                v = float("nan")
-            if math.isfinite(v) and v > 0:
-                return kind, v
-    raise UsageError(f"--group must be mincounts=N, minsn=S, optimal or none, got {text!r}")
+        return GroupSpec("none", None)
+    parts = [p for p in re.split(r"[,\s]+", t) if p]
+    values = {}
+    for part in parts:
+        kind, _, val = part.partition("=")
+        try:
+            v = float(val)
+        except ValueError:
+            v = float("nan")
+        if kind not in ("mincounts", "minsn", "oversample") or kind in values or not (math.isfinite(v) and v > 0):
+            values = {}
+            break
+        values[kind] = v
+    main = [k for k in values if k != "oversample"]
+    if len(main) == 1:
+        return GroupSpec(main[0], values[main[0]], values.get("oversample"))
+    raise UsageError("--group must be mincounts=N or minsn=S (each optionally with ,oversample=F), "
+                     f"optimal or none, got {text!r}")
+
+
+def min_width_channels(cam: ins.Camera, oversample: float | None, n_channels: int) -> np.ndarray | None:
+    """Per channel, the narrowest group specgroup's oversample allows (FWHM/oversample, >= 1)."""
+    if not oversample:
+        return None
+    emid = (np.arange(n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
+    fwhm_ch = cam.fwhm_kev(np.maximum(emid, 0.05)) * 1000.0 / ins.CHANNEL_EV
+    return np.maximum(np.floor(fwhm_ch / oversample), 1).astype(int)
 
 
 # ------------------------------------------------------------------------------
-def group_min_counts(counts: np.ndarray, n: float, first: int = 0, last: int | None = None):
-    """GROUPING/QUALITY: successive groups of >= n counts between channels first..last;
-    a short last group is added to the previous one (specgroup lastbin=addtogroup)."""
-    return _group_until(counts, lambda c, b: c >= n, first, last)
+def group_min_counts(counts: np.ndarray, n: float, first: int = 0, last: int | None = None,
+                     min_width: np.ndarray | None = None):
+    """GROUPING/QUALITY: successive groups of >= n counts between channels first..last, each
+    at least ``min_width[start]`` channels wide (specgroup oversample); a short last group is
+    added to the previous one (specgroup lastbin=addtogroup)."""
+    return _group_until(counts, lambda c, b: c >= n, first, last, min_width=min_width)
 
 
 def group_min_sn(counts: np.ndarray, sn: float, bkg: np.ndarray | None = None, scale: float = 0.0,
-                 first: int = 0, last: int | None = None):
+                 first: int = 0, last: int | None = None, min_width: np.ndarray | None = None):
     """Groups with background-subtracted signal-to-noise >= sn."""
     b = np.zeros_like(counts) if bkg is None else bkg
 
     def ok(c, bb):
         net = c - scale * bb
         return net > 0 and net / math.sqrt(c + scale * scale * bb) >= sn
-    return _group_until(counts, ok, first, last, b)
+    return _group_until(counts, ok, first, last, b, min_width)
 
 
-def _group_until(counts, done, first, last, bkg=None):
+def _group_until(counts, done, first, last, bkg=None, min_width=None):
     nch = len(counts)
     last = nch - 1 if last is None else last
     grouping = np.ones(nch, np.int16)
@@ -60,7 +91,7 @@ def _group_until(counts, done, first, last, bkg=None):
     for i in range(first, last + 1):
         c += counts[i]
         bb += 0 if bkg is None else bkg[i]
-        if done(c, bb):
+        if done(c, bb) and (min_width is None or i - start + 1 >= min_width[start]):
             starts.append((start, i))
             start, c, bb = i + 1, 0.0, 0.0
     if start <= last:

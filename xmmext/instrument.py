@@ -242,6 +242,15 @@ def filter_ratio(energy_kev, filt: str) -> np.ndarray:
     return np.exp(k[key] / e ** 2)
 
 
+def soft_proton_vignetting(theta_arcmin) -> np.ndarray:
+    """Relative soft-proton intensity vs off-axis angle. Soft protons reach the focal plane
+    through the mirrors but scatter differently, so they fall off less steeply than X-rays
+    (Kuntz & Snowden 2008): modelled as 1 / (1 + (theta / 20')^2), 0.64 at the FOV edge where
+    0.5-2 keV X-rays are near 0.45. An assumption of the modelled background and the
+    simulator alike, not measured here (no SP-flare data in ../shared)."""
+    return 1.0 / (1.0 + (np.asarray(theta_arcmin, float) / 20.0) ** 2)
+
+
 def vignetting(camera: str, theta_arcmin, energy_kev) -> np.ndarray:
     """Fraction of the on-axis area left at off-axis angle ``theta`` (arcmin) for a camera."""
     (e1, t1, k1), (e2, t2, k2) = VIGNETTING[CAMERAS[camera].name if camera in CAMERAS else camera]
@@ -285,8 +294,14 @@ _PN_AREA = ((0.15, 15), (0.2, 40), (0.25, 90), (0.3, 190), (0.35, 330), (0.4, 52
             (1.8, 1360), (2.0, 1310), (2.2, 1210), (2.3, 1010), (2.5, 960), (3.0, 900),
             (4.0, 910), (5.0, 925), (6.0, 860), (7.0, 720), (8.0, 560), (9.0, 385),
             (10.0, 250), (11.0, 150), (12.0, 95), (13.0, 60), (15.0, 25))
-_MOS_AREA = ((0.15, 1), (0.2, 3), (0.25, 8), (0.3, 20), (0.4, 70), (0.5, 160), (0.6, 220),
-             (0.8, 290), (1.0, 350), (1.2, 420), (1.5, 528), (1.7, 540), (1.838, 520),
+# MOS, Medium filter. 0.3-1.4 keV from SAS arfgen ARFs (tools/derive_mos_area.py: NGC 7793
+# ULX-4 MOS1+MOS2, shape normalised at 1.5 keV), with the oxygen K edge at 0.535 keV; the
+# earlier table had no edge and 1.2-1.7x too much area at 0.55-0.8 keV, which pushed kT up
+# on real data.
+_MOS_AREA = ((0.15, 1), (0.2, 3), (0.25, 8), (0.30, 36), (0.35, 58), (0.40, 84), (0.45, 116), (0.50, 157),
+             (0.530, 175), (0.537, 78), (0.55, 95), (0.60, 125), (0.65, 153), (0.70, 185), (0.75, 213),
+             (0.80, 241), (0.85, 270), (0.90, 296), (0.95, 323), (1.00, 347), (1.05, 371), (1.10, 393),
+             (1.15, 413), (1.20, 433), (1.25, 451), (1.30, 469), (1.35, 487), (1.40, 502), (1.5, 528), (1.7, 540), (1.838, 520),
              (1.845, 430), (2.0, 410), (2.2, 395), (2.3, 350), (2.5, 345), (3.0, 352),
              (4.0, 340), (5.0, 314), (6.0, 240), (7.0, 143), (8.0, 85), (9.0, 43),
              (10.0, 22), (11.0, 12), (12.0, 6), (15.0, 1))

@@ -53,17 +53,18 @@ def arfgen_extended(spectrumset: Path, rmfset: Path, arfset: str, detmap: Path, 
 
 
 def specgroup(spectrumset: Path, groupedset: str, backgndset: Path, rmfset: Path, arfset: Path,
-              mincounts: int = 25) -> SasTask:
+              mincounts: int = 25, oversample: float | None = 3) -> SasTask:
     """specgroup with the parameters of its documentation (no 'withbgdset' there: backgndset
-    alone names the background)."""
+    alone names the background); oversample is left out (the task's default) when None."""
+    width = [("oversample", f"{oversample:g}")] if oversample else []
     return SasTask("specgroup", [("spectrumset", str(spectrumset)), ("groupedset", groupedset),
-                                 ("mincounts", str(mincounts)), ("oversample", "3"),
-                                 ("backgndset", str(backgndset)), ("rmfset", str(rmfset)),
-                                 ("arfset", str(arfset)), ("addfilenames", "yes")], [groupedset])
+                                 ("mincounts", str(mincounts))] + width +
+                   [("backgndset", str(backgndset)), ("rmfset", str(rmfset)),
+                    ("arfset", str(arfset)), ("addfilenames", "yes")], [groupedset])
 
 
 def sas_spectra_tasks(cam: str, events: Path, src_expr: str, bkg_expr: str, std_expr: str,
-                      mincounts: int = 25) -> list[SasTask]:
+                      mincounts: int = 25, oversample: float | None = 3) -> list[SasTask]:
     """The whole step-3 task list for one camera, in order (outputs land in one folder)."""
     src_sel = f"{std_expr} && {src_expr}"
     bkg_sel = f"{std_expr} && {bkg_expr}"
@@ -73,10 +74,11 @@ def sas_spectra_tasks(cam: str, events: Path, src_expr: str, bkg_expr: str, std_
             backscale(Path(src), events), backscale(Path(bkg), events),
             evselect_detmap(events, src_sel, det), rmfgen(Path(src), rmf, Path(det)),
             arfgen_extended(Path(src), Path(rmf), arf, Path(det), events),
-            specgroup(Path(src), f"{cam}_src_grp.pha", Path(bkg), Path(rmf), Path(arf), mincounts)]
+            specgroup(Path(src), f"{cam}_src_grp.pha", Path(bkg), Path(rmf), Path(arf), mincounts, oversample)]
 
 
-def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: float = 7200.0) -> tuple[dict, list]:
+def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: float = 7200.0,
+                    oversample: float | None = 3) -> tuple[dict, list]:
     """Step 3 through SAS: run each camera's task list in results/<OBSID>/spectra/; returns
     the spectra.json content and the files written.
 
@@ -97,7 +99,7 @@ def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: floa
             src = read_ds9(paths.regions / "src.reg")
             bkg = read_ds9(paths.regions / "bkg.reg")
             for task in sas_spectra_tasks(cam, events, src.evselect_expression(), bkg.evselect_expression(),
-                                          filt[cam]["expression"], mincounts):
+                                          filt[cam]["expression"], mincounts, oversample):
                 if task.task in CALIBRATED_TASKS:
                     task.env.update(env)
                 run_in_folder(task, out, paths.logs, timeout)

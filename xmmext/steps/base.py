@@ -81,7 +81,8 @@ def add_options(parser: argparse.ArgumentParser, options_cls, pipeline_only: boo
         default = default_of(f)
         shown = ",".join(default) if isinstance(default, (list, tuple)) and default else default
         text = m["help"] + ("" if m["switch"] or shown in (None, [], ()) else f" (default: {shown})")
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
+        # argparse %-formats help texts: a literal % (e.g. "errors (%)") must be doubled
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
         if m["switch"]:
             kw["action"] = "store_true"
         else:
@@ -147,7 +148,11 @@ def fingerprint(step: str, options: dict, backend: str, inputs: list[Path], base
                 stat_inputs: list[Path] = ()) -> tuple[str, dict]:
     """(digest, description) of what a step's result depends on; ``stat_inputs`` are
     fingerprinted by size and mtime only (raw files written once, e.g. an ODF)."""
-    described = {"step": step, "version": RECORD_VERSION, "backend": backend, "options": options,
+    from ..version import __version__
+    # the package version is part of it: results of an older release (other responses,
+    # other instrument model) are never taken as up to date
+    described = {"step": step, "version": RECORD_VERSION, "xmmext": __version__, "backend": backend,
+                 "options": options,
                  "inputs": {_rel(p, base): file_signature(p) for p in inputs}}
     described["inputs"].update({_rel(p, base): file_signature(p, by_content=False) for p in stat_inputs})
     text = json.dumps(described, sort_keys=True, default=str)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..backends import choose_backend
 from ..errors import UsageError
+from ..grouping import DEFAULT_GROUP
 from ..layout import CAMERAS, ObsPaths
 from . import values as V
 from .base import Plan, Step, StepResult, finish_plan, no_usable, option, require
@@ -24,7 +25,8 @@ class SpectraOptions:
     """Step-3 settings."""
     src_reg: str | None = option(None, "source region file (ds9, physical or fk5); default: step 2's src.reg")
     bkg_reg: str | None = option(None, "background region file; default: step 2's bkg.reg")
-    group: str = option("mincounts=25", "grouping: mincounts=N, minsn=S, optimal or none")
+    group: str = option(DEFAULT_GROUP, "grouping: mincounts=N or minsn=S (optionally ,oversample=F: groups at "
+                        "least FWHM/F wide, as specgroup), optimal or none")
     cameras: tuple = option(CAMERAS, "cameras to process (subset of mos1,mos2,pn)", parse=V.cameras)
     rmf: dict | None = option(None, "user RMF for a camera, CAMERA=FILE (repeatable)", parse=V.camera_file,
                               multiple=True, collect=V.per_camera, metavar="CAM=FILE")
@@ -64,8 +66,7 @@ class SpectraStep(Step):
         chosen = choose_backend(backend, paths)
         if chosen == "sas":
             from ..grouping import parse_group
-            kind, _ = parse_group(opts.group)
-            if kind != "mincounts" or opts.src_reg or opts.bkg_reg or opts.rmf or opts.arf:
+            if parse_group(opts.group).kind != "mincounts" or opts.src_reg or opts.bkg_reg or opts.rmf or opts.arf:
                 raise UsageError("the SAS path supports the step-2 regions and --group mincounts=N only")
         return finish_plan(Plan(self, opts, chosen, inputs, paths.spectra / "spectra.json", [paths.spectra], paths))
 
@@ -74,7 +75,8 @@ class SpectraStep(Step):
         if plan.backend == "sas":
             from ..sas.spectra import run_sas_spectra
             from ..grouping import parse_group
-            summary, written = run_sas_spectra(paths, opts.cameras, int(parse_group(opts.group)[1]), opts.timeout)
+            spec = parse_group(opts.group)
+            summary, written = run_sas_spectra(paths, opts.cameras, int(spec.value), opts.timeout, spec.oversample)
         else:
             from ..spectra import extract_spectra
             summary, written = extract_spectra(paths, opts)
