@@ -71,8 +71,9 @@ def _leftovers(wd):
 
 def _mains():
     from xmmext import multi, pipeline, simulate
-    from xmmext.steps import filtering, fit, regions, spectra
+    from xmmext.steps import filtering, fit, profile, regions, spectra
     return {"filtering": filtering.main, "regions": regions.main, "spectra": spectra.main, "fit": fit.main,
+            "profile": profile.main,
             "pipeline": pipeline.main, "multi": multi.main, "simulate": simulate.main}
 
 
@@ -192,7 +193,18 @@ CASES = [
     ("pipeline", ["{obsid}", "x", "--group", "none=1"], 2, "group"),
     # --- the simulator ------------------------------------------------------------------------
     ("simulate", ["--kt", "nan"], 2, "argument --kt: not a finite number"),
+    # --- temperature profile (xspec_analysis.py --profile) --------------------------------------
+    ("profile", ["--obsid", "{obsid}", "--target-sn", "0"], 2, "argument --target-sn: must be positive"),
+    ("profile", ["--obsid", "{obsid}", "--target-sn", "nan"], 2, "argument --target-sn: not a finite number"),
+    ("profile", ["--obsid", "{obsid}", "--max-annuli", "500"], 2, "--max-annuli 500 is more than 30"),
+    ("profile", ["--obsid", "{obsid}", "--r-max", "90"], 2, "beyond the field of view"),
+    ("profile", ["--obsid", "{obsid}", "--group", "oversample=3"], 2, "group"),
+    ("profile", ["--obsid", "{obsid}", "--profile-model", "tbabs*nosuch"], 2, "nosuch"),
+    ("profile", ["--obsid", "0999998009"], 2, "no cleaned events: run step 1"),
+    ("profile", ["--obsid", "{obsid}", "--target-sn", "5000"], 4, "lower --target-sn"),
     ("simulate", ["--exposure", "-10"], 2, "exposure"),
+    ("simulate", ["--preset", "nosuch"], 2, "invalid choice"),
+    ("simulate", ["--kt-centre", "-1"], 2, "central kT must be positive"),
     ("simulate", ["--obsid", "12"], 2, "OBSID must be exactly 10 digits"),
 ]
 

@@ -10,8 +10,23 @@ import numpy as np
 from . import instrument as ins
 from .geometry import optical_axis
 
-_QPB_LINES = {"pn": ((1.487, 0.02),),
-              "mos": ((1.487, 0.05), (1.740, 0.03))}
+# Instrumental fluorescence lines of the particle background: (keV, mean fraction of the
+# particle events, how the strength varies across the detector). Kuntz & Snowden (2008):
+# MOS Al K is nearly flat, MOS Si K is stronger towards the outer CCDs, pn's Cu/Ni/Zn lines
+# come from the electronics board behind the CCDs and are nearly absent over a central hole.
+_QPB_LINES = {"pn": ((1.487, 0.02, "flat"), (8.040, 0.05, "pn_board"), (8.630, 0.015, "pn_board")),
+              "mos": ((1.487, 0.05, "flat"), (1.740, 0.03, "outer"))}
+OOT_FRACTION_PN = 0.063          # pn full frame: events recorded during readout (Users Handbook)
+
+
+def _line_weight(kind: str, r_det_arcmin: np.ndarray) -> np.ndarray:
+    """Relative line strength vs distance from the detector centre (mean ~1 over the CCDs)."""
+    r = np.asarray(r_det_arcmin, float)
+    if kind == "outer":
+        return 0.4 + 1.1 * (r / 13.0) ** 2
+    if kind == "pn_board":
+        return np.where(r < 4.5, 0.1, 1.25)
+    return np.ones_like(r)
 
 
 # --------------------------------------------------------------------
@@ -24,6 +39,12 @@ class Events:
     y: np.ndarray
     particle: bool
     redistribute: np.ndarray | None = None   # which events get the Gaussian resolution
+
+
+def concat_events(parts: list[Events]) -> Events:
+    """One component from several draws (e.g. the shells of a cool-core cluster)."""
+    return Events(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("time", "energy", "x", "y")),
+                  particle=parts[0].particle)
 
 
 def sample_energies(rng, weights: np.ndarray, n: int) -> np.ndarray:
@@ -70,14 +91,21 @@ def psf_blur(rng, cam, ev: Events) -> Events:
     return ev
 
 
-def beta_positions(rng, cfg, cx, cy):
+def beta_cdf(cfg, r_arcmin) -> np.ndarray:
+    """Share of a projected beta model's flux inside radius r (to infinity-normalised form)."""
+    q = 1.5 - 3 * cfg.beta
+    return 1.0 - (1.0 + (np.asarray(r_arcmin, float) / cfg.core_radius_arcmin) ** 2) ** q
+
+
+def beta_positions(rng, cfg, cx, cy, r_lo_arcmin: float = 0.0, r_hi_arcmin: float | None = None):
+    """Positions drawn from the beta model between two radii (default: centre to r_max)."""
     rc = cfg.core_radius_arcmin * 60 / ins.SKY_PIX_ARCSEC
-    rmax = cfg.r_max_arcmin * 60 / ins.SKY_PIX_ARCSEC
     q = 1.5 - 3 * cfg.beta                       # CDF: 1 - (1 + r^2/rc^2)^q
-    umax = 1.0 - (1.0 + (rmax / rc) ** 2) ** q
+    umin = float(beta_cdf(cfg, r_lo_arcmin))
+    umax = float(beta_cdf(cfg, cfg.r_max_arcmin if r_hi_arcmin is None else r_hi_arcmin))
 
     def draw(n):
-        u = rng.uniform(0, umax, n)
+        u = rng.uniform(umin, umax, n)
         r = rc * np.sqrt((1.0 - u) ** (1.0 / q) - 1.0)
         phi = rng.uniform(0, 2 * np.pi, n)
         return cx + r * np.cos(phi), cy + r * np.sin(phi)
@@ -119,10 +147,11 @@ def flare_profile_times(rng, intervals, amplitudes, peak_rate, n_max_factor=1.0)
     return np.concatenate(times) if times else np.zeros(0)
 
 
-def particle_energies(rng, cam, n):
+def particle_energies(rng, cam, n, r_det_arcmin):
     """QPB: continuum with the shape measured on real background spectra
     (instrument.particle_shape: 1-keV bins above 6 keV, held below and above) + the
-    Al/Si fluorescence lines below 6 keV."""
+    instrumental lines, whose strength depends on where on the detector the event falls
+    (``r_det_arcmin``: distance from the detector centre)."""
     kind = "pn" if cam.name == "pn" else "mos"
     emax = cam.max_pi / 1000.0
     grid = np.arange(0.2, emax, 0.01)
@@ -130,19 +159,45 @@ def particle_energies(rng, cam, n):
     e = rng.choice(grid, n, p=w / w.sum()) + rng.uniform(0, 0.01, n)
     is_line = np.zeros(n, bool)
     u = rng.uniform(0, 1, n)
-    lo = 0.0
-    for energy, frac in _QPB_LINES[kind]:
-        sel = (u >= lo) & (u < lo + frac)
+    lo = np.zeros(n)
+    for energy, frac, shape in _QPB_LINES[kind]:
+        if energy > emax:
+            continue
+        p = frac * _line_weight(shape, r_det_arcmin)
+        sel = (u >= lo) & (u < lo + p)
         e[sel] = energy
         is_line |= sel
-        lo += frac
+        lo = lo + p
     return e, is_line
 
 
+def out_of_time(rng, cam, detx, dety, ccdnr, fraction: float = OOT_FRACTION_PN):
+    """pn out-of-time events: a share of the photons arrives while the CCD is read out and
+    is recorded at a random RAWY along its column (as epchain's OOT list models them).
+    Returns the new DET positions and which events moved."""
+    moved = (rng.uniform(0, 1, len(detx)) < fraction) & (ccdnr > 0)
+    detx, dety = np.array(detx, float), np.array(dety, float)
+    for nr in np.unique(ccdnr[moved]):
+        c = cam.ccd(int(nr))
+        sel = moved & (ccdnr == nr)
+        u, _ = c.to_local(detx[sel], dety[sel])
+        v = rng.uniform(0, 2 * c.half_h, int(sel.sum()))
+        detx[sel], dety[sel] = c.to_det(u, v)
+    return detx, dety, moved
+
+
 def detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
-    """Place events on the detector: CCD, RAW, DET, PI, PATTERN, FLAG; drop the lost ones."""
+    """Place events on the detector: CCD, RAW, DET, PI, PATTERN, FLAG; drop the lost ones.
+    Returns the event columns and which of them are pn out-of-time events."""
     detx, dety = ins.sky_to_det(cam, ev.x, ev.y, cfg.pa_pnt)
     ccdnr, rawx, rawy = cam.locate(detx, dety, active)
+    moved = np.zeros(len(detx), bool)
+    if cam.name == "pn" and not ev.particle and cfg.pn_oot:
+        detx, dety, moved = out_of_time(rng, cam, detx, dety, ccdnr)
+        if moved.any():
+            sx, sy = ins.det_to_sky(cam, detx, dety, cfg.pa_pnt)
+            ev.x, ev.y = np.where(moved, sx, ev.x), np.where(moved, sy, ev.y)
+            ccdnr, rawx, rawy = cam.locate(detx, dety, active)
     inside = cam.in_fov(detx, dety)
     keep = (ccdnr > 0) & (inside if fov_only else True)
     if ev.redistribute is None:
@@ -172,7 +227,7 @@ def detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
         PI=pi[idx].astype(np.int16),
         PATTERN=ins.draw_patterns(rng, cam, n, ev.particle),
         FLAG=flag, CCDNR=ccdnr[idx].astype(np.uint8),
-    )
+    ), moved[idx]
 
 
 def ccd_area_arcmin2(cam, active) -> float:
@@ -201,6 +256,8 @@ def soft_protons(rng, cam, cfg, t, fov_px) -> Events:
     u = rng.uniform(0, 1, n)
     e = (0.2 ** a + u * (emax ** a - 0.2 ** a)) ** (1 / a)
     x, y = disk(rng, n, fov_px)
-    keep = rng.uniform(0, 1, n) < vignetting(cam, cfg, x, y, e)
+    ax, ay = optical_axis(cam.name, cfg.pa_pnt)
+    theta = np.hypot(x - ax, y - ay) * ins.SKY_PIX_ARCSEC / 60.0
+    keep = rng.uniform(0, 1, n) < ins.soft_proton_vignetting(theta)
     return Events(t[keep], e[keep], x[keep], y[keep], particle=False,
                   redistribute=np.zeros(int(keep.sum()), bool))

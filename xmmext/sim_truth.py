@@ -37,3 +37,24 @@ def expected_region_norm(truth: dict, src, bkg) -> float:
         return float(np.sum(region.contains(X, Y)) * cell)
     norm = truth["cluster"]["norm"]
     return norm * (cluster_flux_fraction(truth, src) - cluster_flux_fraction(truth, bkg) * area(src) / area(bkg))
+
+
+def emission_weighted_kt(truth: dict, r_in_arcmin: float, r_out_arcmin: float) -> float:
+    """The simulated cluster's kT in an annulus about its centre, weighted by emission
+    measure (the norm of each isothermal shell of truth.json falling in the annulus)."""
+    c = truth["cluster"]
+    prof = c.get("kT_profile")
+    if not prof:
+        return float(c["kT"])
+
+    def cdf(r):
+        return 1.0 - (1.0 + (np.asarray(r, float) / c["core_radius_arcmin"]) ** 2) ** (1.5 - 3 * c["beta"])
+    w = kt = 0.0
+    for sh in prof["shells"]:
+        lo, hi = max(sh["r_in"], r_in_arcmin), min(sh["r_out"], r_out_arcmin)
+        if hi <= lo:
+            continue
+        share = float(cdf(hi) - cdf(lo)) / float(cdf(sh["r_out"]) - cdf(sh["r_in"])) * sh["norm_fraction"]
+        w += share
+        kt += share * sh["kT"]
+    return kt / w

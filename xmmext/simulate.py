@@ -6,14 +6,19 @@
 
 Components (each with its own spectrum, spatial and time behaviour):
   cluster       beta-model surface brightness, tbabs*apec (tbabs*bremss without
-                AtomDB), vignetted, through the PSF
+                AtomDB), vignetted, through the PSF; isothermal, or with a cool core
+                (``--kt-centre``: kT rising with radius, drawn in radial shells)
   point_sources tbabs*powerlaw AGN with a Euclidean logN-logS, through the PSF
   cxb           cosmic X-ray background, tbabs*powerlaw(1.46), vignetted, uniform
   foreground    Galactic soft thermal emission (kT 0.2 keV), unabsorbed, vignetted
   qpb           quiescent particle background: not vignetted, on the whole CCD area
-                including the out-of-FOV corners, flat hard spectrum + fluorescence lines
-  sp_quiescent  residual soft protons at a low constant level (FOV only, vignetted)
+                including the out-of-FOV corners, hard continuum + fluorescence lines whose
+                strength varies across the detector (pn Cu/Ni/Zn weak over the centre)
+  sp_quiescent  residual soft protons at a low constant level (FOV only), vignetted less
+                steeply than X-rays
   sp_flares     soft-proton flares covering ``--flare-fraction`` of the exposure
+pn photons include out-of-time events (6.3%, moved along their CCD column). ``--preset``
+picks a cluster: the demo, a faint distant one, one that fills the field, a cool core.
 
 Photons are drawn per camera from the spectrum x on-axis effective area, kept with
 probability vignetting(theta, E), placed on the detector through the CCD layout (chip
@@ -35,13 +40,15 @@ from .atomdb import find_apec_files
 from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
 from .fileio import atomic_path, write_fits, write_json
-from .sim_events import (Events, beta_positions, ccd_area_arcmin2, ccd_uniform_positions, detect, disk,
+from .sim_events import (Events, beta_cdf, beta_positions, ccd_area_arcmin2, ccd_uniform_positions, concat_events,
+                         detect, disk,
                          flare_intervals, flare_profile_times, particle_energies, photon_component, psf_blur,
                          soft_protons, uniform_times)
 from .sim_files import event_hdulist
 
-SKY_DISK_ARCMIN = 17.0
 from .layout import ObsPaths, parse_cameras
+
+SKY_DISK_ARCMIN = 17.0
 
 log = __import__("logging").getLogger("xmmext.simulate")
 
@@ -54,7 +61,7 @@ _MOS_FLARE_SCALE = 0.5
 _SP_QUIESCENT_PN = 0.3       # counts/s
 # per-event component labels (data/<OBSID>/truth_<cam>_components.npy, in file order)
 COMPONENT_CODES = {"cluster": 1, "point_sources": 2, "cxb": 3, "foreground": 4, "qpb": 5,
-                   "sp_quiescent": 6, "sp_flares": 7}
+                   "sp_quiescent": 6, "sp_flares": 7, "out_of_time": 8}
 
 
 @dataclass
@@ -91,6 +98,24 @@ class SimConfig:
     ps_min_counts: float = 60.0        # pn counts of the faintest point source
     ps_max_counts: float = 3000.0
     sas_cleaned: bool = False          # write SAS-cleaned lists (<cam>_exp1_clean_evts.fits) instead
+    kt_centre: float | None = None     # cool core: kT at the centre (None = isothermal at kt)
+    cool_radius_arcmin: float = 1.5    # kT reaches (kt_centre + kt) / 2 here
+    pn_oot: bool = True                # pn out-of-time events
+
+
+# Named clusters for --preset (fields of SimConfig; explicit options override them)
+PRESETS = {
+    "demo": {},
+    "faint-distant": {"kt": 4.0, "redshift": 0.45, "cluster_rate": 0.5, "core_radius_arcmin": 0.35,
+                      "r_max_arcmin": 6.0, "n_point_sources": 25},
+    "fills-field": {"kt": 6.0, "redshift": 0.02, "cluster_rate": 30.0, "core_radius_arcmin": 6.0,
+                    "r_max_arcmin": 40.0, "beta": 0.6},
+    "cool-core": {"kt": 6.0, "kt_centre": 3.0, "cool_radius_arcmin": 1.5, "cluster_rate": 10.0,
+                  "core_radius_arcmin": 1.0},
+}
+# radial shells (arcmin) in which a cool-core cluster is drawn, each isothermal
+_SHELL_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0,
+                30.0, 40.0)
 
 
 def validate(cfg: SimConfig) -> None:
@@ -114,6 +139,9 @@ def validate(cfg: SimConfig) -> None:
         (0 <= cfg.offset_arcmin < ins.FOV_RADIUS_ARCMIN, "cluster offset must be inside the FOV"),
         (cfg.thermal_model in ("auto", "apec", "bremss"), "thermal model must be auto, apec or bremss"),
         (-90 <= cfg.dec_pnt <= 90, "pointing Dec out of range"),
+        (cfg.kt_centre is None or cfg.kt_centre > 0, "central kT must be positive"),
+        (cfg.cool_radius_arcmin > 0, "cool-core radius must be positive"),
+        (0 < cfg.r_max_arcmin <= 40, "cluster extent must be in (0, 40] arcmin"),
         (cfg.seed >= 0, "seed must be >= 0"),
     ]
     for ok, msg in checks:
@@ -136,18 +164,46 @@ def _thermal_model(cfg: SimConfig) -> str:
     return "apec" if find_apec_files() else "bremss"
 
 
-def cluster_photon_spectrum(cfg: SimConfig, model: str) -> np.ndarray:
-    """Photons/cm^2/s per response-grid bin of the whole cluster for norm = 1."""
+def cluster_photon_spectrum(cfg: SimConfig, model: str, kt: float | None = None) -> np.ndarray:
+    """Photons/cm^2/s per response-grid bin of the whole cluster for norm = 1 (at ``kt``,
+    default the cluster's)."""
     e = _egrid()
+    kt = cfg.kt if kt is None else kt
     absorb = xm.evaluate("tbabs", [cfg.nh], e)
     if model == "apec":
-        return absorb * xm.evaluate("apec", [cfg.kt, cfg.abund, cfg.redshift], e)
-    return absorb * xm.evaluate("bremss", [cfg.kt], e)
+        return absorb * xm.evaluate("apec", [kt, cfg.abund, cfg.redshift], e)
+    return absorb * xm.evaluate("bremss", [kt], e)
+
+
+def cluster_shells(cfg: SimConfig) -> list[dict]:
+    """The cluster as isothermal radial shells: r_in, r_out (arcmin), kT, and the share of
+    the norm (beta-model flux share). One shell when isothermal."""
+    total = float(beta_cdf(cfg, cfg.r_max_arcmin))
+    if cfg.kt_centre is None:
+        return [{"r_in": 0.0, "r_out": cfg.r_max_arcmin, "kT": cfg.kt, "norm_fraction": 1.0}]
+    edges = [r for r in _SHELL_EDGES if r < cfg.r_max_arcmin] + [cfg.r_max_arcmin]
+    shells = []
+    for r0, r1 in zip(edges[:-1], edges[1:]):
+        share = float(beta_cdf(cfg, r1) - beta_cdf(cfg, r0)) / total
+        shells.append({"r_in": r0, "r_out": r1, "kT": cool_core_kt(cfg, 0.5 * (r0 + r1)), "norm_fraction": share})
+    return shells
+
+
+def cool_core_kt(cfg: SimConfig, r_arcmin: float) -> float:
+    """kT(r) of a cool core: kt_centre at the centre rising to kt, x^2/(1+x^2) with x = r/r_cool."""
+    x2 = (r_arcmin / cfg.cool_radius_arcmin) ** 2
+    return float(cfg.kt_centre + (cfg.kt - cfg.kt_centre) * x2 / (1.0 + x2))
 
 
 def _powerlaw_spectrum(gamma: float, nh: float) -> np.ndarray:
     e = _egrid()
     return xm.evaluate("tbabs", [nh], e) * xm.evaluate("powerlaw", [gamma], e)
+
+
+def _det_radius_arcmin(cam: ins.Camera, cfg: SimConfig, x, y) -> np.ndarray:
+    """Distance from the detector's centre (the field stop's centre), arcmin."""
+    detx, dety = ins.sky_to_det(cam, x, y, cfg.pa_pnt)
+    return np.hypot(detx - cam.fov_centre_det[0], dety - cam.fov_centre_det[1]) / 60.0
 
 
 def _counts_rate(photons: np.ndarray, cam: ins.Camera, filt: str) -> float:
@@ -194,10 +250,10 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
     a = np.deg2rad(cfg.offset_pa_deg)
     ccx, ccy = ins.SKY_REF_PIX + off_px * np.sin(a), ins.SKY_REF_PIX + off_px * np.cos(a)
     c_ra, c_dec = ins.sky_to_radec(ccx, ccy, cfg.ra_pnt, cfg.dec_pnt)
-    unit_spec = cluster_photon_spectrum(cfg, model)
+    shells = cluster_shells(cfg)
+    unit_specs = [cluster_photon_spectrum(cfg, model, sh["kT"]) * sh["norm_fraction"] for sh in shells]
     pn = ins.camera("pn")
-    norm = cfg.norm if cfg.norm is not None else cfg.cluster_rate / _counts_rate(unit_spec, pn, cfg.filter)
-    cluster_spec = unit_spec * norm
+    norm = cfg.norm if cfg.norm is not None else cfg.cluster_rate / _counts_rate(sum(unit_specs), pn, cfg.filter)
 
     # point sources: Euclidean logN-logS in pn counts, positions inside 13'
     n_ps = cfg.n_point_sources
@@ -238,8 +294,9 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
         active = cam.active_ccds(cfg.date_obs)
         times = lambda n: uniform_times(rng, n, tstart, tstop)   # noqa: E731
         comps: dict[str, Events] = {}
-        comps["cluster"] = psf_blur(rng, cam, photon_component(
-            rng, cam, cfg, cluster_spec, beta_positions(rng, cfg, ccx, ccy), times))
+        comps["cluster"] = psf_blur(rng, cam, concat_events([photon_component(
+            rng, cam, cfg, spec * norm, beta_positions(rng, cfg, ccx, ccy, sh["r_in"], sh["r_out"]), times)
+            for sh, spec in zip(shells, unit_specs)]))
         ps_events = []
         for k, ((px, py), spec) in enumerate(zip(ps_xy, ps_spectra)):
             ev = psf_blur(rng, cam, photon_component(
@@ -251,8 +308,8 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
         # quiescent particle background (not vignetted, whole CCD area)
         kind = "pn" if cam_name == "pn" else "mos"
         n_qpb = rng.poisson(_QPB_RATE[kind] * ccd_area_arcmin2(cam, active) * cfg.exposure)
-        e_qpb, is_line = particle_energies(rng, cam, n_qpb)
         qx, qy = ccd_uniform_positions(rng, cam, cfg, n_qpb, active)
+        e_qpb, is_line = particle_energies(rng, cam, n_qpb, _det_radius_arcmin(cam, cfg, qx, qy))
         comps["qpb"] = Events(times(n_qpb), e_qpb, qx, qy, particle=True, redistribute=is_line)
         # soft protons: counts-space spectrum E^-0.8 over the PI range, vignetted, FOV only
         scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
@@ -260,20 +317,26 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
         comps["sp_flares"] = soft_protons(
             rng, cam, cfg, flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
+        # out-of-time events keep their own label (8): they are not where their source is
         columns, counts, labels = [], {}, []
+        n_oot = 0
         for name, ev in comps.items():
-            cols = detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
-            counts[name] = int(len(cols["TIME"]))
+            cols, oot = detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
+            n_oot += int(oot.sum())
+            counts[name] = int(len(cols["TIME"]) - oot.sum())
             columns.append(cols)
-            labels.append(np.full(len(cols["TIME"]), COMPONENT_CODES[name], np.uint8))
+            labels.append(np.where(oot, COMPONENT_CODES["out_of_time"], COMPONENT_CODES[name]).astype(np.uint8))
         n_ps_total = 0
         for ev in ps_events:
-            cols = detect(rng, cam, cfg, ev, active, fov_only=True)
-            ps_truth[ev.source_index]["counts"][cam_name] = int(len(cols["TIME"]))
-            n_ps_total += len(cols["TIME"])
+            cols, oot = detect(rng, cam, cfg, ev, active, fov_only=True)
+            n_oot += int(oot.sum())
+            ps_truth[ev.source_index]["counts"][cam_name] = int(len(cols["TIME"]) - oot.sum())
+            n_ps_total += len(cols["TIME"]) - int(oot.sum())
             columns.append(cols)
-            labels.append(np.full(len(cols["TIME"]), COMPONENT_CODES["point_sources"], np.uint8))
+            labels.append(np.where(oot, COMPONENT_CODES["out_of_time"],
+                                   COMPONENT_CODES["point_sources"]).astype(np.uint8))
         counts["point_sources"] = int(n_ps_total)
+        counts["out_of_time"] = n_oot
         truth_counts[cam_name] = counts
         merged = {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
         order = np.argsort(merged["TIME"], kind="stable")
@@ -307,6 +370,9 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
                     "model": f"tbabs*{model}", "abund_table": cfg.abund_table,
                     "core_radius_arcmin": cfg.core_radius_arcmin, "beta": cfg.beta,
                     "r_max_arcmin": cfg.r_max_arcmin,
+                    "kT_profile": None if cfg.kt_centre is None else {
+                        "kT_centre": cfg.kt_centre, "kT_outer": cfg.kt, "r_cool_arcmin": cfg.cool_radius_arcmin,
+                        "shells": shells},
                     "note": None if model == "apec" else
                     "AtomDB absent: bremss continuum (no lines, no abundance, redshift not applied)"},
         "flares": flares, "flare_amplitudes": [float(a) for a in flare_amp],
@@ -322,50 +388,70 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
 
 
 # --- command line ---------------------------------------------------------------------
+# option -> SimConfig field (options left out take the preset's value, else SimConfig's)
+_OPTION_FIELDS = {"obsid": "obsid", "seed": "seed", "exposure": "exposure", "kt": "kt", "abund": "abund",
+                  "redshift": "redshift", "nh": "nh", "norm": "norm", "cluster_rate": "cluster_rate",
+                  "offset_arcmin": "offset_arcmin", "core_radius": "core_radius_arcmin", "beta": "beta",
+                  "r_max": "r_max_arcmin", "kt_centre": "kt_centre", "cool_radius": "cool_radius_arcmin",
+                  "flare_fraction": "flare_fraction", "n_flares": "n_flares", "flare_scale": "flare_scale",
+                  "n_point_sources": "n_point_sources", "thermal_model": "thermal_model", "filter": "filter",
+                  "date_obs": "date_obs"}
+
+
 def build_parser():
+    from argparse import SUPPRESS
     from .steps.values import finite_float
     p = base_parser("python -m xmmext.simulate", "Simulate an XMM-Newton EPIC observation "
                     "of a galaxy cluster (event lists + truth.json).")
     d = SimConfig()
-    p.add_argument("--obsid", default=d.obsid, help="10-digit OBSID (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--exposure", type=finite_float, default=d.exposure, help="seconds (default %(default)s)")
+    p.argument_default = SUPPRESS      # options not given are absent: the preset fills them
+    p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
+                   help="a named cluster; options given explicitly override it (default %(default)s)")
+    p.add_argument("--obsid", help=f"10-digit OBSID (default {d.obsid})")
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--exposure", type=finite_float, help=f"seconds (default {d.exposure:g})")
     p.add_argument("--cameras", default="mos1,mos2,pn")
-    p.add_argument("--kt", type=finite_float, default=d.kt, help="cluster temperature, keV")
-    p.add_argument("--abund", type=finite_float, default=d.abund, help="abundance (apec only)")
-    p.add_argument("--redshift", type=finite_float, default=d.redshift)
-    p.add_argument("--nh", type=finite_float, default=d.nh, help="absorbing column, 1e22 cm^-2")
-    p.add_argument("--norm", type=finite_float, default=None, help="XSPEC norm of the thermal model "
+    p.add_argument("--kt", type=finite_float, help=f"cluster temperature (outer, with a cool core), keV (default {d.kt:g})")
+    p.add_argument("--kt-centre", type=finite_float, help="cool core: central kT, keV (default: isothermal)")
+    p.add_argument("--cool-radius", type=finite_float,
+                   help=f"cool core: radius where kT is half-way, arcmin (default {d.cool_radius_arcmin:g})")
+    p.add_argument("--abund", type=finite_float, help=f"abundance (apec only; default {d.abund:g})")
+    p.add_argument("--redshift", type=finite_float, help=f"default {d.redshift:g}")
+    p.add_argument("--nh", type=finite_float, help=f"absorbing column, 1e22 cm^-2 (default {d.nh:g})")
+    p.add_argument("--norm", type=finite_float, help="XSPEC norm of the thermal model "
                    "(default: set by --cluster-rate)")
-    p.add_argument("--cluster-rate", type=finite_float, default=d.cluster_rate,
-                   help="pn on-axis cluster count rate used to set the norm (default %(default)s)")
-    p.add_argument("--offset-arcmin", type=finite_float, default=d.offset_arcmin,
+    p.add_argument("--cluster-rate", type=finite_float,
+                   help=f"pn on-axis cluster count rate used to set the norm (default {d.cluster_rate:g})")
+    p.add_argument("--offset-arcmin", type=finite_float,
                    help="cluster centre distance from the pointing (arcmin)")
-    p.add_argument("--core-radius", type=finite_float, default=d.core_radius_arcmin, help="arcmin")
-    p.add_argument("--beta", type=finite_float, default=d.beta)
-    p.add_argument("--flare-fraction", type=finite_float, default=d.flare_fraction)
-    p.add_argument("--n-flares", type=int, default=d.n_flares)
-    p.add_argument("--flare-scale", type=finite_float, default=d.flare_scale, help="multiplies flare peak rates")
-    p.add_argument("--n-point-sources", type=int, default=d.n_point_sources)
-    p.add_argument("--thermal-model", default="auto", choices=["auto", "apec", "bremss"])
-    p.add_argument("--filter", default=d.filter, choices=["Thin", "Medium", "Thick"])
-    p.add_argument("--date-obs", default=d.date_obs)
-    p.add_argument("--sas-cleaned", action="store_true",
+    p.add_argument("--core-radius", type=finite_float, help=f"arcmin (default {d.core_radius_arcmin:g})")
+    p.add_argument("--beta", type=finite_float, help=f"default {d.beta:g}")
+    p.add_argument("--r-max", type=finite_float, help=f"cluster extent, arcmin (default {d.r_max_arcmin:g})")
+    p.add_argument("--flare-fraction", type=finite_float)
+    p.add_argument("--n-flares", type=int)
+    p.add_argument("--flare-scale", type=finite_float, help="multiplies flare peak rates")
+    p.add_argument("--n-point-sources", type=int)
+    p.add_argument("--thermal-model", choices=["auto", "apec", "bremss"])
+    p.add_argument("--filter", choices=["Thin", "Medium", "Thick"])
+    p.add_argument("--date-obs")
+    p.add_argument("--no-oot", action="store_true", default=False, help="no pn out-of-time events")
+    p.add_argument("--sas-cleaned", action="store_true", default=False,
                    help="write SAS-cleaned lists (<cam>_exp1_clean_evts.fits: screened, FLAG==0, flares cut "
                         "and kept as GTI00n06 tables) as SAS users have them")
     return p
 
 
 def config_from_args(args) -> SimConfig:
-    return SimConfig(obsid=args.obsid, seed=args.seed, exposure=args.exposure,
-                     cameras=parse_cameras(args.cameras), kt=args.kt, abund=args.abund,
-                     redshift=args.redshift, nh=args.nh, norm=args.norm,
-                     cluster_rate=args.cluster_rate, offset_arcmin=args.offset_arcmin,
-                     core_radius_arcmin=args.core_radius, beta=args.beta,
-                     flare_fraction=args.flare_fraction, n_flares=args.n_flares, flare_scale=args.flare_scale,
-                     n_point_sources=args.n_point_sources, thermal_model=args.thermal_model,
-                     sas_cleaned=args.sas_cleaned,
-                     filter=args.filter, date_obs=args.date_obs)
+    """SimConfig defaults, then the preset, then the options given."""
+    values = dict(PRESETS[args.preset])
+    values.update({field_name: getattr(args, opt) for opt, field_name in _OPTION_FIELDS.items() if hasattr(args, opt)})
+    return SimConfig(cameras=parse_cameras(args.cameras), sas_cleaned=args.sas_cleaned,
+                     pn_oot=not args.no_oot, **values)
+
+
+def preset_config(name: str, **overrides) -> SimConfig:
+    """A SimConfig from a named preset, with fields overridden (for scripts and tests)."""
+    return SimConfig(**{**PRESETS[name], **overrides})
 
 
 def main(argv=None) -> int:
