@@ -7,9 +7,19 @@
         [--engine auto|pyxspec|sherpa] [--cameras ...] [--output DIR] [--conf 90|68]
 
 Outputs fit.json, fit.csv, fit.xcm, fit.png (and fit_pyxspec.py). See xmmext/steps/fit.py.
+
+    python xspec_analysis.py --profile --obsid <OBSID> [--target-sn 40 --min-width 0.5 ...]
+
+The temperature profile instead: annuli for a target S/N, spectra and a thermal fit per
+annulus in results/<OBSID>/profile/. See xmmext/steps/profile.py.
 """
+import sys
+
 from common_functions import run_step
-from xmmext.steps.fit import main
+from xmmext.steps import fit, profile
 
 if __name__ == "__main__":
-    run_step(main)
+    if "--profile" in sys.argv[1:]:
+        sys.argv.remove("--profile")
+        run_step(profile.main)
+    run_step(fit.main)

@@ -188,3 +188,22 @@ def test_point_sources_against_the_xcs_list(a907):
     assert recovered >= 0.6 * len(red), (recovered, len(red))
     assert len(extra) <= 0.4 * len(red), (len(extra), len(red))
     assert all(np.hypot(o[0] - 25921.0, o[1] - 25921.0) * 0.05 / 60 < 12.0 for o in extra)
+
+
+def test_temperature_profile_of_a907(a907, tmp_path):
+    """Issue 15: A907's profile (tbabs*bremss, observed frame, both MOS): >= 4 annuli, a
+    cool centre below the outer annuli (A907 is a cool-core cluster: ~4 keV in the
+    middle, ~6 keV outside)."""
+    import shutil
+    wd, _ = a907
+    shutil.copytree(wd, tmp_path / "w", symlinks=True)
+    w = tmp_path / "w"
+    r = run_cli(["python", str(ROOT / "xspec_analysis.py"), "--profile", "--obsid", OBSID, "--nh", "0.054",
+                 "--redshift", "0.153", "--workdir", str(w)])
+    assert r.returncode == 0, r.stderr
+    annuli = json.loads((w / "results" / OBSID / "profile" / "profile.json").read_text())["annuli"]
+    assert len(annuli) >= 4
+    kt = [a["kT"]["value"] for a in annuli]
+    assert 3.5 < kt[0] < 5.2 and kt[0] < min(kt[2:])                      # cool centre
+    assert 5.0 < max(kt[2:]) < 8.0
+    assert all(a["kT"]["lower"] < a["kT"]["value"] < a["kT"]["upper"] for a in annuli)

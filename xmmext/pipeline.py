@@ -34,6 +34,8 @@ def build_parser():
     p.add_argument("--list", dest="obs_list", help="file of OBSIDs: run all, then combine (give <name> too)")
     p.add_argument("--workers", type=positive_int, default=None, help="--list: parallel processes (default cores-1)")
     p.add_argument("--scheduler", help="--list: dask scheduler address or 'local'")
+    p.add_argument("--profile", action="store_true",
+                   help="also the temperature profile (annuli, kT per annulus: results/<OBSID>/profile/)")
     add_runner_options(p)
     add_pipeline_options(p)
     return p
@@ -54,7 +56,8 @@ def main(argv=None) -> int:
         obsid, name = args.obsid, args.name
     paths = ObsPaths.of(obsid, args.workdir)
     validate_name(name)
-    settings = RunSettings(step_options_from(args, **fit_defaults), args.backend, args.force, args.workdir, name)
+    settings = RunSettings(step_options_from(args, **fit_defaults), args.backend, args.force, args.workdir, name,
+                           args.profile)
     run_observation(obsid, settings)
     if args.demo:
         _compare_with_truth(paths)
@@ -107,7 +110,7 @@ def _run_list(args) -> int:
         raise UsageError("--list needs a name: run_extended_source_analysis.sh --list obs_list.txt <name>")
     validate_name(name)
     obsids = read_obs_list(args.obs_list)
-    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name)
+    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, args.profile)
     results = run_many(obsids, args.workdir, settings, args.workers, args.scheduler)
     print(summary_table(results))
     ok = [r["obsid"] for r in results if r["status"] == "ok"]

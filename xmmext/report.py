@@ -31,6 +31,24 @@ def _versions() -> dict:
     return out
 
 
+def _profile_section(paths: ObsPaths) -> str:
+    """The temperature profile, when it was made (``--profile``)."""
+    prof = read_record(paths.results / "profile" / "profile.json")
+    if not prof.get("annuli"):
+        return ""
+    rows = []
+    for a in prof["annuli"]:
+        kt = a["kT"]
+        err = ("unbounded" if kt["lower"] is None or kt["upper"] is None
+               else f"{kt['lower']:.2f} .. {kt['upper']:.2f}")
+        rows.append(f"<tr><td>{a['r_in_arcmin']:.2f}-{a['r_out_arcmin']:.2f}</td><td>{kt['value']:.2f}</td>"
+                    f"<td>{err}</td><td>{a['sn']:.0f}</td><td>{html.escape(a['folder'])}</td></tr>")
+    return (f"<h2>Temperature profile: {html.escape(prof.get('model', '-'))}</h2>"
+            f"<p>annuli for S/N {prof.get('target_sn', 0):g} in 0.3-2 keV; errors at {prof.get('conf_level', '-')}%.</p>"
+            "<table><tr><th>radius (arcmin)</th><th>kT (keV)</th><th>interval</th><th>S/N</th><th>folder</th></tr>"
+            f"{''.join(rows)}</table>{_img(paths.results / 'profile' / 'profile.png', 'temperature profile')}")
+
+
 def build_report(paths: ObsPaths, name: str, commands: list[str]) -> Path:
     """Write results/<OBSID>/report.html from the products of every step."""
     filt, reg = read_record(paths.events / "filtering.json"), read_record(paths.regions / "regions.json")
@@ -81,6 +99,7 @@ errors at {fit.get('conf_level', '-')}%; {fit.get('energy_range_keV', ['-', '-']
 <table><tr><th>parameter</th><th>value</th><th>interval</th><th>unit</th></tr>{''.join(rows)}</table>
 <h3>Fluxes</h3><table><tr><th>band</th><th>value</th><th>interval</th><th>unit</th></tr>{''.join(flux_rows)}</table>
 {_img(paths.fit / 'fit.png', 'folded spectra, model and residuals')}
+{_profile_section(paths)}
 <h2>Reproduce</h2><pre>{cmds}</pre><h2>Versions</h2><ul>{vers}</ul></body></html>
 """
     dest = paths.results / "report.html"

@@ -3,9 +3,10 @@ generate_regions.sh, spectral_analysis.py and xspec_analysis.py call)."""
 import sys
 
 from ..cli import run_main
-from . import filtering, fit, regions, spectra
+from . import filtering, fit, profile, regions, spectra
 
-MAINS = {"filtering": filtering.main, "regions": regions.main, "spectra": spectra.main, "fit": fit.main}
+MAINS = {"filtering": filtering.main, "regions": regions.main, "spectra": spectra.main, "fit": fit.main,
+         "profile": profile.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in MAINS:

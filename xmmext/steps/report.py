@@ -12,7 +12,8 @@ from ..layout import ObsPaths, validate_name
 from .base import Plan, Step, StepResult, finish_plan, option
 
 PRODUCTS = ("events/filtering.json", "regions/regions.json", "spectra/spectra.json", "fit/fit.json",
-            "regions/regions.png", "regions/profile.png", "spectra/spectra.png", "fit/fit.png")
+            "regions/regions.png", "regions/profile.png", "spectra/spectra.png", "fit/fit.png",
+            "profile/profile.json", "profile/profile.png")
 
 
 @dataclass

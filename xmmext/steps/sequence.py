@@ -14,13 +14,16 @@ from ..layout import ObsPaths
 from .base import add_options, default_of, execute, flag_of, option_fields, options_from_namespace
 from .filtering import FilteringStep
 from .fit import FitStep
+from .profile import ProfileStep
 from .regions import RegionsStep
 from .report import ReportStep
 from .spectra import SpectraStep
 
-STEPS = (FilteringStep(), RegionsStep(), SpectraStep(), FitStep(), ReportStep())
+STEPS = (FilteringStep(), RegionsStep(), SpectraStep(), FitStep(), ProfileStep(), ReportStep())
+OPTIONAL = {"profile"}            # steps run only when asked (RunSettings.profile)
 SCRIPTS = {"filtering": "bash run_filtering.sh {obsid}", "regions": "bash generate_regions.sh {obsid}",
-           "spectra": "python spectral_analysis.py --obsid {obsid}", "fit": "python xspec_analysis.py"}
+           "spectra": "python spectral_analysis.py --obsid {obsid}", "fit": "python xspec_analysis.py",
+           "profile": "python xspec_analysis.py --profile --obsid {obsid}"}
 
 
 @dataclass
@@ -32,6 +35,11 @@ class RunSettings:
     force: bool = False
     workdir: str | None = None
     name: str = "source"
+    profile: bool = False                             # also the temperature profile
+
+    def runs(self, step) -> bool:
+        """Whether ``step`` is part of this run (optional steps only when asked)."""
+        return step.name not in OPTIONAL or (step.name == "profile" and self.profile)
 
 
 def default_options(**given) -> dict:
@@ -50,10 +58,12 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
 
 
 def step_options_from(ns: argparse.Namespace, **fit_overrides) -> dict:
-    """{step name: Options} from the pipeline's parsed command line."""
+    """{step name: Options} from the pipeline's parsed command line; ``fit_overrides``
+    (e.g. the demo's nH) go to the fit and to every step that has the same option."""
     out = {}
     for step in STEPS:
-        extra = fit_overrides if step.name == "fit" else {}
+        names = {f.name for f in option_fields(step.Options)}
+        extra = {k: v for k, v in fit_overrides.items() if step.name == "fit" or k in names}
         out[step.name] = options_from_namespace(step.Options, ns, pipeline_only=True, **extra)
     return out
 
@@ -85,7 +95,7 @@ def reproduce_commands(paths: ObsPaths, settings: RunSettings) -> list[str]:
     """Shell lines (quoted) that redo each step on its own with the same options."""
     lines = []
     for step in STEPS:
-        if step.name not in SCRIPTS:
+        if step.name not in SCRIPTS or not settings.runs(step):
             continue
         head = shlex.split(SCRIPTS[step.name].format(obsid=paths.obsid))
         opts = settings.options[step.name]
@@ -121,6 +131,8 @@ def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, 
     obsid = paths.obsid
     outcome: dict[str, str] = {}
     for step in STEPS:
+        if not settings.runs(step):
+            continue
         t0 = time.monotonic()
         try:
             plan = step.plan(paths if step.needs_obsid else None, _options_for(step, paths, settings),

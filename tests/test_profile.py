@@ -1,0 +1,99 @@
+"""Issue 15: temperature profiles (``xspec_analysis.py --profile``, pipeline ``--profile``),
+on a simulated cool-core cluster against its recorded truth, and the choice of annuli."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+from xmmext.profile import choose_annuli
+from xmmext.sim_truth import emission_weighted_kt
+from xmmext.simulate import cluster_shells, cool_core_kt, preset_config, simulate
+
+OBSID = "0999990401"
+
+
+def _profile(counts, bkg, step=0.05):
+    n = len(counts)
+    return {"edges_arcmin": np.arange(n + 1) * step, "counts": np.asarray(counts, float),
+            "background": np.asarray(bkg, float), "variance": np.asarray(bkg, float) * 0.1}
+
+
+def test_annuli_reach_the_target_and_the_remainder_joins_the_last():
+    counts = np.r_[np.full(40, 400.0), np.full(160, 60.0)]       # bright core, fainter outskirts
+    prof = _profile(counts, np.full(200, 30.0))
+    ann = choose_annuli(prof, 40.0, 0.5, 12)
+    assert ann[0].r_in == 0 and ann[-1].r_out == pytest.approx(10.0)
+    assert all(a.r_out - a.r_in >= 0.5 - 1e-9 for a in ann)
+    assert all(a.sn >= 40 for a in ann[:-1])
+    assert all(b.r_in == a.r_out for a, b in zip(ann, ann[1:]))             # contiguous
+    widths = [a.r_out - a.r_in for a in ann]
+    assert widths[-1] > widths[0]                                          # wider where fainter
+    assert len(choose_annuli(prof, 40.0, 0.5, 3)) == 3                     # --max-annuli
+    assert choose_annuli(_profile(np.full(20, 5.0), np.full(20, 5.0)), 40.0, 0.5, 12) == []
+
+
+def test_cool_core_truth_is_the_emission_weighted_shell_temperature():
+    cfg = preset_config("cool-core")
+    shells = cluster_shells(cfg)
+    assert sum(s["norm_fraction"] for s in shells) == pytest.approx(1.0)
+    assert shells[0]["kT"] < 3.5 and shells[-1]["kT"] > 5.9                # rising outwards
+    truth = {"cluster": {"kT": cfg.kt, "core_radius_arcmin": cfg.core_radius_arcmin, "beta": cfg.beta,
+                         "kT_profile": {"shells": shells}}}
+    assert emission_weighted_kt(truth, 0.0, 0.25) == pytest.approx(shells[0]["kT"])
+    mixed = emission_weighted_kt(truth, 0.0, 0.5)
+    assert shells[0]["kT"] < mixed < shells[1]["kT"]
+    assert cool_core_kt(cfg, cfg.cool_radius_arcmin) == pytest.approx(0.5 * (cfg.kt + cfg.kt_centre))
+    iso = {"cluster": {"kT": 5.0, "kT_profile": None}}
+    assert emission_weighted_kt(iso, 1.0, 2.0) == 5.0
+
+
+@pytest.fixture(scope="module")
+def cool_core(tmp_path_factory):
+    """A 12 ks cool-core cluster (pn + MOS1) through the pipeline with --profile."""
+    wd = tmp_path_factory.mktemp("profile")
+    cfg = preset_config("cool-core", obsid=OBSID, seed=5, exposure=12000.0, cameras=["mos1", "pn"],
+                        n_point_sources=6, flare_fraction=0.1)
+    truth = simulate(cfg, wd)
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), OBSID, "cc", "--profile",
+                 "--cameras", "mos1,pn", "--model", "tbabs*(bremss+powerlaw)", "--nh", "0.03",
+                 "--max-annuli", "3", "--target-sn", "60", "--workdir", str(wd)])
+    assert r.returncode == 0, r.stderr
+    return wd, truth
+
+
+def test_cool_core_profile_recovers_the_input(cool_core):
+    wd, truth = cool_core
+    res = wd / "results" / OBSID
+    prof = json.loads((res / "profile" / "profile.json").read_text())
+    annuli = prof["annuli"]
+    assert len(annuli) == 3 and prof["step"]["complete"]
+    inside = 0
+    for a in annuli:
+        kt = a["kT"]
+        assert set(kt) == {"value", "lower", "upper"} and kt["lower"] < kt["value"] < kt["upper"]
+        true = emission_weighted_kt(truth, a["r_in_arcmin"], a["r_out_arcmin"])
+        inside += kt["lower"] <= true <= kt["upper"]
+        assert (res / "profile" / a["folder"] / "fit" / "fit.xcm").exists()
+    assert inside >= 2                                                     # 90% intervals
+    assert annuli[-1]["kT"]["value"] > annuli[0]["kT"]["value"] + 0.6      # the cool core is seen
+    for name in ("profile.png", "annuli.reg"):
+        assert (res / "profile" / name).stat().st_size > 0
+    page = (res / "report.html").read_text()
+    assert "Temperature profile" in page and "xspec_analysis.py --profile" in page
+
+
+def test_profile_step_alone_is_up_to_date_then_redone_on_new_options(cool_core):
+    wd, _ = cool_core
+    base = ["python", str(ROOT / "xspec_analysis.py"), "--profile", "--obsid", OBSID, "--workdir", str(wd),
+            "--cameras", "mos1,pn", "--nh", "0.03", "--max-annuli", "3", "--target-sn", "60"]
+    r = run_cli(base)
+    assert r.returncode == 0 and "skipped (up to date)" in r.stdout, r.stdout + r.stderr
+    r = run_cli(base[:-6] + ["--cameras", "pn", "--max-annuli", "2", "--target-sn", "60"])
+    assert r.returncode == 0 and "done" in r.stdout, r.stderr
+    prof = json.loads((wd / "results" / OBSID / "profile" / "profile.json").read_text())
+    assert len(prof["annuli"]) == 2
+    assert not (wd / "results" / OBSID / "profile" / "annulus_03").exists()     # no stale annuli left
+    assert prof["cameras"] == ["pn"]

@@ -1,0 +1,191 @@
+"""Temperature profile (``xspec_analysis.py --profile``; ``--profile`` in the full pipeline).
+
+Options: :class:`ProfileOptions`. Inputs: step 1's cleaned lists and filtering.json, step
+2's src.reg (centre), bkg.reg and regions.json (point sources). Outputs in
+results/<OBSID>/profile/: annulus_NN/ (spectra, responses, fit/ with fit.json and fit.xcm),
+annuli.reg, profile.png; record profile.json
+(``{"annuli": [{"r_in_arcmin", "r_out_arcmin", "kT": {"value", "lower", "upper"}, ...}]}``).
+Native extraction only (the SAS path has no per-annulus variant yet). The work:
+:mod:`xmmext.profile`.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..atomdb import find_apec_files
+from ..errors import DataError, UsageError
+from ..grouping import DEFAULT_GROUP
+from ..layout import CAMERAS, ObsPaths
+from . import values as V
+from .base import Plan, Step, StepResult, execute, finish_plan, option, require
+from .filtering import cleaned_event_inputs
+from .fit import CONF_LEVELS, FitOptions, FitStep
+
+MAX_ANNULI = 30
+
+
+@dataclass
+class ProfileOptions:
+    """Temperature-profile settings (nH, redshift, band, engine and cameras are shared with
+    the fit step in the full pipeline)."""
+    target_sn: float = option(40.0, "signal-to-noise of each annulus in 0.3-2 keV (net counts / error)",
+                              parse=V.positive_float)
+    min_width: float = option(0.5, "narrowest annulus (arcmin; the PSF mixes narrower ones)",
+                              parse=V.positive_float)
+    max_annuli: int = option(12, "most annuli", parse=V.positive_int)
+    r_max: float | None = option(None, "outer edge of the profile (arcmin); default: the inner edge of "
+                                 "step 2's background annulus", parse=V.positive_float)
+    profile_model: str = option("auto", "thermal model per annulus: auto (tbabs*apec with AtomDB, else "
+                                "tbabs*bremss) or an XSPEC expression")
+    free_abund: bool = option(False, "fit the abundance in each annulus (apec; default frozen at 0.3)",
+                              switch=True)
+    group: str = option(DEFAULT_GROUP, "grouping of the annuli's spectra (as step 3's --group)")
+    background: str = option("local", "background of each annulus: local or model (as the fit's --background)",
+                             choices=["local", "model"])
+    nh: float | None = option(None, "absorbing column (1e22 cm^-2), frozen", parse=V.non_negative_float)
+    redshift: float | None = option(None, "source redshift (frozen)", parse=V.non_negative_float)
+    emin: float = option(0.5, "lower end of the fitted band (keV)", parse=V.non_negative_float)
+    emax: float = option(7.0, "upper end of the fitted band (keV)", parse=V.positive_float)
+    engine: str = option("auto", "fitting engine: auto, pyxspec, sherpa", choices=["auto", "pyxspec", "sherpa"])
+    conf: int = option(90, "confidence level of the errors (%)", parse=int, choices=list(CONF_LEVELS))
+    cameras: tuple = option(CAMERAS, "cameras (subset of mos1,mos2,pn)", parse=V.cameras)
+
+    def validate(self) -> None:
+        for name, check in (("target_sn", V.positive_float), ("min_width", V.positive_float),
+                            ("max_annuli", V.positive_int)):
+            V.check(self, name, check)
+        if self.max_annuli > MAX_ANNULI:
+            raise UsageError(f"--max-annuli {self.max_annuli} is more than {MAX_ANNULI}")
+        if self.r_max is not None:
+            V.check(self, "r_max", V.positive_float)
+            if self.r_max > 30:
+                raise UsageError(f"--r-max {self.r_max:g} arcmin is beyond the field of view")
+        from ..grouping import parse_group
+        parse_group(self.group)
+        self.cameras = V.camera_tuple(self.cameras)
+        self.fit_options(Path(".")).validate()
+
+    def model(self) -> str:
+        if self.profile_model != "auto":
+            return self.profile_model
+        return "tbabs*apec" if find_apec_files() else "tbabs*bremss"
+
+    def fit_options(self, folder: Path) -> FitOptions:
+        """The fit of one annulus (its spectra in ``folder``)."""
+        model = self.model()
+        freeze = [] if self.free_abund or "apec" not in model else ["apec.Abundanc"]
+        return FitOptions(input=str(folder), output=str(folder / "fit"), model=model, nh=self.nh,
+                          redshift=self.redshift, emin=self.emin, emax=self.emax, engine=self.engine,
+                          conf=self.conf, cameras=self.cameras, freeze=freeze, flux_draws=0,
+                          background=self.background)
+
+
+class ProfileStep(Step):
+    name = "profile"
+    Options = ProfileOptions
+    has_backend = False
+
+    def plan(self, paths: ObsPaths, opts: ProfileOptions, backend: str = "auto") -> Plan:
+        opts.validate()
+        from ..fitting.inputs import model_for_fit
+        model_for_fit(opts.model())                  # AtomDB and components checked before anything runs
+        inputs = cleaned_event_inputs(paths, opts.cameras)
+        for name in ("src.reg", "bkg.reg", "regions.json"):
+            inputs.append(require(paths.regions / name, "no regions: run step 2 (generate_regions.sh) first"))
+        folder = paths.results / "profile"
+        return finish_plan(Plan(self, opts, "native", inputs, folder / "profile.json", [folder], paths))
+
+    def run(self, plan: Plan) -> StepResult:
+        from .. import profile as P
+        from ..fileio import write_text
+        from ..shapes import read_ds9
+        from ..spectra import extract_spectra
+        from .spectra import SpectraOptions
+        paths, opts = plan.context, plan.options
+        folder = plan.record.parent
+        bkg = read_ds9(paths.regions / "bkg.reg")
+        r_max = opts.r_max or (bkg.r_in if bkg.is_annulus else None)
+        if not r_max:
+            raise UsageError("the background region is not an annulus about the source: give --r-max",
+                             paths.regions / "bkg.reg")
+        r_max_arcmin = r_max if opts.r_max else r_max * P.ins.SKY_PIX_ARCSEC / 60.0
+        prof = P.counts_profile(paths, opts.cameras, r_max_arcmin)
+        annuli = P.choose_annuli(prof, opts.target_sn, opts.min_width, opts.max_annuli)
+        if len(annuli) < 2:
+            raise DataError(f"the source reaches S/N {opts.target_sn:g} in 0.3-2 keV in {len(annuli)} annulus "
+                            f"within {r_max_arcmin:.1f}' (lower --target-sn for a profile)", paths.regions / "src.reg")
+        _, exclude, _ = P.profile_regions(paths, *_pointing(paths, prof["cameras"][0]))
+        for old in folder.glob("annulus_[0-9][0-9]"):     # a previous run's annuli would mislead
+            shutil.rmtree(old)
+        written = [P.write_annuli_regions(folder / "annuli.reg", annuli, prof["centre"], exclude)]
+        rows = []
+        for k, ann in enumerate(annuli, start=1):
+            sub = folder / f"annulus_{k:02d}"
+            reg = write_text(sub / "src.reg", ann.region(prof["centre"], exclude).ds9_physical())
+            sopts = SpectraOptions(src_reg=str(reg), bkg_reg=str(paths.regions / "bkg.reg"), group=opts.group,
+                                   cameras=tuple(prof["cameras"]))
+            spec, files = extract_spectra(paths, sopts, sub, plot=False)
+            written += [reg] + files
+            rows.append(_fit_annulus(ann, sub, spec, opts, written))
+        written.append(P.plot_profile(folder / "profile.png", prof, rows,
+                                      f"{paths.obsid}: {opts.model()} per annulus, {opts.conf}% errors"))
+        summary = {"model": opts.model(), "background": opts.background, "band_keV": list(P.PROFILE_BAND_KEV),
+                   "target_sn": opts.target_sn,
+                   "centre": {"x": prof["centre"][0], "y": prof["centre"][1]}, "r_max_arcmin": r_max_arcmin,
+                   "cameras": prof["cameras"], "conf_level": opts.conf, "annuli": rows}
+        return StepResult(summary, written)
+
+    def describe(self, summary: dict) -> str:
+        parts = [f"{a['r_in_arcmin']:.1f}-{a['r_out_arcmin']:.1f}' kT {a['kT']['value']:.2f}"
+                 for a in summary.get("annuli", [])]
+        return f"{len(parts)} annuli: " + ", ".join(parts)
+
+    def console(self, summary: dict) -> str:
+        lines = [f"{len(summary['annuli'])} annuli (S/N {summary['target_sn']:g} in 0.3-2 keV), "
+                 f"{summary['model']}, {summary['conf_level']}% errors:"]
+        for a in summary["annuli"]:
+            kt = a["kT"]
+            lo = "?" if kt["lower"] is None else f"{kt['lower']:.2f}"
+            hi = "?" if kt["upper"] is None else f"{kt['upper']:.2f}"
+            lines.append(f"  {a['r_in_arcmin']:5.2f}-{a['r_out_arcmin']:5.2f}'  kT {kt['value']:.2f} ({lo}-{hi})  "
+                         f"S/N {a['sn']:.0f}")
+        return "\n".join(lines)
+
+
+def _pointing(paths: ObsPaths, cam: str) -> tuple[float, float]:
+    from ..events import read_header
+    h = read_header(paths.clean_events(cam))
+    return float(h["RA_PNT"]), float(h["DEC_PNT"])
+
+
+def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: list) -> dict:
+    """Fit one annulus's spectra (the fit step's code, its record in folder/fit/fit.json)."""
+    row = {"r_in_arcmin": ann.r_in, "r_out_arcmin": ann.r_out, "sn": ann.sn,
+           "net_counts_0.3-2keV": ann.counts - ann.background, "folder": folder.name}
+    ok = [c for c, s in spec["cameras"].items() if s.get("status") == "ok"]
+    if not ok:
+        raise DataError(f"annulus {ann.r_in:.2f}-{ann.r_out:.2f}': no camera gives a spectrum", folder)
+    fopts = replace(opts.fit_options(folder), cameras=tuple(ok))
+    step = FitStep()
+    rec = execute(step.plan(None, fopts), force=True)
+    written.append(folder / "fit" / "fit.json")
+    written += [p for p in (folder / "fit").iterdir() if p.is_file()]
+    res = rec.summary
+    pars = res["parameters"]
+    thermal = next(k.split(".")[0] for k in pars if k.endswith(".kT"))
+    for key, par in (("kT", "kT"), ("norm", "norm"), ("abund", "Abundanc")):
+        p = pars.get(f"{thermal}.{par}")
+        if p is not None and not (key == "abund" and p["frozen"]):
+            row[key] = {k: p[k] for k in ("value", "lower", "upper")}
+    row["statistic"] = res["statistic"]
+    row["cameras"] = ok
+    row["net_counts"] = {c: spec["cameras"][c]["net_counts"] for c in ok}
+    return row
+
+
+def main(argv=None) -> int:
+    from .cli import step_main
+    return step_main(ProfileStep(), argv, "xspec_analysis.py --profile",
+                     "Temperature profile: annuli for a target S/N, spectra and a thermal fit per annulus.")
