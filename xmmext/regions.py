@@ -34,6 +34,7 @@ from .fileio import read_json, save_figure, write_fits, write_text
 from .images import BANDS_KEV, CENTRE_BAND, DETECT_BAND, DETECT_BANDS, PIX_ARCSEC, ImageGrid, band_mask, counts_image, coverage_map, \
     exposure_map, image_hdu
 from .layout import ObsPaths
+from .surface_brightness import fit_beta
 from .shapes import ExtractionRegion, area_fraction_map
 
 log = logging.getLogger("xmmext.regions")
@@ -329,6 +330,7 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
         radius, radius_from = cap, "capped by the FOV"
         bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
     self_sub = self_subtraction(edges, n - p, e, b_rate, radius, bkg_in, bkg_out)
+    surface_brightness = fit_beta(edges, n, e, p)
     if self_sub > 0.05:
         warnings.append(f"the background annulus holds about {100 * self_sub:.0f}% of the source's own counts "
                         "(subtracted with the background): choose a larger --radius or --bkg-inner")
@@ -358,6 +360,7 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
         "radius_arcmin": float(radius), "radius_from": radius_from, "radius_sn3_arcmin": float(r_sn),
         "bkg_inner_arcmin": float(bkg_in), "bkg_outer_arcmin": float(bkg_out), "bkg_fallback_outer_ccds": fallback,
         "self_subtraction_estimate": self_sub,
+        "surface_brightness": surface_brightness,
         "excluded": [{"ra": s.ra, "dec": s.dec, "x": s.x, "y": s.y, "radius_arcsec": s.radius_arcsec,
                       "counts": s.counts, "significance": s.significance} for s in sources],
         "area_arcmin2": {c: a["src"] for c, a in areas.items()},

@@ -37,13 +37,14 @@ from . import responses as R
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
-from .grouping import group_min_counts, group_min_sn, group_optimal, parse_group
+from .grouping import group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
 from .ogip import check_response, pha_hdulist, pi_spectrum
 from .particle_background import corner_spectrum, particle_in_region
 from .fileio import read_json, save_figure, write_fits
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
 from .shapes import ExtractionRegion, area_fraction_map, read_ds9
+from .surface_brightness import is_usable, psf_spill_factor
 
 log = logging.getLogger("xmmext.spectra")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
@@ -57,13 +58,13 @@ def backscal(region: ExtractionRegion, geo: Geometry, step: float = BACKSCAL_STE
     r = region.r_out
     xs = np.arange(region.x - r + step / 2, region.x + r, step)
     ys = np.arange(region.y - r + step / 2, region.y + r, step)
+    rows = max(1, 250_000 // max(len(xs), 1))       # blocks of rows: few calls, bounded memory
     total = 0
-    for y0 in ys:          # row by row keeps memory small for big regions
-        X = xs
-        Y = np.full_like(xs, y0)
+    for k in range(0, len(ys), rows):
+        X, Y = np.meshgrid(xs, ys[k:k + rows])
         inside = region.contains(X, Y)
         if inside.any():
-            total += int(np.count_nonzero(inside & geo.exposed(X, Y)))
+            total += int(np.count_nonzero(geo.exposed(X[inside], Y[inside])))
     return float(total * step * step)
 
 
@@ -110,9 +111,10 @@ def extended_arf(cam: ins.Camera, region: ExtractionRegion, grid: ImageGrid, bri
     emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
     sel = w > 0
     ww, th, cov = w[sel], theta[sel], coverage[sel]
-    vig = np.empty(len(emid))
-    for i, e in enumerate(emid):
-        vig[i] = np.sum(ww * cov * ins.vignetting(cam.name, th, e)) / np.sum(ww)
+    # the vignetting changes smoothly with energy: 120 energies, interpolated (not all 1495)
+    e_eval = np.unique(np.concatenate([np.linspace(emid.min(), min(10.0, emid.max()), 120), [emid.max()]]))
+    vig_eval = np.array([np.sum(ww * cov * ins.vignetting(cam.name, th, e)) for e in e_eval]) / np.sum(ww)
+    vig = np.interp(emid, e_eval, vig_eval)
     exposed_fraction = float(np.sum(ww * cov) / np.sum(ww))
     return cam.on_axis_area(emid, filt) * vig, exposed_fraction
 
@@ -190,11 +192,13 @@ def _regions_for(paths: ObsPaths, opts, meta):
     return src, bkg, src_path, bkg_path
 
 
-def extract_spectra(paths: ObsPaths, opts) -> tuple[dict, list]:
-    """Step 3 (native) for every requested camera: write spectra and responses; return the
-    spectra.json content and the files written (the step and its record:
-    :mod:`xmmext.steps.spectra`). A camera that gives no spectrum is skipped with its reason."""
-    kind, value = parse_group(opts.group)
+def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool = True) -> tuple[dict, list]:
+    """Step 3 (native) for every requested camera: write spectra and responses (into
+    ``out``, default results/<OBSID>/spectra); return the spectra.json content and the files
+    written (the step and its record: :mod:`xmmext.steps.spectra`; the temperature profile
+    calls it once per annulus). A camera that gives no spectrum is skipped with its reason."""
+    out = Path(out) if out is not None else paths.spectra
+    spec = parse_group(opts.group)
     filt = read_json(paths.events / "filtering.json", "filtering.json of step 1")
     summary: dict = {"grouping": opts.group, "cameras": {}}
     written: list = []
@@ -204,7 +208,7 @@ def extract_spectra(paths: ObsPaths, opts) -> tuple[dict, list]:
             summary["cameras"][cam_name] = {"status": "skipped", "reason": "no cleaned events"}
             continue
         try:
-            rec = _camera_spectra(paths, cam_name, opts, kind, value, filt[cam_name])
+            rec = _camera_spectra(paths, cam_name, opts, spec, filt[cam_name], out)
         except DataError as exc:
             log.warning("%s: %s", cam_name, exc.message)
             summary["cameras"][cam_name] = {"status": "skipped", "reason": exc.message}
@@ -212,13 +216,13 @@ def extract_spectra(paths: ObsPaths, opts) -> tuple[dict, list]:
         summary["cameras"][cam_name] = rec
         written += [Path(f) for f in rec["files"].values()]
     usable = [c for c, s in summary["cameras"].items() if s.get("status") == "ok"]
-    if usable:
-        _plot(paths, usable)
-        written.append(paths.spectra / "spectra.png")
+    if usable and plot:
+        _plot(out, usable)
+        written.append(out / "spectra.png")
     return summary, written
 
 
-def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt: dict) -> dict:
+def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out: Path) -> dict:
     """One camera's spectra and responses; ``filt`` is its step-1 record in filtering.json."""
     cam = ins.camera(cam_name)
     ev = read_events(paths.clean_events(cam_name), columns=["X", "Y", "PI", "CCDNR"])
@@ -241,7 +245,6 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt
                         f"at least {MIN_SPECTRUM_COUNTS} are needed)", src_path)
     exposure = camera_livetime(ev.header)           # live time, as SAS's EXPOSURE
     gtis = {c: g for c, g in ev.gtis.items()}
-    out = paths.spectra
     names = {"src": f"{cam_name}_src.pha", "bkg": f"{cam_name}_bkg.pha", "grp": f"{cam_name}_src_grp.pha",
              "rmf": f"{cam_name}.rmf", "arf": f"{cam_name}.arf"}
     # responses: user-supplied, or native
@@ -256,17 +259,21 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt
         _exposure_weighted_area(bkg, grid, cov, exposure, geo), 1e-9)
     bright = brightness_map(x[in_src], y[in_src], pi[in_src], grid, geo, exposure,
                             b_rate, cov, centre=(src.x, src.y))
+    sel_eff = R.selection_efficiency(cam, filt["expression"])
+    sb, sb_centre = _surface_brightness(paths, src)
+    psf_factor = None
     if opts.arf and opts.arf.get(cam_name):
         arf_name = _copy_user_file(opts.arf[cam_name], out / names["arf"], "ARF")
         exposed_fraction = None
     else:
         specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, geo, meta["filter"])
-        sel_eff = R.selection_efficiency(cam, filt["expression"])
-        specresp = specresp * sel_eff
+        psf_factor = psf_spill_factor(sb, sb_centre, src, cam, grid) if is_usable(sb) else 1.0
+        specresp = specresp * sel_eff * psf_factor
         write_fits(out / names["arf"], R.arf_hdulist(cam, specresp, meta["filter"], {
             "EXTENDED": (True, "extended-source ARF, brightness-weighted"),
             "EXPFRAC": (exposed_fraction, "exposed fraction of the source brightness"),
-            "SELEFF": (sel_eff, "X-ray events kept by the event selection")}))
+            "SELEFF": (sel_eff, "X-ray events kept by the event selection"),
+            "PSFCORR": (psf_factor, "PSF: recorded/own emission of the region (beta)")}))
     files_src = {"RESPFILE": rmf_name, "ANCRFILE": arf_name, "BACKFILE": names["bkg"]}
     corner, area_corner = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), geo)
     particle, particle_from = particle_in_region(c_bkg, cam, corner, area_corner, bs_bkg)
@@ -275,11 +282,12 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt
     vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid, geo))
     first = int(0.3 * 1000 / ins.CHANNEL_EV)
     last = int(min(10.0, cam.max_pi / 1000.0) * 1000 / ins.CHANNEL_EV) - 1
-    if kind == "mincounts":
-        grouping, quality = group_min_counts(c_src, value, first, last)
-    elif kind == "minsn":
-        grouping, quality = group_min_sn(c_src, value, c_bkg, bs_src / bs_bkg, first, last)
-    elif kind == "optimal":
+    width = min_width_channels(cam, spec.oversample, cam.n_channels)
+    if spec.kind == "mincounts":
+        grouping, quality = group_min_counts(c_src, spec.value, first, last, width)
+    elif spec.kind == "minsn":
+        grouping, quality = group_min_sn(c_src, spec.value, c_bkg, bs_src / bs_bkg, first, last, width)
+    elif spec.kind == "optimal":
         grouping, quality = group_optimal(c_src, cam, first, last)
     else:
         grouping, quality = np.ones(cam.n_channels, np.int16), np.zeros(cam.n_channels, np.int16)
@@ -295,6 +303,9 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt
     write_fits(out / names["src"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src))
     write_fits(out / names["grp"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src,
                                                grouping, quality))
+    model_info, model_files = _background_model_files(paths, out, cam, meta, src, bkg, bs_src, bs_bkg, names,
+                                                      grid, cov, geo, sel_eff, corner, area_corner,
+                                                      exposure, gtis, rmf_name)
     scale = bs_src / bs_bkg
     net = float(c_src.sum() - np.sum(eff * c_bkg))
     return {
@@ -308,9 +319,30 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, kind: str, value, filt
         "particle_background": particle_from, "particle_counts_bkg_region": float(particle.sum()),
         "geometry": geo.to_json(),
         "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)), "exposed_fraction": exposed_fraction,
-        "files": {k: str(out / v) for k, v in names.items()},
+        "psf_spill_factor": psf_factor,
+        "files": {**{k: str(out / v) for k, v in names.items()}, **{p.name: str(p) for p in model_files}},
+        "background_model_notes": model_info["notes"],
         "src_region": str(src_path), "bkg_region": str(bkg_path),
     }
+
+
+def _surface_brightness(paths: ObsPaths, src: ExtractionRegion) -> tuple[dict | None, tuple]:
+    """Step 2's beta model and its centre (None when regions.json has none)."""
+    from .fileio import read_record
+    reg = read_record(paths.regions / "regions.json")
+    sb = reg.get("surface_brightness")
+    centre = (reg["center"]["x"], reg["center"]["y"]) if sb and reg.get("center") else (src.x, src.y)
+    return sb, centre
+
+
+def _background_model_files(paths, out, cam, meta, src, bkg, bs_src, bs_bkg, names, grid, cov, geo, sel_eff,
+                            corner, area_corner, exposure, gtis, rmf_name):
+    """The extra files of the modelled background (:mod:`xmmext.background_model`)."""
+    from .background_model import write_background_model_files
+    sb, centre = _surface_brightness(paths, src)
+    regions = {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}
+    return write_background_model_files(out, cam, meta, regions, grid, cov, geo, sel_eff, corner, area_corner,
+                                        exposure, gtis, rmf_name, sb, centre)
 
 
 def _exposure_weighted_area(region, grid, cov, exposure, geo: Geometry):
@@ -330,13 +362,13 @@ def _copy_user_file(src_path, dest, kind: str) -> str:
     return Path(dest).name
 
 
-def _plot(paths: ObsPaths, cams: list[str]) -> None:
+def _plot(out: Path, cams: list[str]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(cams), 1, figsize=(8, 2.6 * len(cams)), sharex=True, squeeze=False)
     for ax, cam_name in zip(axes[:, 0], cams):
-        with fits.open(paths.spectra / f"{cam_name}_src.pha") as hs, fits.open(paths.spectra / f"{cam_name}_bkg.pha") as hb:
+        with fits.open(out / f"{cam_name}_src.pha") as hs, fits.open(out / f"{cam_name}_bkg.pha") as hb:
             cs, cb = hs[1].data["COUNTS"], hb[1].data["COUNTS"]
             bb = hb[1].data["BACKSCAL"] if "BACKSCAL" in hb[1].columns.names else hb[1].header["BACKSCAL"]
             scale = hs[1].header["BACKSCAL"] / bb
@@ -357,5 +389,5 @@ def _plot(paths: ObsPaths, cams: list[str]) -> None:
     axes[-1, 0].set_xlim(0.2, 12)
     axes[-1, 0].set_xlabel("energy (keV)")
     fig.tight_layout()
-    save_figure(paths.spectra / "spectra.png", fig)
+    save_figure(out / "spectra.png", fig)
     plt.close(fig)

@@ -10,8 +10,9 @@ from ..modelexpr import ModelExpression
 
 
 # -------------------------------------------------------
-def _sherpa_component(comp):
-    """A sherpa ArithmeticModel evaluating one XSPEC component through the compiled library."""
+def _sherpa_component(comp, name: str | None = None):
+    """A sherpa ArithmeticModel evaluating one XSPEC component through the compiled library
+    (named ``name``, default the component's XSPEC-style name)."""
     from sherpa.models.model import ArithmeticModel
     from sherpa.models.parameter import Parameter
 
@@ -23,17 +24,17 @@ def _sherpa_component(comp):
             for p in md.params:
                 lo = p.hard_min if p.hard_min < p.hard_max else -1e30
                 hi = p.hard_max if p.hard_min < p.hard_max else 1e30
-                par = Parameter(comp.name, p.name, p.default, min=max(p.soft_min, lo) if p.soft_min < p.soft_max else lo,
+                par = Parameter(name or comp.name, p.name, p.default, min=max(p.soft_min, lo) if p.soft_min < p.soft_max else lo,
                                 max=min(p.soft_max, hi) if p.soft_min < p.soft_max else hi, hard_min=lo, hard_max=hi,
                                 units=p.unit, frozen=p.frozen)
                 setattr(self, p.name, par)
                 pars.append(par)
             if md.kind == "add":
                 # soft range 0..1e3 keeps error searches finite when a component is unconstrained
-                self.norm = Parameter(comp.name, "norm", 1.0, min=0.0, max=1e3, hard_min=0.0, hard_max=1e24)
+                self.norm = Parameter(name or comp.name, "norm", 1.0, min=0.0, max=1e3, hard_min=0.0, hard_max=1e24)
                 pars.append(self.norm)
             self.grids = EnergyGridCache(md.name)
-            ArithmeticModel.__init__(self, comp.name, pars)
+            ArithmeticModel.__init__(self, name or comp.name, pars)
 
         def calc(self, p, xlo, xhi=None, *args, **kwargs):
             if xhi is None:
@@ -117,9 +118,10 @@ def evaluate_on_bins(name: str, pars: np.ndarray, xlo: np.ndarray, xhi: np.ndarr
     return cum[j] - cum[i]
 
 
-def build_sherpa_model(expr: ModelExpression):
-    """The sherpa model object for the expression and {component name: sherpa component}."""
-    objs = {c.name: _sherpa_component(c) for c in expr.components}
+def build_sherpa_model(expr: ModelExpression, prefix: str = ""):
+    """The sherpa model object for the expression and {component name: sherpa component}
+    (sherpa names prefixed with ``prefix``, e.g. the modelled background's sky)."""
+    objs = {c.name: _sherpa_component(c, prefix + c.name if prefix else None) for c in expr.components}
 
     def build(node):
         if node.op == "comp":

@@ -1,0 +1,97 @@
+"""What the modelled background (``xspec_analysis.py --background model``) needs from step 3.
+
+For each camera, beside the usual spectra (native backend):
+  <cam>_src_sky.arf, <cam>_bkg_sky.arf   ARF of uniform sky emission in the source and
+                                         background regions (area x vignetting x coverage,
+                                         averaged over the region's area)
+  <cam>_bkg_cluster.arf                  ARF of the source's own emission in the background
+                                         region, weighted by step 2's beta model
+  <cam>_corner.pha                       the out-of-FOV corner spectrum (particles only)
+  <cam>_bkgmodel.json                    areas (geometric and exposed, arcmin^2), the
+                                         source's flux in the background region relative to
+                                         the source region (beta model), the soft-proton
+                                         weights, file names
+With these the fit models the counts of all three regions at once (see
+:mod:`xmmext.fitting.background_fit`) instead of subtracting a scaled background.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import instrument as ins
+from . import responses as R
+from .fileio import write_fits, write_json
+from .ogip import pha_hdulist
+from .shapes import ExtractionRegion, area_fraction_map
+from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factor
+
+ARCMIN2_PER_PX2 = (ins.SKY_PIX_ARCSEC / 60.0) ** 2
+
+
+def region_areas(region: ExtractionRegion, grid, cov: np.ndarray, exposed_px2: float) -> dict:
+    """Geometric area (exclusions removed) and exposed area, arcmin^2."""
+    frac = area_fraction_map(region, grid)
+    pix_arcmin2 = (grid.binsize * ins.SKY_PIX_ARCSEC / 60.0) ** 2
+    return {"area_arcmin2": float(frac.sum() * pix_arcmin2), "exposed_arcmin2": exposed_px2 * ARCMIN2_PER_PX2}
+
+
+def soft_proton_weight(region: ExtractionRegion, grid, cov: np.ndarray, geo) -> float:
+    """Mean soft-proton vignetting over the region's exposed area."""
+    X, Y = grid.centres()
+    w = area_fraction_map(region, grid) * cov
+    if w.sum() <= 0:
+        return 0.0
+    return float(np.sum(w * ins.soft_proton_vignetting(geo.off_axis_arcmin(X, Y))) / w.sum())
+
+
+def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict, grid, cov, geo,
+                                 sel_eff: float, corner: np.ndarray, corner_px2: float, exposure: float,
+                                 gtis: dict, rmf_name: str, sb: dict | None, centre) -> tuple[dict, list]:
+    """Write the files above for one camera; return (the sidecar's content, files written).
+
+    ``regions``: {"src": (region, exposed px^2, PHA name), "bkg": (...)}; ``sb`` the beta
+    model of regions.json (None: the source's emission in the background region is left
+    out, and the sidecar says so)."""
+    from .spectra import extended_arf
+    name = cam.name
+    written, info = [], {"camera": name, "exposure_s": exposure, "rmf": rmf_name, "regions": {},
+                         "surface_brightness": sb, "notes": []}
+    flat = np.ones((grid.n, grid.n))
+    for key, (region, exposed_px2, pha) in regions.items():
+        specresp, _ = extended_arf(cam, region, grid, flat, cov, geo, meta["filter"])
+        arf = out / f"{name}_{key}_sky.arf"
+        write_fits(arf, R.arf_hdulist(cam, specresp * sel_eff, meta["filter"], {
+            "EXTENDED": (True, "uniform sky emission over the region")}))
+        written.append(arf)
+        info["regions"][key] = {"pha": pha, "sky_arf": arf.name, "sp_weight": soft_proton_weight(region, grid, cov, geo),
+                                **region_areas(region, grid, cov, exposed_px2)}
+    src, bkg = regions["src"][0], regions["bkg"][0]
+    if is_usable(sb):
+        ratio = flux_in_region(sb, centre, bkg) / max(flux_in_region(sb, centre, src), 1e-300)
+        specresp, _ = extended_arf(cam, bkg, grid, brightness_image(sb, centre, grid), cov, geo, meta["filter"])
+        specresp = specresp * psf_spill_factor(sb, centre, bkg, cam, grid)
+        arf = out / f"{name}_bkg_cluster.arf"
+        write_fits(arf, R.arf_hdulist(cam, specresp * sel_eff, meta["filter"], {
+            "EXTENDED": (True, "source emission in the bkg region (beta model)")}))
+        written.append(arf)
+        info["regions"]["bkg"].update(cluster_arf=arf.name, cluster_ratio=float(ratio))
+    else:
+        info["notes"].append("no surface-brightness model (regions.json): the source's own emission in the "
+                             "background region is not modelled")
+    if corner_px2 > 0 and corner.sum() > 0:
+        ring = ExtractionRegion(geo.fov_centre[0], geo.fov_centre[1], geo.fov_radius, 3 * geo.fov_radius)
+        hdul = pha_hdulist(corner, cam, meta, exposure, corner_px2, ring, gtis,
+                           {"RESPFILE": rmf_name, "ANCRFILE": "none", "BACKFILE": "none"})
+        hdul["SPECTRUM"].header["COMMENT"] = "out-of-FOV (corner) events: particle background only"
+        pha = out / f"{name}_corner.pha"
+        write_fits(pha, hdul)
+        written.append(pha)
+        info["regions"]["corner"] = {"pha": pha.name, "exposed_arcmin2": corner_px2 * ARCMIN2_PER_PX2,
+                                     "area_arcmin2": corner_px2 * ARCMIN2_PER_PX2, "sp_weight": 0.0}
+    else:
+        info["notes"].append("no out-of-FOV corner events (a pre-filtered list): the particle level is set "
+                             "by the in-FOV spectra alone")
+    sidecar = out / f"{name}_bkgmodel.json"
+    write_json(sidecar, info)
+    written.append(sidecar)
+    return info, written
