@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ def sidecar_inputs(cam: str, path: Path) -> list[Path]:
     return files
 
 
+@lru_cache(maxsize=1)
 def _channel_models():
     """sherpa models evaluated in channel space (the full channel array, as the response-
     folded models return it, so they can be added to them in a full model)."""
@@ -101,10 +103,7 @@ def _channel_models():
 
 def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
     """The joint fit described above; returns the fit.json content."""
-    from sherpa.astro.instrument import RMFModelPHA, RSPModelPHA
-    from sherpa.astro.io import read_arf
     from sherpa.models.basic import PowLaw1D, Scale1D
-    ParticleContinuum, ChannelLines = _channel_models()
     ui = sherpa_session()
     ui.clean()
     xm.set_abundances(opts.abund_table)
@@ -153,35 +152,11 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
                 ui.group(data_id)
             ui.ignore_id(data_id, None, None)
             ui.notice_id(data_id, opts.emin, opts.emax)
-            rmf, expo = d.get_rmf(), float(d.exposure)
-            scale = reg["exposed_arcmin2"] * expo * PARTICLE_UNIT
-            cont = ParticleContinuum(f"particle_{cam}_{key}", shape, scale)
-            if level is None:
-                level = cont.level
-                level.val = _start_level(d, shape, scale, opts)
-            else:
-                cont.level = level                      # one particle level per camera
-            lines = ChannelLines(f"lines_{cam}_{key}", profiles, scale)
-            for par in lines.pars:               # off the bound at zero, where LM would not move it
-                par.val = 0.03 * level.val
-            total = cont + lines
+            total, level, lines = _region_model(d, key, reg, folder, cam, cluster, sky, sp, shape, profiles, level, opts)
             nuisance += list(lines.pars)
-            # sherpa's RSP/RMF models give counts per second: each folded model carries the
-            # exposure (and the region's area, share or soft-proton weight) as a fixed factor
-            if key != "corner":
-                a_sky = _fixed(Scale1D, f"area_{cam}_{key}", reg["area_arcmin2"] * expo * SKY_UNIT)
-                total = total + RSPModelPHA(read_arf(str(folder / reg["sky_arf"])), rmf, d, a_sky * sky)
-                a_sp = _fixed(Scale1D, f"sp_area_{cam}_{key}",
-                              reg["exposed_arcmin2"] * reg["sp_weight"] * expo * SP_UNIT)
-                total = total + RMFModelPHA(rmf, d, a_sp * sp)
-            if key == "src":
-                total = RSPModelPHA(d.get_arf(), rmf, d, _fixed(Scale1D, f"exposure_{cam}", expo) * cluster) + total
-            elif key == "bkg" and reg.get("cluster_arf"):
-                share = _fixed(Scale1D, f"cluster_share_{cam}", reg["cluster_ratio"] * expo)
-                total = RSPModelPHA(read_arf(str(folder / reg["cluster_arf"])), rmf, d, share * cluster) + total
             ui.set_full_model(data_id, total)
             (src_ids if key == "src" else other_ids).append(data_id)
-            grids.append(np.append(rmf.energ_lo, rmf.energ_hi[-1]))
+            grids.append(np.append(d.get_rmf().energ_lo, d.get_rmf().energ_hi[-1]))
         nuisance += [level, sp.gamma, sp.ampl]
         soft_protons.append(sp)
     register_energy_grids({**comps, **sky_comps}, grids)
@@ -225,6 +200,40 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         "spectra": [{"camera": cam, "file": str(path)} for cam, path in spectra],
         "fluxes": flux_table(expr, values, cov_names, cov, opts), "notes": notes,
     }
+
+
+def _region_model(d, key: str, reg: dict, folder: Path, cam: str, cluster, sky, sp, shape, profiles, level, opts):
+    """The full model of one region's spectrum (see the module docstring); returns it, the
+    camera's particle level (created with the first region) and the region's lines."""
+    from sherpa.astro.instrument import RMFModelPHA, RSPModelPHA
+    from sherpa.astro.io import read_arf
+    from sherpa.models.basic import Scale1D
+    ParticleContinuum, ChannelLines = _channel_models()
+    rmf, expo = d.get_rmf(), float(d.exposure)
+    scale = reg["exposed_arcmin2"] * expo * PARTICLE_UNIT
+    cont = ParticleContinuum(f"particle_{cam}_{key}", shape, scale)
+    if level is None:
+        level = cont.level
+        level.val = _start_level(d, shape, scale, opts)
+    else:
+        cont.level = level                      # one particle level per camera
+    lines = ChannelLines(f"lines_{cam}_{key}", profiles, scale)
+    for par in lines.pars:                      # off the bound at zero, where LM would not move it
+        par.val = 0.03 * level.val
+    total = cont + lines
+    # sherpa's RSP/RMF models give counts per second: each folded model carries the
+    # exposure (and the region's area, share or soft-proton weight) as a fixed factor
+    if key != "corner":
+        a_sky = _fixed(Scale1D, f"area_{cam}_{key}", reg["area_arcmin2"] * expo * SKY_UNIT)
+        total = total + RSPModelPHA(read_arf(str(folder / reg["sky_arf"])), rmf, d, a_sky * sky)
+        a_sp = _fixed(Scale1D, f"sp_area_{cam}_{key}", reg["exposed_arcmin2"] * reg["sp_weight"] * expo * SP_UNIT)
+        total = total + RMFModelPHA(rmf, d, a_sp * sp)
+    if key == "src":
+        total = RSPModelPHA(d.get_arf(), rmf, d, _fixed(Scale1D, f"exposure_{cam}", expo) * cluster) + total
+    elif key == "bkg" and reg.get("cluster_arf"):
+        share = _fixed(Scale1D, f"cluster_share_{cam}", reg["cluster_ratio"] * expo)
+        total = RSPModelPHA(read_arf(str(folder / reg["cluster_arf"])), rmf, d, share * cluster) + total
+    return total, level, lines
 
 
 def _fisher_covariance(ui, ids, pars) -> np.ndarray:
