@@ -23,7 +23,8 @@ from xmmext.shapes import read_ds9
 from xmmext.sim_truth import cluster_flux_fraction
 from xmmext.grouping import DEFAULT_GROUP, group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
 from xmmext.errors import UsageError
-from xmmext.spectra import constant_within_groups, extended_arf
+from xmmext.responses import extended_arf
+from xmmext.spectra import constant_within_groups
 from xmmext.steps import SpectraOptions, run_spectra
 
 OBS = "0999994001"

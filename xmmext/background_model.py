@@ -22,6 +22,7 @@ from . import instrument as ins
 from . import responses as R
 from .fileio import write_fits, write_json
 from .ogip import pha_hdulist
+from .responses import extended_arf
 from .shapes import ExtractionRegion, area_fraction_map
 from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factor
 
@@ -52,7 +53,6 @@ def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict
     ``regions``: {"src": (region, exposed px^2, PHA name), "bkg": (...)}; ``sb`` the beta
     model of regions.json (None: the source's emission in the background region is left
     out, and the sidecar says so)."""
-    from .spectra import extended_arf
     name = cam.name
     written, info = [], {"camera": name, "exposure_s": exposure, "rmf": rmf_name, "regions": {},
                          "surface_brightness": sb, "notes": []}

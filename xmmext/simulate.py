@@ -317,11 +317,14 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
         comps["sp_flares"] = soft_protons(
             rng, cam, cfg, flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
-        # out-of-time events keep their own label (8): they are not where their source is
+        # out-of-time photons of the sky get their own label (8): they are not where their
+        # source is; displaced soft protons stay soft protons (they are spread anyway)
         columns, counts, labels = [], {}, []
         n_oot = 0
         for name, ev in comps.items():
             cols, oot = detect(rng, cam, cfg, ev, active, fov_only=not ev.particle)
+            if name.startswith("sp_"):
+                oot = np.zeros_like(oot)
             n_oot += int(oot.sum())
             counts[name] = int(len(cols["TIME"]) - oot.sum())
             columns.append(cols)

@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from . import instrument as ins
 from . import responses as R
+from .responses import extended_arf
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
@@ -96,27 +97,6 @@ def brightness_map(x, y, pi, grid: ImageGrid, geo: Geometry, exposure_s, bkg_rat
         prof = np.where(s_n > 0, s_sum / np.maximum(s_n, 1), 0.0)
         rate = np.where(seen, rate, prof[ring])
     return rate
-
-
-def extended_arf(cam: ins.Camera, region: ExtractionRegion, grid: ImageGrid, brightness: np.ndarray,
-                 coverage: np.ndarray, geo: Geometry, filt: str = "Medium") -> tuple[np.ndarray, float]:
-    """SPECRESP of an extended source: area x vignetting averaged over its brightness in
-    the region, times the exposed fraction of that brightness. Returns (specresp, fraction)."""
-    frac = area_fraction_map(region, grid)
-    w = brightness * frac
-    if w.sum() <= 0:          # no measurable source emission: weight by area
-        w = frac.copy()
-    X, Y = grid.centres()
-    theta = geo.off_axis_arcmin(X, Y)
-    emid = 0.5 * (ins.RESP_ELO + ins.RESP_EHI)
-    sel = w > 0
-    ww, th, cov = w[sel], theta[sel], coverage[sel]
-    # the vignetting changes smoothly with energy: 120 energies, interpolated (not all 1495)
-    e_eval = np.unique(np.concatenate([np.linspace(emid.min(), min(10.0, emid.max()), 120), [emid.max()]]))
-    vig_eval = np.array([np.sum(ww * cov * ins.vignetting(cam.name, th, e)) for e in e_eval]) / np.sum(ww)
-    vig = np.interp(emid, e_eval, vig_eval)
-    exposed_fraction = float(np.sum(ww * cov) / np.sum(ww))
-    return cam.on_axis_area(emid, filt) * vig, exposed_fraction
 
 
 def vignetted_area_ratio(src: ExtractionRegion, bkg: ExtractionRegion, grid: ImageGrid, cov: np.ndarray,
