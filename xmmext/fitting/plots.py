@@ -29,10 +29,12 @@ def plot_fit(dest: Path, n_spectra: int, labels: list[str]) -> None:
 def _draw_fit(dest, n_spectra, labels, ui, plt) -> None:
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     model_min = np.inf
+    any_subtracted = False
     for i in range(1, n_spectra + 1):
         color = f"C{i - 1}"
         # W-stat models only the source: show background-subtracted data against it
         subtracted = bool(ui.get_data(i).background_ids) and not ui.get_data(i).subtracted
+        any_subtracted |= subtracted
         if subtracted:
             ui.subtract(i)
         dp, mp = ui.get_data_plot(i), ui.get_model_plot(i)
@@ -54,7 +56,8 @@ def _draw_fit(dest, n_spectra, labels, ui, plt) -> None:
         ax.set_ylim(bottom=0.2 * model_min)      # near-empty subtracted bins would squash the plot
     ax.set_ylabel("counts / s / keV")
     ax.legend(fontsize=8)
-    ax.set_title("Folded spectra (background subtracted) and best-fit model")
+    ax.set_title("Folded spectra (background subtracted) and best-fit model" if any_subtracted
+                 else "Folded spectra and best-fit model (with the modelled background, if any)")
     axr.axhline(0, color="k", lw=0.8)
     axr.set_ylabel("(data-model)/error")
     axr.set_xlabel("energy (keV)")
