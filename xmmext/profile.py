@@ -64,7 +64,8 @@ def profile_regions(paths: ObsPaths, ra_pnt: float, dec_pnt: float) -> tuple[tup
 
 def counts_profile(paths: ObsPaths, cameras, r_max_arcmin: float) -> dict:
     """Counts, expected background and its variance in 3" rings out to ``r_max_arcmin``,
-    0.3-2 keV, summed over the cameras (their step-1 cleaned lists). The background is
+    0.3-2 keV, summed over the cameras (their step-1 cleaned lists), with the centre and
+    point-source exclusions it used (``centre``, ``exclude``). The background is
     scaled by exposed area only: it sets where annuli end, the spectra's own background
     scaling (step 3) is what the fits use."""
     edges = np.arange(0.0, r_max_arcmin * 60.0 + RING_ARCSEC, RING_ARCSEC) / ins.SKY_PIX_ARCSEC
@@ -98,7 +99,7 @@ def counts_profile(paths: ObsPaths, cameras, r_max_arcmin: float) -> dict:
     if not used:
         raise DataError("no camera has cleaned events and a background region on its CCDs",
                         paths.regions / "bkg.reg")
-    total.update(edges_arcmin=edges * ins.SKY_PIX_ARCSEC / 60.0, cameras=used, centre=centre)
+    total.update(edges_arcmin=edges * ins.SKY_PIX_ARCSEC / 60.0, cameras=used, centre=centre, exclude=exclude)
     return total
 
 

@@ -116,7 +116,7 @@ class ProfileStep(Step):
         if len(annuli) < 2:
             raise DataError(f"the source reaches S/N {opts.target_sn:g} in 0.3-2 keV in {len(annuli)} annulus "
                             f"within {r_max_arcmin:.1f}' (lower --target-sn for a profile)", paths.regions / "src.reg")
-        _, exclude, _ = P.profile_regions(paths, *_pointing(paths, prof["cameras"][0]))
+        exclude = prof["exclude"]
         for old in folder.glob("annulus_[0-9][0-9]"):     # a previous run's annuli would mislead
             shutil.rmtree(old)
         written = [P.write_annuli_regions(folder / "annuli.reg", annuli, prof["centre"], exclude)]
@@ -152,12 +152,6 @@ class ProfileStep(Step):
             lines.append(f"  {a['r_in_arcmin']:5.2f}-{a['r_out_arcmin']:5.2f}'  kT {kt['value']:.2f} ({lo}-{hi})  "
                          f"S/N {a['sn']:.0f}")
         return "\n".join(lines)
-
-
-def _pointing(paths: ObsPaths, cam: str) -> tuple[float, float]:
-    from ..events import read_header
-    h = read_header(paths.clean_events(cam))
-    return float(h["RA_PNT"]), float(h["DEC_PNT"])
 
 
 def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: list) -> dict:
