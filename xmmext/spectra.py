@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from . import instrument as ins
 from . import responses as R
+from .background_model import write_background_model_files
 from .responses import extended_arf
 from .errors import DataError, UsageError
 from .events import read_events
@@ -283,9 +284,10 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     write_fits(out / names["src"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src))
     write_fits(out / names["grp"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src,
                                                grouping, quality))
-    model_info, model_files = _background_model_files(paths, out, cam, meta, src, bkg, bs_src, bs_bkg, names,
-                                                      grid, cov, geo, sel_eff, corner, area_corner,
-                                                      exposure, gtis, rmf_name)
+    # the files of the modelled background (step 4 --background model)
+    model_info, model_files = write_background_model_files(
+        out, cam, meta, {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}, grid, cov, geo,
+        sel_eff, corner, area_corner, exposure, gtis, rmf_name, sb, sb_centre)
     scale = bs_src / bs_bkg
     net = float(c_src.sum() - np.sum(eff * c_bkg))
     return {
@@ -313,16 +315,6 @@ def _surface_brightness(paths: ObsPaths, src: ExtractionRegion) -> tuple[dict | 
     sb = reg.get("surface_brightness")
     centre = (reg["center"]["x"], reg["center"]["y"]) if sb and reg.get("center") else (src.x, src.y)
     return sb, centre
-
-
-def _background_model_files(paths, out, cam, meta, src, bkg, bs_src, bs_bkg, names, grid, cov, geo, sel_eff,
-                            corner, area_corner, exposure, gtis, rmf_name):
-    """The extra files of the modelled background (:mod:`xmmext.background_model`)."""
-    from .background_model import write_background_model_files
-    sb, centre = _surface_brightness(paths, src)
-    regions = {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}
-    return write_background_model_files(out, cam, meta, regions, grid, cov, geo, sel_eff, corner, area_corner,
-                                        exposure, gtis, rmf_name, sb, centre)
 
 
 def _exposure_weighted_area(region, grid, cov, exposure, geo: Geometry):
