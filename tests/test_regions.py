@@ -46,18 +46,34 @@ def test_centre_within_10_arcsec(three_fields):
         assert _sep_arcsec(res["center"], truth["cluster"]) < 10.0, (truth["config"]["offset_arcmin"], res["center"])
 
 
+def _snr_over_cluster(truth, p, radius_arcsec: float = 20.0) -> float:
+    """A point source's counts over the noise of its own and the cluster's counts in a
+    circle about it (the cluster from the truth's beta model)."""
+    from xmmext.shapes import ExtractionRegion
+    from xmmext.sim_truth import cluster_flux_fraction
+    c = truth["cluster"]
+    dx = (p["ra"] - c["ra"]) * math.cos(math.radians(c["dec"])) * 3600 / ins.SKY_PIX_ARCSEC
+    dy = (p["dec"] - c["dec"]) * 3600 / ins.SKY_PIX_ARCSEC
+    circle = ExtractionRegion(c["x"] - dx, c["y"] + dy, 0.0, radius_arcsec / ins.SKY_PIX_ARCSEC)
+    cluster = sum(v["cluster"] for v in truth["counts"].values()) * cluster_flux_fraction(truth, circle, 200)
+    n = sum(p["counts"].values())
+    return n / math.sqrt(n + cluster)
+
+
 def test_detection_completeness_and_purity(three_fields):
+    """Sources with >= 50 counts that stand out of the cluster at 5 sigma are found (near
+    a bright core a 100-count source does not, there and in real data)."""
     bright = found = detections = spurious = 0
     for truth, _, res in three_fields:
         ps = truth["point_sources"]
         for p in ps:
-            if sum(p["counts"].values()) >= 50:
+            if sum(p["counts"].values()) >= 50 and _snr_over_cluster(truth, p) >= 5.0:
                 bright += 1
                 found += any(_sep_arcsec(p, e) < 10 for e in res["excluded"])
         for e in res["excluded"]:
             detections += 1
             spurious += not any(_sep_arcsec(p, e) < 10 for p in ps)
-    assert found / bright >= 0.80, (found, bright)
+    assert found / bright >= 0.85, (found, bright)
     assert spurious / detections <= 0.10, (spurious, detections)
 
 

@@ -52,6 +52,11 @@ OUT_OF_FOV_FLAG = 0x10000
 XMMEA_EM_MASK = 0x766BA000       # DESIGN.md; matches SAS DSVAL 'b000x00xx00x0x000x0x...'
 XMMEA_EP_MASK = 0x0CFA0000       # from SAS SLCTEXPR in the real pn spectrum header
 
+# pn out-of-time events: photons arriving during the CCD readout, recorded at a random
+# RAWY of their column, as a share of the in-time events per pn mode (SUBMODE; UHB table 3).
+PN_OOT_FRACTION = {"PrimeFullWindow": 0.063, "PrimeFullWindowExtended": 0.023, "PrimeLargeWindow": 0.0016,
+                   "PrimeSmallWindow": 0.011}
+
 # RAW pixel grid of one CCD (RAWX, RAWY), UHB sec. 3.3.
 RAW_SHAPE = {"mos1": (600, 600), "mos2": (600, 600), "pn": (64, 200)}
 # Vignetting centre of each telescope: offset in arcsec from the pointing (RA_PNT/DEC_PNT)
@@ -445,9 +450,3 @@ def draw_random_flags(rng: np.random.Generator, n: int) -> np.ndarray:
         flag[(u >= lo) & (u < lo + frac)] |= bit
         lo += frac
     return flag
-
-
-def border_fraction(cam: Camera) -> float:
-    """Share of a CCD's pixels in its outermost row/column (flagged as CCD border)."""
-    c = cam.ccds[0]
-    return 1.0 - (c.nx - 2) * (c.ny - 2) / (c.nx * c.ny)

@@ -16,7 +16,7 @@ from .geometry import optical_axis
 # come from the electronics board behind the CCDs and are nearly absent over a central hole.
 _QPB_LINES = {"pn": ((1.487, 0.02, "flat"), (8.040, 0.05, "pn_board"), (8.630, 0.015, "pn_board")),
               "mos": ((1.487, 0.05, "flat"), (1.740, 0.03, "outer"))}
-OOT_FRACTION_PN = 0.063          # pn full frame: events recorded during readout (Users Handbook)
+OOT_FRACTION_PN = ins.PN_OOT_FRACTION["PrimeFullWindow"]    # the simulator writes full-frame lists
 
 
 def _line_weight(kind: str, r_det_arcmin: np.ndarray) -> np.ndarray:
@@ -172,18 +172,21 @@ def particle_energies(rng, cam, n, r_det_arcmin):
 
 
 def out_of_time(rng, cam, detx, dety, ccdnr, fraction: float = OOT_FRACTION_PN):
-    """pn out-of-time events: a share of the photons arrives while the CCD is read out and
-    is recorded at a random RAWY along its column (as epchain's OOT list models them).
-    Returns the new DET positions and which events moved."""
-    moved = (rng.uniform(0, 1, len(detx)) < fraction) & (ccdnr > 0)
-    detx, dety = np.array(detx, float), np.array(dety, float)
-    for nr in np.unique(ccdnr[moved]):
+    """pn out-of-time events: photons arriving while the CCD is read out, recorded at a
+    random RAWY along their column (as epchain's OOT list models them). They come on top
+    of the in-time events, which are what the calibrated area and EXPOSURE predict (the
+    OOT list is scaled to the in-time events, not taken out of them).
+    Returns which photons also gave an OOT event and that event's DET position."""
+    extra = (rng.uniform(0, 1, len(detx)) < fraction) & (ccdnr > 0)
+    idx = np.flatnonzero(extra)
+    ox, oy = np.array(detx, float)[idx], np.array(dety, float)[idx]
+    for nr in np.unique(ccdnr[idx]):
         c = cam.ccd(int(nr))
-        sel = moved & (ccdnr == nr)
-        u, _ = c.to_local(detx[sel], dety[sel])
+        sel = ccdnr[idx] == nr
+        u, _ = c.to_local(ox[sel], oy[sel])
         v = rng.uniform(0, 2 * c.half_h, int(sel.sum()))
-        detx[sel], dety[sel] = c.to_det(u, v)
-    return detx, dety, moved
+        ox[sel], oy[sel] = c.to_det(u, v)
+    return idx, ox, oy
 
 
 def detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
@@ -193,13 +196,20 @@ def detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
     ccdnr, rawx, rawy = cam.locate(detx, dety, active)
     moved = np.zeros(len(detx), bool)
     if cam.name == "pn" and not ev.particle and cfg.pn_oot:
-        detx, dety, moved = out_of_time(rng, cam, detx, dety, ccdnr)
-        if moved.any():
-            sx, sy = ins.det_to_sky(cam, detx, dety, cfg.pa_pnt)
-            ev.x, ev.y = np.where(moved, sx, ev.x), np.where(moved, sy, ev.y)
+        # only photons that reach the CCDs (the baffle stops the rest) have OOT twins
+        seen = np.where(cam.in_fov(detx, dety) if fov_only else True, ccdnr, 0)
+        idx, ox, oy = out_of_time(rng, cam, detx, dety, seen)
+        if len(idx):
+            sx, sy = ins.det_to_sky(cam, ox, oy, cfg.pa_pnt)
+            red = None if ev.redistribute is None else np.concatenate([ev.redistribute, ev.redistribute[idx]])
+            ev = Events(np.concatenate([ev.time, ev.time[idx]]), np.concatenate([ev.energy, ev.energy[idx]]),
+                        np.concatenate([ev.x, sx]), np.concatenate([ev.y, sy]), ev.particle, red)
+            detx, dety = np.concatenate([detx, ox]), np.concatenate([dety, oy])
+            moved = np.concatenate([moved, np.ones(len(idx), bool)])
             ccdnr, rawx, rawy = cam.locate(detx, dety, active)
     inside = cam.in_fov(detx, dety)
-    keep = (ccdnr > 0) & (inside if fov_only else True)
+    # out-of-time twins are read out wherever their column takes them, corners included
+    keep = (ccdnr > 0) & ((inside | moved) if fov_only else True)
     if ev.redistribute is None:
         redis = np.ones(len(ev.x), bool)
     else:
