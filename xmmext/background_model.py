@@ -7,6 +7,8 @@ For each camera, beside the usual spectra (native backend):
   <cam>_bkg_cluster.arf                  ARF of the source's own emission in the background
                                          region, weighted by step 2's beta model
   <cam>_corner.pha                       the out-of-FOV corner spectrum (particles only)
+  pn_oot.fits                            pn only: the out-of-time events expected in each
+                                         region, per channel (fixed in the fit)
   <cam>_bkgmodel.json                    areas (geometric and exposed, arcmin^2), the
                                          source's flux in the background region relative to
                                          the source region (beta model), the soft-proton
@@ -45,14 +47,70 @@ def soft_proton_weight(region: ExtractionRegion, grid, cov: np.ndarray, geo) -> 
     return float(np.sum(w * ins.soft_proton_vignetting(geo.off_axis_arcmin(X, Y))) / w.sum())
 
 
+def column_shares(geo, inside) -> dict[int, np.ndarray]:
+    """{ccd: share of each RAWX column's pixels that are usable and satisfy ``inside(x, y)``}."""
+    shares = {}
+    for n, c in geo.ccds.items():
+        rx, ry = np.meshgrid(np.arange(1, c.nx + 1), np.arange(1, c.ny + 1))
+        x = c.matrix[0, 0] * rx + c.matrix[0, 1] * ry + c.matrix[0, 2]
+        y = c.matrix[1, 0] * rx + c.matrix[1, 1] * ry + c.matrix[1, 2]
+        shares[n] = np.count_nonzero(inside(x, y) & c.good, axis=0) / c.ny
+    return shares
+
+
+def out_of_time_spectra(cam: ins.Camera, geo, events: dict, fraction: float, regions: dict) -> dict:
+    """pn out-of-time events expected in each region, per channel: every recorded event has
+    a twin with probability ``fraction`` at a uniformly random RAWY of its column (what
+    epchain's simulated OOT list holds, scaled by the mode's OOT fraction), which lands in a
+    region with the share of the column's usable pixels inside it. ``events``: RAWX, CCDNR,
+    PI of the cleaned list; ``regions``: {name: inside(x, y)}. The OOT events' slightly
+    wrong CTI correction is not modelled."""
+    rawx, ccdnr = np.asarray(events["RAWX"], int), np.asarray(events["CCDNR"], int)
+    chan = np.clip(np.asarray(events["PI"], int) // int(ins.CHANNEL_EV), 0, cam.n_channels - 1)
+    out = {}
+    for name, inside in regions.items():
+        weight = np.zeros(len(rawx))
+        for n, share in column_shares(geo, inside).items():
+            on = (ccdnr == n) & (rawx >= 1) & (rawx <= len(share))
+            weight[on] = share[rawx[on] - 1]
+        out[name] = fraction * np.bincount(chan, weights=weight, minlength=cam.n_channels)
+    return out
+
+
+def _write_oot(out, cam: ins.Camera, geo, events: dict, fraction: float, regions: dict, info: dict) -> list:
+    """pn_oot.fits (one column of expected OOT counts per region) and its sidecar entry."""
+    from astropy.io import fits
+    spectra = out_of_time_spectra(cam, geo, events, fraction, regions)
+    cols = [fits.Column("CHANNEL", "J", array=np.arange(cam.n_channels))]
+    cols += [fits.Column(name.upper(), "D", unit="count", array=v) for name, v in spectra.items()]
+    hdu = fits.BinTableHDU.from_columns(cols, name="OOT")
+    hdu.header["OOTFRAC"] = (fraction, "out-of-time events per in-time event")
+    hdu.header["COMMENT"] = "expected out-of-time counts per channel in each region (fixed in the fit)"
+    path = out / f"{cam.name}_oot.fits"
+    write_fits(path, fits.HDUList([fits.PrimaryHDU(), hdu]))
+    for name in spectra:
+        info["regions"][name]["oot_file"] = path.name
+    info["oot_fraction"] = fraction
+    return [path]
+
+
+def read_oot(path, region: str) -> np.ndarray:
+    """A region's expected out-of-time counts per channel from ``<cam>_oot.fits``."""
+    from astropy.io import fits
+    with fits.open(path) as h:
+        return np.asarray(h["OOT"].data[region.upper()], float)
+
+
 def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict, grid, cov, geo,
                                  sel_eff: float, corner: np.ndarray, corner_px2: float, exposure: float,
-                                 gtis: dict, rmf_name: str, sb: dict | None, centre) -> tuple[dict, list]:
+                                 gtis: dict, rmf_name: str, sb: dict | None, centre,
+                                 oot: tuple[dict, float] | None = None) -> tuple[dict, list]:
     """Write the files above for one camera; return (the sidecar's content, files written).
 
     ``regions``: {"src": (region, exposed px^2, PHA name), "bkg": (...)}; ``sb`` the beta
     model of regions.json (None: the source's emission in the background region is left
-    out, and the sidecar says so)."""
+    out, and the sidecar says so); ``oot``: (cleaned list's RAWX/CCDNR/PI, OOT fraction)
+    for pn, None otherwise."""
     name = cam.name
     written, info = [], {"camera": name, "exposure_s": exposure, "rmf": rmf_name, "regions": {},
                          "surface_brightness": sb, "notes": []}
@@ -91,6 +149,11 @@ def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict
     else:
         info["notes"].append("no out-of-FOV corner events (a pre-filtered list): the particle level is set "
                              "by the in-FOV spectra alone")
+    if oot is not None and oot[1] > 0:
+        inside = {key: region.contains for key, (region, _, _) in regions.items()}
+        if "corner" in info["regions"]:
+            inside["corner"] = lambda x, y: ~geo.in_fov(x, y)
+        written += _write_oot(out, cam, geo, oot[0], oot[1], inside, info)
     sidecar = out / f"{name}_bkgmodel.json"
     write_json(sidecar, info)
     written.append(sidecar)

@@ -203,10 +203,19 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
     return summary, written
 
 
+def _out_of_time(ev, cam_name: str) -> tuple[dict, float] | None:
+    """pn: the cleaned list's columns and its mode's out-of-time fraction (an unknown mode
+    is taken as full frame, the commonest and the largest fraction)."""
+    if cam_name != "pn":
+        return None
+    mode = str(ev.key("SUBMODE", "PrimeFullWindow")).strip()
+    return ev.columns, ins.PN_OOT_FRACTION.get(mode, ins.PN_OOT_FRACTION["PrimeFullWindow"])
+
+
 def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out: Path) -> dict:
     """One camera's spectra and responses; ``filt`` is its step-1 record in filtering.json."""
     cam = ins.camera(cam_name)
-    ev = read_events(paths.clean_events(cam_name), columns=["X", "Y", "PI", "CCDNR"])
+    ev = read_events(paths.clean_events(cam_name), columns=["X", "Y", "PI", "CCDNR", "RAWX"])
     meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")),
             "pa_pnt": float(ev.key("PA_PNT")), "filter": str(ev.key("FILTER", "Medium")).strip() or "Medium",
             "obsid": str(ev.key("OBS_ID", paths.obsid)), "date_obs": str(ev.key("DATE-OBS", ""))}
@@ -287,7 +296,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     # the files of the modelled background (step 4 --background model)
     model_info, model_files = write_background_model_files(
         out, cam, meta, {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}, grid, cov, geo,
-        sel_eff, corner, area_corner, exposure, gtis, rmf_name, sb, sb_centre)
+        sel_eff, corner, area_corner, exposure, gtis, rmf_name, sb, sb_centre, _out_of_time(ev, cam_name))
     scale = bs_src / bs_bkg
     net = float(c_src.sum() - np.sum(eff * c_bkg))
     return {

@@ -11,6 +11,7 @@ no subtraction). Each region's counts are modelled as
   particles   in channel space: the measured particle continuum template x level x exposed area
               (level per camera, the same in all three regions) + instrumental lines (Al K, Si K;
               free per region, since their strength varies across the detector)
+  pn OOT      in channel space, fixed: the out-of-time events step 3 expects in the region
 
 The files and numbers come from step 3's ``<cam>_bkgmodel.json``
 (:mod:`xmmext.background_model`). Built for the sherpa engine only.
@@ -26,6 +27,7 @@ import numpy as np
 
 from .. import instrument as ins
 from .. import xspec_models as xm
+from ..background_model import read_oot
 from ..errors import UsageError
 from ..grouping import DEFAULT_GROUP, group_min_counts, min_width_channels, parse_group
 from .fluxes import flux_table
@@ -65,8 +67,8 @@ def sidecar_inputs(cam: str, path: Path) -> list[Path]:
     folder = side.parent
     files = [side]
     for reg in info["regions"].values():
-        files += [folder / reg[k] for k in ("pha", "sky_arf", "cluster_arf") if reg.get(k)]
-    return files
+        files += [folder / reg[k] for k in ("pha", "sky_arf", "cluster_arf", "oot_file") if reg.get(k)]
+    return list(dict.fromkeys(files))
 
 
 @lru_cache(maxsize=1)
@@ -98,7 +100,16 @@ def _channel_models():
 
         def calc(self, p, *args, **kw):
             return self.scale * sum(a * prof for a, prof in zip(p, self.profiles))
-    return ParticleContinuum, ChannelLines
+    class FixedCounts(ArithmeticModel):
+        """Known counts per channel (pn out-of-time events), not fitted."""
+        def __init__(self, name, counts):
+            self.counts = counts
+            self.scale = Parameter(name, "scale", 1.0, 0.0, 10.0, frozen=True)
+            ArithmeticModel.__init__(self, name, (self.scale,))
+
+        def calc(self, p, *args, **kw):
+            return p[0] * self.counts
+    return ParticleContinuum, ChannelLines, FixedCounts
 
 
 def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
@@ -208,7 +219,7 @@ def _region_model(d, key: str, reg: dict, folder: Path, cam: str, cluster, sky, 
     from sherpa.astro.instrument import RMFModelPHA, RSPModelPHA
     from sherpa.astro.io import read_arf
     from sherpa.models.basic import Scale1D
-    ParticleContinuum, ChannelLines = _channel_models()
+    ParticleContinuum, ChannelLines, FixedCounts = _channel_models()
     rmf, expo = d.get_rmf(), float(d.exposure)
     scale = reg["exposed_arcmin2"] * expo * PARTICLE_UNIT
     cont = ParticleContinuum(f"particle_{cam}_{key}", shape, scale)
@@ -221,6 +232,8 @@ def _region_model(d, key: str, reg: dict, folder: Path, cam: str, cluster, sky, 
     for par in lines.pars:                      # off the bound at zero, where LM would not move it
         par.val = 0.03 * level.val
     total = cont + lines
+    if reg.get("oot_file"):                     # pn out-of-time events: known, not fitted
+        total = total + FixedCounts(f"out_of_time_{cam}_{key}", read_oot(folder / reg["oot_file"], key))
     # sherpa's RSP/RMF models give counts per second: each folded model carries the
     # exposure (and the region's area, share or soft-proton weight) as a fixed factor
     if key != "corner":
