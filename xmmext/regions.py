@@ -263,6 +263,14 @@ def fov_room_arcmin(x: float, y: float, cams: list[CameraData]) -> float:
                * ins.SKY_PIX_ARCSEC / 60.0 for c in cams)
 
 
+def profile_psf(cams: list[CameraData]):
+    """Encircled energy (radius in arcsec) of the summed image: the cameras' PSFs weighted
+    by their share of the soft-band events."""
+    n = {c.name: float(np.count_nonzero(band_mask(c.pi, CENTRE_BAND))) for c in cams}
+    total = sum(n.values()) or 1.0
+    return lambda r: sum(n[c.name] / total * ins.camera(c.name).encircled_energy(r) for c in cams)
+
+
 def particle_map(cams: list[CameraData], band: str = CENTRE_BAND) -> np.ndarray:
     """Expected particle counts per image pixel in a band, all cameras."""
     return sum(c.particle_rate[band] * c.exposure_s * c.coverage for c in cams)
@@ -330,7 +338,7 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
         radius, radius_from = cap, "capped by the FOV"
         bkg_in, bkg_out = radius * opts.bkg_inner, radius * opts.bkg_outer
     self_sub = self_subtraction(edges, n - p, e, b_rate, radius, bkg_in, bkg_out)
-    surface_brightness = fit_beta(edges, n, e, p)
+    surface_brightness = fit_beta(edges, n, e, p, npix, psf=profile_psf(cams))
     if self_sub > 0.05:
         warnings.append(f"the background annulus holds about {100 * self_sub:.0f}% of the source's own counts "
                         "(subtracted with the background): choose a larger --radius or --bkg-inner")
