@@ -96,7 +96,7 @@ print(json.dumps({{'select_s': sel_best, 'clean_s': full_best, 'kept': stats['ev
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     mask_expr = "(row['FLAG'] & 0xcfa0000) == 0 and row['PATTERN'] <= 4 and row['FLAG'] == 0"
-    kept = [row for row in tab if eval(mask_expr, {}, {"row": row})]
+    _ = [row for row in tab if eval(mask_expr, {}, {"row": row})]
     t_naive = (time.perf_counter() - t0) * N / n_naive + t_load
     print(f"events: {N:.0e}; kept by cleaning: {clean['kept']}")
     print(f"read needed columns: {read['read_s']:.2f} s (peak {read['peak_mb']:.0f} MB)")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import numpy as np
@@ -11,11 +10,10 @@ from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
 from xmmext import xspec_models as xm
-from xmmext.errors import DependencyError, UsageError
+from xmmext.errors import UsageError
 from xmmext.fitting.pyxspec_engine import pyxspec_script
 from xmmext.fitting.sherpa_engine import fit_sherpa
-from xmmext.fitting.writers import xcm_text
-from xmmext.steps import FitOptions, run_fit
+from xmmext.steps import FitOptions
 from xmmext.modelexpr import parse_model
 from xmmext.ogip import read_arf, read_pha, read_rmf
 from xmmext.grouping import group_min_counts

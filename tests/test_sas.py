@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
 import textwrap
@@ -466,7 +465,6 @@ def test_evselect_image_grid_reproduces_a_real_sas_command():
 def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monkeypatch):
     """evselect images on the native grid, eexpmap, edetect_chain list -> regions; extended
     detections in the list are not excluded as point sources."""
-    import json
     import shutil as sh
     from xmmext.steps import RegionOptions, run_regions
     wd, truth, paths, _ = processed_obs

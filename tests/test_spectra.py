@@ -3,29 +3,24 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli, simulate_into
+from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
 from xmmext import gti as G
 from xmmext import instrument as ins
 from xmmext import xspec_models as xm
 from xmmext.events import read_events
 from xmmext.expression import compile_expression
-from xmmext.steps import FilterOptions, run_filtering
-from xmmext.layout import ObsPaths
 from xmmext.ogip import read_pha
-from xmmext.steps import RegionOptions, run_regions
 from xmmext.shapes import read_ds9
 from xmmext.sim_truth import cluster_flux_fraction
 from xmmext.grouping import DEFAULT_GROUP, group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
 from xmmext.errors import UsageError
 from xmmext.responses import extended_arf
 from xmmext.spectra import constant_within_groups
-from xmmext.steps import SpectraOptions, run_spectra
 
 OBS = "0999994001"
 
