@@ -78,6 +78,11 @@ def test_cool_core_profile_recovers_the_input(cool_core):
         inside += kt["lower"] <= true <= kt["upper"]
         assert (res / "profile" / a["folder"] / "fit" / "fit.xcm").exists()
     assert inside >= 2                                                     # 90% intervals
+    # the PSF's mixing of the annuli is modelled in a joint fit; the independent fits are kept
+    xt = prof["crosstalk"]
+    assert xt["modelled"] and xt["statistic"]["dof"] > 0
+    assert all(0.4 < s < 1.0 for s in xt["own_share"]["pn"])
+    assert all(set(a["kT_independent"]) == {"value", "lower", "upper"} for a in annuli)
     assert annuli[-1]["kT"]["value"] > annuli[0]["kT"]["value"] + 0.6      # the cool core is seen
     for name in ("profile.png", "annuli.reg"):
         assert (res / "profile" / name).stat().st_size > 0

@@ -10,6 +10,8 @@
    weighted by the annulus's own brightness, per-channel background scaling) and a joint
    thermal fit of the cameras with errors, each in profile/annulus_NN/ with its fit.xcm
    so it can be redone in XSPEC.
+4. (local background) one joint fit of all annuli with the PSF's cross-talk between them
+   (:mod:`xmmext.fitting.crosstalk`), started from the fits of 3.
 """
 from __future__ import annotations
 
@@ -171,7 +173,16 @@ def plot_profile(path: Path, profile: dict, annuli: list[dict], title: str) -> P
         half = 0.5 * (a["r_out_arcmin"] - a["r_in_arcmin"])
         lo = kt["value"] - kt["lower"] if kt["lower"] is not None else 0.0
         hi = kt["upper"] - kt["value"] if kt["upper"] is not None else 0.0
-        ax_t.errorbar(mid, kt["value"], xerr=half, yerr=[[lo], [hi]], fmt="o", color="C0", ms=4, capsize=2)
+        ax_t.errorbar(mid, kt["value"], xerr=half, yerr=[[lo], [hi]], fmt="o", color="C0", ms=4, capsize=2,
+                      label="PSF cross-talk modelled" if "kT_independent" in a else None)
+        ind = a.get("kT_independent")
+        if ind and ind["lower"] is not None and ind["upper"] is not None:     # the fit without it
+            ax_t.errorbar(mid + 0.15 * half, ind["value"], yerr=[[ind["value"] - ind["lower"]], [ind["upper"] - ind["value"]]],
+                          fmt="o", mfc="none", color="0.55", ms=4, capsize=2, lw=0.8, label="annuli fitted independently")
+    handles, labels = ax_t.get_legend_handles_labels()
+    if labels:
+        unique = dict(zip(labels, handles))
+        ax_t.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
     ax_t.set_ylabel("kT (keV)")
     ax_t.set_title(title, fontsize=9, loc="left")
     ax_t.grid(alpha=0.3)

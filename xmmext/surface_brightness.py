@@ -23,12 +23,14 @@ def beta_ring_flux(edges_arcmin, rc_arcmin: float, beta: float) -> np.ndarray:
     return np.diff(cum)
 
 
-def psf_ring_matrix(edges_arcsec, encircled_energy, rmax_arcsec: float = 600.0, n_s: int = 160,
-                    n_phi: int = 48, n_sub: int = 4) -> np.ndarray:
+def psf_ring_matrix(edges_arcsec, encircled_energy, brightness=None, rmax_arcsec: float = 600.0,
+                    n_s: int = 160, n_phi: int = 48, n_sub: int = 8) -> np.ndarray:
     """T[i, j]: share of the flux emitted in ring j of ``edges_arcsec`` that the telescope
     records in ring i, for a circularly symmetric source and a PSF given by its encircled
-    energy (truncated at ``rmax_arcsec``). Deterministic quadrature: PSF offsets at equal-
-    weight quantiles of the radial distribution x ``n_phi`` angles, ``n_sub`` radii a ring."""
+    energy (truncated at ``rmax_arcsec``). ``brightness(r_arcsec)``: the source's profile
+    within each ring (default flat; a steep profile sends more of a ring inwards).
+    Deterministic quadrature: PSF offsets at equal-weight quantiles of the radial
+    distribution x ``n_phi`` angles, ``n_sub`` radii a ring."""
     edges = np.asarray(edges_arcsec, float)
     grid = np.concatenate([[0.0], np.geomspace(1e-2, rmax_arcsec, 4000)])
     ee = np.asarray(encircled_energy(grid), float)
@@ -41,7 +43,8 @@ def psf_ring_matrix(edges_arcsec, encircled_energy, rmax_arcsec: float = 600.0, 
     T = np.zeros((nr, nr))
     for j in range(nr):
         rho = edges[j] + (np.arange(n_sub) + 0.5) / n_sub * (edges[j + 1] - edges[j])
-        w = rho / rho.sum()
+        w = rho * (1.0 if brightness is None else np.asarray(brightness(rho), float))
+        w = w / w.sum()
         for r, wk in zip(rho, w):
             d = np.sqrt(np.maximum(r * r + S * S + 2 * r * S * C, 0.0))
             T[:, j] += wk * np.histogram(d, edges)[0] / len(d)

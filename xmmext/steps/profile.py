@@ -5,11 +5,14 @@ Options: :class:`ProfileOptions`. Inputs: step 1's cleaned lists and filtering.j
 results/<OBSID>/profile/: annulus_NN/ (spectra, responses, fit/ with fit.json and fit.xcm),
 annuli.reg, profile.png; record profile.json
 (``{"annuli": [{"r_in_arcmin", "r_out_arcmin", "kT": {"value", "lower", "upper"}, ...}]}``).
-Native extraction only (the SAS path has no per-annulus variant yet). The work:
-:mod:`xmmext.profile`.
+With ``--background local`` the annuli are then refitted together with the PSF's
+cross-talk between them (:mod:`xmmext.fitting.crosstalk`; ``--no-crosstalk`` skips it);
+profile.json keeps the independent fits as ``kT_independent`` etc. Native extraction only
+(the SAS path has no per-annulus variant yet). The work: :mod:`xmmext.profile`.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +27,7 @@ from .filtering import cleaned_event_inputs
 from .fit import CONF_LEVELS, FitOptions, FitStep
 
 MAX_ANNULI = 30
+log = logging.getLogger("xmmext.profile")
 
 
 @dataclass
@@ -51,6 +55,8 @@ class ProfileOptions:
     engine: str = option("auto", "fitting engine: auto, pyxspec, sherpa", choices=["auto", "pyxspec", "sherpa"])
     conf: int = option(90, "confidence level of the errors (%)", parse=int, choices=list(CONF_LEVELS))
     cameras: tuple = option(CAMERAS, "cameras (subset of mos1,mos2,pn)", parse=V.cameras)
+    no_crosstalk: bool = option(False, "fit the annuli independently: no model of the PSF mixing them "
+                                "(modelled by default with --background local and the sherpa engine)", switch=True)
 
     def validate(self) -> None:
         for name, check in (("target_sn", V.positive_float), ("min_width", V.positive_float),
@@ -129,12 +135,14 @@ class ProfileStep(Step):
             spec, files = extract_spectra(paths, sopts, sub, plot=False)
             written += [reg] + files
             rows.append(_fit_annulus(ann, sub, spec, opts, written))
+        crosstalk = _crosstalk(paths, folder, annuli, rows, opts)
         written.append(P.plot_profile(folder / "profile.png", prof, rows,
-                                      f"{paths.obsid}: {opts.model()} per annulus, {opts.conf}% errors"))
+                                      f"{paths.obsid}: {opts.model()} per annulus, {opts.conf}% errors"
+                                      + (", PSF cross-talk modelled" if crosstalk.get("modelled") else "")))
         summary = {"model": opts.model(), "background": opts.background, "band_keV": list(P.PROFILE_BAND_KEV),
                    "target_sn": opts.target_sn,
                    "centre": {"x": prof["centre"][0], "y": prof["centre"][1]}, "r_max_arcmin": r_max_arcmin,
-                   "cameras": prof["cameras"], "conf_level": opts.conf, "annuli": rows}
+                   "cameras": prof["cameras"], "conf_level": opts.conf, "annuli": rows, "crosstalk": crosstalk}
         return StepResult(summary, written)
 
     def describe(self, summary: dict) -> str:
@@ -174,9 +182,52 @@ def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: l
         if p is not None and not (key == "abund" and p["frozen"]):
             row[key] = {k: p[k] for k in ("value", "lower", "upper")}
     row["statistic"] = res["statistic"]
+    row["engine"] = res.get("engine")
     row["cameras"] = ok
     row["net_counts"] = {c: spec["cameras"][c]["net_counts"] for c in ok}
     return row
+
+
+def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: ProfileOptions) -> dict:
+    """Refit all annuli together with the PSF cross-talk between them (the rows' kT, norm
+    and abundance become the joint fit's; the independent fits stay as ``*_independent``).
+    Returns what profile.json records about it, ``modelled`` False with the reason when
+    it is not done."""
+    from ..fileio import read_record
+    from ..fitting.inputs import find_spectra, model_for_fit
+    from ..surface_brightness import is_usable
+    reason = None
+    if opts.no_crosstalk:
+        reason = "--no-crosstalk"
+    elif opts.background != "local":
+        reason = "not built for --background model (its joint fit has no cross-talk terms yet)"
+    elif any(r.get("engine") != "sherpa" for r in rows):
+        reason = "the cross-talk fit needs the sherpa engine"
+    sb = read_record(paths.regions / "regions.json").get("surface_brightness")
+    if reason is None and not is_usable(sb):
+        reason = "step 2 has no beta model of the source (regions.json surface_brightness)"
+    if reason is not None:
+        return {"modelled": False, "reason": reason}
+    from ..fitting import crosstalk as X
+    spectra = [find_spectra(folder / r["folder"], tuple(r["cameras"])) for r in rows]
+    edges = [a.r_in for a in annuli] + [annuli[-1].r_out]
+    fopts = opts.fit_options(folder)
+    coeffs = X.crosstalk_coefficients(spectra, edges, sb, fopts)
+    try:
+        res = X.fit_crosstalk(spectra, coeffs, model_for_fit(opts.model()), fopts, rows)
+    except Exception as exc:     # sherpa's errors are many; the independent fits still stand
+        log.warning("profile: the joint cross-talk fit failed (%s); the annuli's independent fits are kept", exc)
+        return {"modelled": False, "reason": f"the joint cross-talk fit failed: {exc}"}
+    thermal = next(k.split(".")[0] for k in res["annuli"][0] if k.endswith(".kT"))
+    for row, pars in zip(rows, res["annuli"]):
+        for key, par in (("kT", "kT"), ("norm", "norm"), ("abund", "Abundanc")):
+            if key in row:
+                row[f"{key}_independent"] = row[key]
+                p = pars[f"{thermal}.{par}"]
+                row[key] = {k: p[k] for k in ("value", "lower", "upper")}
+    return {"modelled": True, "statistic": res["statistic"], "cross_norm": res["cross_norm"],
+            "own_share": {cam: [float(c[i, i]) for i in range(len(rows))] for cam, c in coeffs.items()},
+            "notes": res["notes"]}
 
 
 def main(argv=None) -> int:
