@@ -151,7 +151,14 @@ def particle_energies(rng, cam, n, r_det_arcmin):
     """QPB: continuum with the shape measured on real background spectra
     (instrument.particle_shape: 1-keV bins above 6 keV, held below and above) + the
     instrumental lines, whose strength depends on where on the detector the event falls
-    (``r_det_arcmin``: distance from the detector centre)."""
+    (``r_det_arcmin``: distance from the detector centre, of ``n`` events drawn uniformly
+    over the CCDs).
+
+    The lines come on top of a continuum that is the same everywhere (fluorescence from
+    the camera's surroundings adds to what the particles deposit): an event that is not
+    a line is kept as continuum with probability (1 - most line share anywhere) / (1 -
+    line share here), so where lines are weak the continuum is not inflated. Returns the
+    energies, which events are lines, and which events are kept."""
     kind = "pn" if cam.name == "pn" else "mos"
     emax = cam.max_pi / 1000.0
     grid = np.arange(0.2, emax, 0.01)
@@ -160,15 +167,19 @@ def particle_energies(rng, cam, n, r_det_arcmin):
     is_line = np.zeros(n, bool)
     u = rng.uniform(0, 1, n)
     lo = np.zeros(n)
+    r_all = np.linspace(0.0, 20.0, 401)
+    most = np.zeros_like(r_all)
     for energy, frac, shape in _QPB_LINES[kind]:
         if energy > emax:
             continue
         p = frac * _line_weight(shape, r_det_arcmin)
+        most += frac * _line_weight(shape, r_all)
         sel = (u >= lo) & (u < lo + p)
         e[sel] = energy
         is_line |= sel
         lo = lo + p
-    return e, is_line
+    keep = is_line | (rng.uniform(0, 1, n) < (1.0 - most.max()) / (1.0 - lo))
+    return e, is_line, keep
 
 
 def out_of_time(rng, cam, detx, dety, ccdnr, fraction: float = OOT_FRACTION_PN):

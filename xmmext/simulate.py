@@ -309,8 +309,9 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
         kind = "pn" if cam_name == "pn" else "mos"
         n_qpb = rng.poisson(_QPB_RATE[kind] * ccd_area_arcmin2(cam, active) * cfg.exposure)
         qx, qy = ccd_uniform_positions(rng, cam, cfg, n_qpb, active)
-        e_qpb, is_line = particle_energies(rng, cam, n_qpb, _det_radius_arcmin(cam, cfg, qx, qy))
-        comps["qpb"] = Events(times(n_qpb), e_qpb, qx, qy, particle=True, redistribute=is_line)
+        e_qpb, is_line, kept = particle_energies(rng, cam, n_qpb, _det_radius_arcmin(cam, cfg, qx, qy))
+        comps["qpb"] = Events(times(int(kept.sum())), e_qpb[kept], qx[kept], qy[kept], particle=True,
+                              redistribute=is_line[kept])
         # soft protons: counts-space spectrum E^-0.8 over the PI range, vignetted, FOV only
         scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
         comps["sp_quiescent"] = soft_protons(rng, cam, cfg, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
