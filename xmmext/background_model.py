@@ -77,10 +77,18 @@ def out_of_time_spectra(cam: ins.Camera, geo, events: dict, fraction: float, reg
     return out
 
 
-def _write_oot(out, cam: ins.Camera, geo, events: dict, fraction: float, regions: dict, info: dict) -> list:
-    """pn_oot.fits (one column of expected OOT counts per region) and its sidecar entry."""
+def out_of_time_in_regions(cam: ins.Camera, geo, events: dict, fraction: float, src, bkg) -> dict:
+    """:func:`out_of_time_spectra` for the source and background regions and the out-of-FOV
+    corners (``src``, ``bkg``: ExtractionRegions)."""
+    return out_of_time_spectra(cam, geo, events, fraction,
+                               {"src": src.contains, "bkg": bkg.contains, "corner": lambda x, y: ~geo.in_fov(x, y)})
+
+
+def _write_oot(out, cam: ins.Camera, spectra: dict, fraction: float, info: dict) -> list:
+    """pn_oot.fits (one column of expected OOT counts per region of the sidecar) and its
+    sidecar entry."""
     from astropy.io import fits
-    spectra = out_of_time_spectra(cam, geo, events, fraction, regions)
+    spectra = {name: v for name, v in spectra.items() if name in info["regions"]}
     cols = [fits.Column("CHANNEL", "J", array=np.arange(cam.n_channels))]
     cols += [fits.Column(name.upper(), "D", unit="count", array=v) for name, v in spectra.items()]
     hdu = fits.BinTableHDU.from_columns(cols, name="OOT")
@@ -109,7 +117,7 @@ def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict
 
     ``regions``: {"src": (region, exposed px^2, PHA name), "bkg": (...)}; ``sb`` the beta
     model of regions.json (None: the source's emission in the background region is left
-    out, and the sidecar says so); ``oot``: (cleaned list's RAWX/CCDNR/PI, OOT fraction)
+    out, and the sidecar says so); ``oot``: (:func:`out_of_time_in_regions`, OOT fraction)
     for pn, None otherwise."""
     name = cam.name
     written, info = [], {"camera": name, "exposure_s": exposure, "rmf": rmf_name, "regions": {},
@@ -149,11 +157,8 @@ def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict
     else:
         info["notes"].append("no out-of-FOV corner events (a pre-filtered list): the particle level is set "
                              "by the in-FOV spectra alone")
-    if oot is not None and oot[1] > 0:
-        inside = {key: region.contains for key, (region, _, _) in regions.items()}
-        if "corner" in info["regions"]:
-            inside["corner"] = lambda x, y: ~geo.in_fov(x, y)
-        written += _write_oot(out, cam, geo, oot[0], oot[1], inside, info)
+    if oot is not None:
+        written += _write_oot(out, cam, oot[0], oot[1], info)
     sidecar = out / f"{name}_bkgmodel.json"
     write_json(sidecar, info)
     written.append(sidecar)

@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from . import instrument as ins
 from . import responses as R
-from .background_model import write_background_model_files
+from .background_model import out_of_time_in_regions, write_background_model_files
 from .responses import extended_arf
 from .errors import DataError, UsageError
 from .events import read_events
@@ -203,24 +203,24 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
     return summary, written
 
 
-def _out_of_time(ev, cam_name: str) -> tuple[dict, float] | None:
-    """pn: the cleaned list's columns and its mode's out-of-time fraction (an unknown mode
-    is taken as full frame, the commonest and the largest fraction)."""
-    if cam_name != "pn":
+def _out_of_time(ev, cam: ins.Camera, geo, src, bkg) -> tuple[dict, float] | None:
+    """pn: the out-of-time events expected in the source and background regions and the
+    corners, per channel, with the mode's OOT fraction (an unknown mode is taken as full
+    frame, the commonest and the largest fraction); None for MOS."""
+    if cam.name != "pn":
         return None
     mode = str(ev.key("SUBMODE", "PrimeFullWindow")).strip()
-    return ev.columns, ins.PN_OOT_FRACTION.get(mode, ins.PN_OOT_FRACTION["PrimeFullWindow"])
+    fraction = ins.PN_OOT_FRACTION.get(mode, ins.PN_OOT_FRACTION["PrimeFullWindow"])
+    return out_of_time_in_regions(cam, geo, ev.columns, fraction, src, bkg), fraction
 
 
-def _corner_particles(corner: np.ndarray, cam: ins.Camera, geo, oot) -> np.ndarray:
+def _corner_particles(corner: np.ndarray, oot) -> np.ndarray:
     """The corner spectrum without its pn out-of-time events (the sources' columns run
     through the corners: on a simulated cluster they are 20% of the pn corner counts at
     0.5-2 keV), i.e. the particles alone, for the local background's scaling."""
-    if oot is None or oot[1] <= 0 or corner.sum() == 0:
+    if oot is None or corner.sum() == 0:
         return corner
-    from .background_model import out_of_time_spectra
-    expected = out_of_time_spectra(cam, geo, oot[0], oot[1], {"corner": lambda x, y: ~geo.in_fov(x, y)})["corner"]
-    return np.clip(corner - expected, 0.0, None)
+    return np.clip(corner - oot[0]["corner"], 0.0, None)
 
 
 def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out: Path) -> dict:
@@ -277,9 +277,8 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
             "PSFCORR": (psf_factor, "PSF: recorded/own emission of the region (beta)")}))
     files_src = {"RESPFILE": rmf_name, "ANCRFILE": arf_name, "BACKFILE": names["bkg"]}
     corner, area_corner = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), geo)
-    oot = _out_of_time(ev, cam_name)
-    particle, particle_from = particle_in_region(c_bkg, cam, _corner_particles(corner, cam, geo, oot),
-                                                 area_corner, bs_bkg)
+    oot = _out_of_time(ev, cam, geo, src, bkg)
+    particle, particle_from = particle_in_region(c_bkg, cam, _corner_particles(corner, oot), area_corner, bs_bkg)
     e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
     e_grid = np.linspace(0.1, cam.max_pi / 1000.0, 60)
     vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid, geo))

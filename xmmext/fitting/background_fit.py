@@ -33,7 +33,7 @@ from ..grouping import DEFAULT_GROUP, group_min_counts, min_width_channels, pars
 from .fluxes import flux_table
 from .inputs import check_spectrum
 from .session import sherpa_session
-from .sherpa_engine import CONF_SIGMA, _apply_defaults, _check_model_not_zero, _par_record
+from .sherpa_engine import CONF_SIGMA, _apply_defaults, _check_model_not_zero, _par_record, cross_normalisation
 from .sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.fitting")
@@ -114,7 +114,7 @@ def _channel_models():
 
 def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
     """The joint fit described above; returns the fit.json content."""
-    from sherpa.models.basic import PowLaw1D, Scale1D
+    from sherpa.models.basic import PowLaw1D
     ui = sherpa_session()
     ui.clean()
     xm.set_abundances(opts.abund_table)
@@ -134,9 +134,7 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         camera = ins.camera(cam)
         cluster = model
         if k:
-            c = Scale1D(f"cross_norm_{cam}")
-            c.c0, c.c0.min, c.c0.max = 1.0, 0.2, 5.0
-            cross[cam] = c
+            c = cross[cam] = cross_normalisation(cam)
             cluster = c * model
         e_ch = (np.arange(camera.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
         shape = ins.particle_shape(cam, e_ch) * ins.CHANNEL_EV / 1000.0

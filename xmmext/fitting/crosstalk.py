@@ -33,7 +33,8 @@ from .. import xspec_models as xm
 from ..surface_brightness import beta_profile, beta_ring_flux, psf_ring_matrix
 from .inputs import check_spectrum
 from .session import sherpa_session
-from .sherpa_engine import CONF_SIGMA, _apply_defaults, _load_spectrum, _par_record
+from .sherpa_engine import (CONF_SIGMA, _apply_defaults, _load_spectrum, _minimise, _par_record, _response_edges,
+                            cross_normalisation)
 from .sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.crosstalk")
@@ -41,6 +42,8 @@ log = logging.getLogger("xmmext.crosstalk")
 # truncated at 600", so nothing comes from further out
 OUTER_STEPS_ARCMIN = np.array([0.25, 0.5, 1.0, 2.0, 4.0, 10.0])
 MIN_COEFFICIENT = 1e-3        # smaller contributions are left out of a spectrum's model
+# a profile row's keys and the thermal component's parameter names
+ROW_PARAMETERS = (("kT", "kT"), ("norm", "norm"), ("abund", "Abundanc"))
 
 
 def crosstalk_matrix(edges_arcmin, sb: dict, encircled_energy, psfcorr) -> np.ndarray:
@@ -69,7 +72,6 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
     (band, nH, redshift, freezes, confidence level); ``start``: the independent fits' rows
     (kT, norm, abundance as starting values). Returns {"annuli": [{parameter: record}],
     "statistic": ..., "notes": [...]}."""
-    from sherpa.models.basic import Scale1D
     ui = sherpa_session()
     ui.clean()
     xm.set_abundances(opts.abund_table)
@@ -94,19 +96,15 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
             source = reduce(add, [float(c[j]) * rings[j] for j in range(n) if c[j] >= MIN_COEFFICIENT])
             if cam != annuli[0][0][0]:
                 if cam not in cross:
-                    cross[cam] = Scale1D(f"cross_norm_{cam}")
-                    cross[cam].c0, cross[cam].c0.min, cross[cam].c0.max = 1.0, 0.2, 5.0
+                    cross[cam] = cross_normalisation(cam)
                 source = cross[cam] * source
             ui.set_source(data_id, source)
             ids.append(data_id)
-            rmf = ui.get_rmf(data_id)
-            grids.append(np.append(rmf.energ_lo, rmf.energ_hi[-1]))
+            grids.append(_response_edges(data_id))
     register_energy_grids({f"{j}{k}": v for j, comps in enumerate(ring_comps) for k, v in comps.items()}, grids)
     has_bkg = all(ui.get_data(i).background_ids for i in ids)
     ui.set_stat("wstat" if has_bkg else "cstat")
-    ui.set_method("levmar")
-    ui.fit(*ids)
-    ui.fit(*ids)
+    _minimise(ids)
     fr = ui.get_fit_results()
     free = [p for comps in ring_comps for c in comps.values() for p in c.pars if not p.frozen and p.link is None]
     free += [c.c0 for c in cross.values()]
@@ -123,7 +121,7 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
 def _start_values(comps: dict, row: dict) -> None:
     """Start each ring's thermal component at its independent fit (kT, norm, abundance)."""
     for obj in comps.values():
-        for key, pname in (("kT", "kT"), ("norm", "norm"), ("abund", "Abundanc")):
+        for key, pname in ROW_PARAMETERS:
             par = getattr(obj, pname, None)
             if par is not None and row.get(key) and row[key].get("value") is not None:
                 par.val = float(np.clip(row[key]["value"], par.min, par.max))
@@ -162,7 +160,7 @@ def arf_psf_factor(arf: Path) -> float:
 
 def crosstalk_coefficients(annuli: list[list[tuple[str, Path]]], edges_arcmin, sb: dict, opts) -> dict:
     """{camera: C} for the annuli's spectra (each camera's PSF and its ARFs' PSFCORR; a
-    camera missing from an annulus gets the row of a neighbour's factor 1)."""
+    camera missing from an annulus has PSFCORR 1 there: that row of its matrix is unused)."""
     out = {}
     for cam in sorted({c for spectra in annuli for c, _ in spectra}):
         psfcorr = []

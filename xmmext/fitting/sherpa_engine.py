@@ -25,7 +25,6 @@ CONF_SIGMA = {90: 1.6448536269514722, 68: 1.0, 95: 1.959963984540054, 99: 2.5758
 # -----------------------------------------------------------------------------
 def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> dict:
     """Joint fit with sherpa; returns the fit.json content (without file names)."""
-    from sherpa.models.basic import Scale1D
     ui = sherpa_session()
     ui.clean()                                # the engine's own session (see .session)
     xm.set_abundances(opts.abund_table)
@@ -46,10 +45,7 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
         if i == 1:
             ui.set_source(i, model)
         else:
-            c = Scale1D(f"cross_norm_{cam}")       # not integrated over the bin (const1d is)
-            c.c0 = 1.0
-            c.c0.min, c.c0.max = 0.2, 5.0
-            cross[cam] = c
+            c = cross[cam] = cross_normalisation(cam)
             ui.set_source(i, c * model)
         ids.append(i)
     register_energy_grids(comps, [_response_edges(i) for i in ids])
@@ -101,6 +97,15 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
     if goodness is not None:
         result["goodness"] = goodness
     return result
+
+
+def cross_normalisation(cam: str):
+    """A camera's normalisation relative to the first camera's, free in 0.2-5 (a Scale1D:
+    not integrated over the bin, as const1d would be)."""
+    from sherpa.models.basic import Scale1D
+    c = Scale1D(f"cross_norm_{cam}")
+    c.c0, c.c0.min, c.c0.max = 1.0, 0.2, 5.0
+    return c
 
 
 def _load_spectrum(ui, i: int, cam: str, path: Path, files: dict, opts) -> list[str]:

@@ -164,6 +164,7 @@ class ProfileStep(Step):
 
 def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: list) -> dict:
     """Fit one annulus's spectra (the fit step's code, its record in folder/fit/fit.json)."""
+    from ..fitting.crosstalk import ROW_PARAMETERS
     row = {"r_in_arcmin": ann.r_in, "r_out_arcmin": ann.r_out, "sn": ann.sn,
            "net_counts_0.3-2keV": ann.counts - ann.background, "folder": folder.name}
     ok = [c for c, s in spec["cameras"].items() if s.get("status") == "ok"]
@@ -177,7 +178,7 @@ def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: l
     res = rec.summary
     pars = res["parameters"]
     thermal = next(k.split(".")[0] for k in pars if k.endswith(".kT"))
-    for key, par in (("kT", "kT"), ("norm", "norm"), ("abund", "Abundanc")):
+    for key, par in ROW_PARAMETERS:
         p = pars.get(f"{thermal}.{par}")
         if p is not None and not (key == "abund" and p["frozen"]):
             row[key] = {k: p[k] for k in ("value", "lower", "upper")}
@@ -220,7 +221,7 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
         return {"modelled": False, "reason": f"the joint cross-talk fit failed: {exc}"}
     thermal = next(k.split(".")[0] for k in res["annuli"][0] if k.endswith(".kT"))
     for row, pars in zip(rows, res["annuli"]):
-        for key, par in (("kT", "kT"), ("norm", "norm"), ("abund", "Abundanc")):
+        for key, par in X.ROW_PARAMETERS:
             if key in row:
                 row[f"{key}_independent"] = row[key]
                 p = pars[f"{thermal}.{par}"]
