@@ -59,12 +59,16 @@ def column_shares(geo, inside) -> dict[int, np.ndarray]:
 
 
 def out_of_time_spectra(cam: ins.Camera, geo, events: dict, fraction: float, regions: dict) -> dict:
-    """pn out-of-time events expected in each region, per channel: every recorded event has
+    """pn out-of-time events expected in each region, per channel: every in-time event has
     a twin with probability ``fraction`` at a uniformly random RAWY of its column (what
     epchain's simulated OOT list holds, scaled by the mode's OOT fraction), which lands in a
-    region with the share of the column's usable pixels inside it. ``events``: RAWX, CCDNR,
-    PI of the cleaned list; ``regions``: {name: inside(x, y)}. The OOT events' slightly
-    wrong CTI correction is not modelled."""
+    region with the share of the column's usable pixels inside it. The recorded events
+    already hold the twins (1 + fraction of the in-time ones), hence fraction / (1 +
+    fraction) of them. Particle events count too: their twins are as uniform as they are,
+    so what this adds to a region is taken back by the particle level measured in the
+    corners (which loses its own share the same way). ``events``: RAWX, CCDNR, PI of the
+    cleaned list; ``regions``: {name: inside(x, y)}. The OOT events' slightly wrong CTI
+    correction is not modelled."""
     rawx, ccdnr = np.asarray(events["RAWX"], int), np.asarray(events["CCDNR"], int)
     chan = np.clip(np.asarray(events["PI"], int) // int(ins.CHANNEL_EV), 0, cam.n_channels - 1)
     out = {}
@@ -73,7 +77,7 @@ def out_of_time_spectra(cam: ins.Camera, geo, events: dict, fraction: float, reg
         for n, share in column_shares(geo, inside).items():
             on = (ccdnr == n) & (rawx >= 1) & (rawx <= len(share))
             weight[on] = share[rawx[on] - 1]
-        out[name] = fraction * np.bincount(chan, weights=weight, minlength=cam.n_channels)
+        out[name] = fraction / (1.0 + fraction) * np.bincount(chan, weights=weight, minlength=cam.n_channels)
     return out
 
 

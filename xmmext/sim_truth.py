@@ -28,17 +28,6 @@ def cluster_flux_fraction(truth: dict, region, n: int = 600) -> float:
     return float(np.sum(sb * region.contains(X, Y)) * cell / total)
 
 
-def expected_region_norm(truth: dict, src, bkg) -> float:
-    """The cluster norm a local-background-subtracted fit of ``src`` should return: the
-    norm in the source region minus the cluster's own emission in the background region
-    scaled by the geometric area ratio (the subtraction removes that too)."""
-    def area(region):
-        X, Y, cell = _region_grid(region)
-        return float(np.sum(region.contains(X, Y)) * cell)
-    norm = truth["cluster"]["norm"]
-    return norm * (cluster_flux_fraction(truth, src) - cluster_flux_fraction(truth, bkg) * area(src) / area(bkg))
-
-
 def emission_weighted_kt(truth: dict, r_in_arcmin: float, r_out_arcmin: float) -> float:
     """The simulated cluster's kT in an annulus about its centre, weighted by emission
     measure (the norm of each isothermal shell of truth.json falling in the annulus)."""

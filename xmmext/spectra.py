@@ -46,7 +46,7 @@ from .fileio import read_json, save_figure, write_fits
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
 from .shapes import ExtractionRegion, area_fraction_map, read_ds9
-from .surface_brightness import is_usable, psf_spill_factor
+from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factor
 
 log = logging.getLogger("xmmext.spectra")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
@@ -103,39 +103,84 @@ def brightness_map(x, y, pi, grid: ImageGrid, geo: Geometry, exposure_s, bkg_rat
 def vignetted_area_ratio(src: ExtractionRegion, bkg: ExtractionRegion, grid: ImageGrid, cov: np.ndarray,
                          energies_kev: np.ndarray, geo: Geometry) -> np.ndarray:
     """Ratio source/background of the vignetting-weighted exposed areas, vs energy."""
-    X, Y = grid.centres()
-    theta = geo.off_axis_arcmin(X, Y)
     fs, fb = area_fraction_map(src, grid) * cov, area_fraction_map(bkg, grid) * cov
-    ms, mb = fs > 0, fb > 0
-    out = np.empty(len(energies_kev))
-    for i, e in enumerate(energies_kev):
-        out[i] = (np.sum(fs[ms] * ins.vignetting(geo.camera, theta[ms], e))
-                  / np.sum(fb[mb] * ins.vignetting(geo.camera, theta[mb], e)))
-    return out
+    return _vignetted_sum(fs, grid, energies_kev, geo) / _vignetted_sum(fb, grid, energies_kev, geo)
+
+
+def _vignetted_sum(weight: np.ndarray, grid: ImageGrid, energies_kev: np.ndarray, geo: Geometry) -> np.ndarray:
+    """sum(weight x vignetting(E)) over the image, for each energy."""
+    X, Y = grid.centres()
+    used = weight > 0
+    theta = geo.off_axis_arcmin(X[used], Y[used])
+    return np.array([np.sum(weight[used] * ins.vignetting(geo.camera, theta, e)) for e in energies_kev])
+
+
+def source_in_background(sb: dict, centre: tuple[float, float], src: ExtractionRegion, bkg: ExtractionRegion,
+                         grid: ImageGrid, cov: np.ndarray, energies_kev: np.ndarray, geo: Geometry,
+                         cam: ins.Camera) -> np.ndarray:
+    """The source's own counts recorded in the background region per count recorded in the
+    source region, vs energy, from step 2's beta model: flux ratio (fine sampling) x each
+    region's brightness-weighted mean of coverage x vignetting x the PSF's spill factor."""
+    image = brightness_image(sb, centre, grid)
+    ws, wb = area_fraction_map(src, grid) * image, area_fraction_map(bkg, grid) * image
+    if ws.sum() <= 0 or wb.sum() <= 0:
+        return np.zeros(len(energies_kev))
+    mean_s = _vignetted_sum(ws * cov, grid, energies_kev, geo) / ws.sum()
+    mean_b = _vignetted_sum(wb * cov, grid, energies_kev, geo) / wb.sum()
+    flux = flux_in_region(sb, centre, bkg) / max(flux_in_region(sb, centre, src), 1e-300)
+    spill = psf_spill_factor(sb, centre, bkg, cam, grid) / psf_spill_factor(sb, centre, src, cam, grid)
+    return flux * spill * np.where(mean_s > 0, mean_b / np.where(mean_s > 0, mean_s, 1.0), 0.0)
 
 
 def background_scaling(c_bkg: np.ndarray, particle_bkg: np.ndarray, bs_src: float, bs_bkg: float,
-                       vig_ratio_per_channel: np.ndarray, smooth_channels: float = 20.0) -> np.ndarray:
-    """Per-channel factor taking background-region counts to the source region.
+                       vig_ratio_per_channel: np.ndarray, smooth_channels: float = 20.0,
+                       c_src: np.ndarray | None = None, source_per_net: np.ndarray | None = None,
+                       out_of_time: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel factor taking background-region counts to what is subtracted from the
+    source region, and the source's own counts in the background region left unsubtracted.
 
-    The background is split into the particle part (``particle_bkg``: its expected counts
-    in the background region; not vignetted, so it scales with area) and the sky part
-    (the rest: vignetted, so it scales with the vignetting-weighted area). Both are smoothed
-    over ``smooth_channels`` (sigma 0.1 keV) before the ratio is formed: the particle
-    fraction climbs from ~0.1 to ~0.95 across the band, and a 0.5 keV smoothing blurred
-    it enough to bias the fitted kT 2.5% low over 10 simulated observations (0.1 keV:
-    mean 4.96 for a true 5.0; benchmarks/bench_coverage.py).
+    The background region's counts are split into the particle part (``particle_bkg``: its
+    expected counts there; not vignetted, so it scales with area), pn out-of-time events
+    (``out_of_time`` = their expected counts in the source and background regions: they
+    follow the CCD columns of the bright parts, not the sky, so the source region's own
+    are subtracted instead of a scaled share of the annulus's), the source's own emission
+    (``source_per_net`` x the source region's net counts, from step 2's beta model:
+    :func:`source_in_background`; not subtracted at all) and the sky (the rest: vignetted,
+    so it scales with the vignetting-weighted area). Scaled with the sky, the source's part
+    took 14% of a cluster's counts with a 3-4' annulus and raised the factor that also
+    applies to the particles; out-of-time events were 3% of the cluster counts left in the
+    outer annuli of a profile (both biased kT low).
+    All are smoothed over ``smooth_channels`` (sigma 0.1 keV) before the ratio is formed:
+    the particle fraction climbs from ~0.1 to ~0.95 across the band, and a 0.5 keV
+    smoothing blurred it enough to bias the fitted kT 2.5% low over 10 simulated
+    observations (benchmarks/bench_coverage.py).
     """
     a = bs_src / bs_bkg
-    if particle_bkg.sum() == 0:
-        return np.full(len(c_bkg), a)
-    q = ndimage.gaussian_filter1d(particle_bkg.astype(float), smooth_channels)
-    b = ndimage.gaussian_filter1d(c_bkg.astype(float), smooth_channels)
-    q = np.minimum(q, b)
-    sky = b - q
+    n = len(c_bkg)
+    if particle_bkg.sum() == 0 and source_per_net is None and out_of_time is None:
+        return np.full(n, a), np.zeros(n)
+
+    def smooth(x):
+        return ndimage.gaussian_filter1d(np.asarray(x, float), smooth_channels)
+    b = smooth(c_bkg)
+    q = np.minimum(smooth(particle_bkg), b)
+    v = vig_ratio_per_channel
+    oot_s, oot_b = (smooth(x) for x in out_of_time) if out_of_time is not None else (np.zeros(n), np.zeros(n))
+    fixed = q * a + oot_s                  # subtracted whatever the sky is
+    rest = b - q - oot_b                   # sky + the source's own emission
+    own = np.zeros(n)
+    if source_per_net is not None and c_src is not None:
+        # net = s - subtracted, own = k net, subtracted = fixed + (rest - own) v: solved for own
+        s = smooth(c_src)
+        kv = np.clip(source_per_net * v, 0.0, 0.9)
+        subtracted = (fixed + rest * v - kv * s) / (1.0 - kv)
+        own = np.clip(source_per_net * (s - subtracted), 0.0, 0.999 * np.clip(rest, 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
-        eff = np.where(b > 0, (q * a + sky * vig_ratio_per_channel) / b, a)
-    return np.where(np.isfinite(eff) & (eff > 0), eff, a)
+        eff = np.where(b > 0, (fixed + np.clip(rest - own, 0.0, None) * v) / b, a)
+        own_share = np.where(b > 0, own / b, 0.0)
+    eff = np.where(np.isfinite(eff) & (eff > 0), eff, a)
+    # the unsmoothed background counts carry the source's share channel by channel
+    return eff, own_share * c_bkg
 
 
 def constant_within_groups(eff: np.ndarray, c_bkg: np.ndarray, grouping: np.ndarray) -> np.ndarray:
@@ -293,14 +338,25 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
         grouping, quality = group_optimal(c_src, cam, first, last)
     else:
         grouping, quality = np.ones(cam.n_channels, np.int16), np.zeros(cam.n_channels, np.int16)
-    eff = constant_within_groups(background_scaling(c_bkg, particle, bs_src, bs_bkg, vig_ratio),
-                                 c_bkg, grouping)
+    source_per_net, own_note = None, "not modelled: subtracted with the background (--own-emission subtract)"
+    if opts.own_emission == "model":
+        if is_usable(sb):
+            source_per_net = np.interp(e_ch, e_grid, source_in_background(sb, sb_centre, src, bkg, grid, cov,
+                                                                          e_grid, geo, cam))
+            own_note = "predicted from step 2's beta model and not subtracted"
+        else:
+            own_note = "no beta model in regions.json: subtracted with the background"
+    eff, own = background_scaling(c_bkg, particle, bs_src, bs_bkg, vig_ratio, c_src=c_src,
+                                  source_per_net=source_per_net,
+                                  out_of_time=(oot[0]["src"], oot[0]["bkg"]) if oot else None)
+    eff = constant_within_groups(eff, c_bkg, grouping)
     bkg_backscal = bs_src / eff            # per channel: src BACKSCAL / bkg BACKSCAL(ch) = eff(ch)
     bkg_hdul = pha_hdulist(c_bkg, cam, meta, exposure, bkg_backscal, bkg, gtis,
                            {"RESPFILE": rmf_name, "ANCRFILE": arf_name}, hduclas2="BKG")
     bkg_hdul["SPECTRUM"].header["BKGAREA"] = (bs_bkg, "exposed area of the region (sky pixels^2)")
     bkg_hdul["SPECTRUM"].header["COMMENT"] = ("BACKSCAL is per channel: particle part scaled by area, sky part "
-                                              "by vignetting-weighted area (see xmmext/spectra.py)")
+                                              "by vignetting-weighted area, the source's own emission (beta "
+                                              "model) not subtracted (see xmmext/spectra.py)")
     write_fits(out / names["bkg"], bkg_hdul)
     write_fits(out / names["src"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src))
     write_fits(out / names["grp"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src,
@@ -320,6 +376,8 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
         "bkg_scaling_mean": float(np.sum(eff * c_bkg) / max(c_bkg.sum(), 1)),
         "corner_counts": int(corner.sum()), "corner_area_sky_px2": area_corner,
         "particle_background": particle_from, "particle_counts_bkg_region": float(particle.sum()),
+        "source_counts_bkg_region": float(own.sum()), "source_in_background": own_note,
+        "out_of_time_subtracted": float(oot[0]["src"].sum()) if oot else 0.0,
         "geometry": geo.to_json(),
         "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)), "exposed_fraction": exposed_fraction,
         "psf_spill_factor": psf_factor,

@@ -32,6 +32,10 @@ class SpectraOptions:
                               multiple=True, collect=V.per_camera, metavar="CAM=FILE")
     arf: dict | None = option(None, "user ARF for a camera, CAMERA=FILE (repeatable)", parse=V.camera_file,
                               multiple=True, collect=V.per_camera, metavar="CAM=FILE")
+    own_emission: str = option("model", "the source's own emission in the background region (native backend): "
+                               "model = predicted from step 2's beta model and not subtracted; subtract = "
+                               "scaled and subtracted with the background, as a plain annulus would",
+                               choices=["model", "subtract"])
     timeout: float = option(7200.0, "SAS backend: per-task timeout (s)", parse=V.positive_float,
                             fingerprint=False)
 
