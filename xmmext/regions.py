@@ -341,7 +341,8 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
     surface_brightness = fit_beta(edges, n, e, p, npix, psf=profile_psf(cams))
     if self_sub > 0.05:
         warnings.append(f"the background annulus holds about {100 * self_sub:.0f}% of the source's own counts "
-                        "(subtracted with the background): choose a larger --radius or --bkg-inner")
+                        "(step 3 predicts them from the beta model and leaves them unsubtracted, so the "
+                        "result leans on that model): choose a larger --radius or --bkg-inner")
     if bkg_in > room - 1.0:
         fallback = True
         bkg_in, bkg_out = max(radius + 0.5, room - 3.0), room + 2 * (ins.FOV_RADIUS_ARCMIN - room)
