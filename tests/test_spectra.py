@@ -110,6 +110,24 @@ def test_net_counts_match_truth(extracted):
         assert abs(own / (in_bkg_all & cl_all).sum() - 1) < 0.15, (cam, own, (in_bkg_all & cl_all).sum())
 
 
+def test_own_emission_subtract_keeps_the_plain_annulus_subtraction(extracted, tmp_path):
+    """``--own-emission subtract``: the cluster's emission in the annulus is scaled and
+    subtracted with the background again (net counts lower by about that emission x the
+    vignetted area ratio), and spectra.json says so."""
+    import shutil
+    wd, truth, paths, summary = extracted
+    copy = tmp_path / "w"
+    shutil.copytree(wd, copy, symlinks=True)
+    r = _cli(copy, "--own-emission", "subtract", "--cameras", "mos1,pn")
+    assert r.returncode == 0, r.stderr
+    plain = json.loads((copy / "results" / OBS / "spectra" / "spectra.json").read_text())["cameras"]
+    for cam in ("mos1", "pn"):
+        own = summary["cameras"][cam]["source_counts_bkg_region"]
+        assert plain[cam]["source_counts_bkg_region"] == 0 and "subtract" in plain[cam]["source_in_background"]
+        lost = summary["cameras"][cam]["net_counts"] - plain[cam]["net_counts"]
+        assert 0.5 * own < lost < 2.0 * own, (cam, lost, own)
+
+
 def test_on_axis_point_source_arf_is_the_on_axis_area():
     from xmmext.images import ImageGrid
     from xmmext.shapes import ExtractionRegion
