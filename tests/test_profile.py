@@ -102,3 +102,33 @@ def test_profile_step_alone_is_up_to_date_then_redone_on_new_options(cool_core):
     assert len(prof["annuli"]) == 2
     assert not (wd / "results" / OBSID / "profile" / "annulus_03").exists()     # no stale annuli left
     assert prof["cameras"] == ["pn"]
+
+
+def test_profile_with_modelled_background_models_the_crosstalk(cool_core, tmp_path):
+    """--background model: each annulus's joint background fit leaves its fitted background
+    of the source spectrum in fit/source_background.fits; the cross-talk fit holds those
+    fixed (cstat). They agree with the local background's per-channel scaling at 2-7 keV."""
+    import shutil
+    from xmmext.fitting.background_fit import read_source_background
+    from xmmext.ogip import read_pha
+    wd, truth = cool_core
+    copy = tmp_path / "w"
+    shutil.copytree(wd, copy, symlinks=True)
+    r = run_cli(["python", str(ROOT / "xspec_analysis.py"), "--profile", "--obsid", OBSID, "--workdir", str(copy),
+                 "--cameras", "pn", "--nh", "0.03", "--max-annuli", "3", "--target-sn", "60",
+                 "--background", "model"])
+    assert r.returncode == 0, r.stderr
+    res = copy / "results" / OBSID / "profile"
+    prof = json.loads((res / "profile.json").read_text())
+    xt = prof["crosstalk"]
+    assert xt["modelled"] and xt["statistic"]["name"] == "cstat", xt
+    assert any("modelled background held" in n for n in xt["notes"])
+    for a in prof["annuli"]:
+        folder = res / a["folder"]
+        model = read_source_background(folder / "fit" / "source_background.fits", "pn")
+        src, bkg = read_pha(folder / "pn_src.pha"), read_pha(folder / "pn_bkg.pha")
+        local = src.backscal / bkg.backscal * bkg.counts
+        band = slice(400, 1400)                                   # 2-7 keV
+        assert 0 < model[band].sum() < src.counts[band].sum()
+        assert abs(model[band].sum() / local[band].sum() - 1) < 0.25, (a["folder"], model[band].sum(), local[band].sum())
+    assert prof["annuli"][-1]["kT"]["value"] > prof["annuli"][0]["kT"]["value"] + 0.6

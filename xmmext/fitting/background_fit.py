@@ -126,6 +126,7 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
     notes = ["background modelled (source, background and corner spectra fitted together; cstat)"]
     n = len(spectra)
     src_ids, other_ids, cross, nuisance, grids, soft_protons = [], [], {}, [], [], []
+    src_background = {}
     group = parse_group(DEFAULT_GROUP)
     for k, (cam, path) in enumerate(spectra):
         info = read_sidecar(cam, path)
@@ -161,7 +162,10 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
                 ui.group(data_id)
             ui.ignore_id(data_id, None, None)
             ui.notice_id(data_id, opts.emin, opts.emax)
-            total, level, lines = _region_model(d, key, reg, folder, cam, cluster, sky, sp, shape, profiles, level, opts)
+            total, level, lines, bkg_part = _region_model(d, key, reg, folder, cam, cluster, sky, sp, shape, profiles,
+                                                          level, opts)
+            if key == "src":
+                src_background[cam] = (d, bkg_part)
             nuisance += list(lines.pars)
             ui.set_full_model(data_id, total)
             (src_ids if key == "src" else other_ids).append(data_id)
@@ -208,12 +212,42 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         "background_model": background,
         "spectra": [{"camera": cam, "file": str(path)} for cam, path in spectra],
         "fluxes": flux_table(expr, values, cov_names, cov, opts), "notes": notes,
+        # not in fit.json: the fitted background of each source spectrum, per channel
+        "source_region_background": {cam: np.asarray(d.eval_model(part), float)
+                                     for cam, (d, part) in src_background.items()},
     }
+
+
+SOURCE_BACKGROUND_FILE = "source_background.fits"
+
+
+def write_source_background(path: Path, counts: dict) -> Path:
+    """The fitted background of each camera's source spectrum (expected counts per channel:
+    particles, lines, pn OOT, sky, soft protons - all but the source) as one FITS table per
+    camera, for fits that take the background as known (the profile's cross-talk fit)."""
+    from astropy.io import fits
+    from ..fileio import write_fits
+    hdus = [fits.PrimaryHDU()]
+    for cam, c in counts.items():
+        hdu = fits.BinTableHDU.from_columns([fits.Column("CHANNEL", "J", array=np.arange(len(c))),
+                                             fits.Column("COUNTS", "D", unit="count", array=c)], name=cam.upper())
+        hdu.header["COMMENT"] = "modelled background of the source spectrum (--background model), expected counts"
+        hdus.append(hdu)
+    write_fits(path, fits.HDUList(hdus))
+    return path
+
+
+def read_source_background(path: Path, cam: str) -> np.ndarray:
+    """One camera's table of :func:`write_source_background`."""
+    from astropy.io import fits
+    with fits.open(path) as h:
+        return np.asarray(h[cam.upper()].data["COUNTS"], float)
 
 
 def _region_model(d, key: str, reg: dict, folder: Path, cam: str, cluster, sky, sp, shape, profiles, level, opts):
     """The full model of one region's spectrum (see the module docstring); returns it, the
-    camera's particle level (created with the first region) and the region's lines."""
+    camera's particle level (created with the first region), the region's lines and the
+    part of the model that is not the source (its background)."""
     from sherpa.astro.instrument import RMFModelPHA, RSPModelPHA
     from sherpa.astro.io import read_arf
     from sherpa.models.basic import Scale1D
@@ -239,12 +273,13 @@ def _region_model(d, key: str, reg: dict, folder: Path, cam: str, cluster, sky, 
         total = total + RSPModelPHA(read_arf(str(folder / reg["sky_arf"])), rmf, d, a_sky * sky)
         a_sp = _fixed(Scale1D, f"sp_area_{cam}_{key}", reg["exposed_arcmin2"] * reg["sp_weight"] * expo * SP_UNIT)
         total = total + RMFModelPHA(rmf, d, a_sp * sp)
+    background = total
     if key == "src":
         total = RSPModelPHA(d.get_arf(), rmf, d, _fixed(Scale1D, f"exposure_{cam}", expo) * cluster) + total
     elif key == "bkg" and reg.get("cluster_arf"):
         share = _fixed(Scale1D, f"cluster_share_{cam}", reg["cluster_ratio"] * expo)
         total = RSPModelPHA(read_arf(str(folder / reg["cluster_arf"])), rmf, d, share * cluster) + total
-    return total, level, lines
+    return total, level, lines, background
 
 
 def _fisher_covariance(ui, ids, pars) -> np.ndarray:

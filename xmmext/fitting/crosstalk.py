@@ -64,14 +64,17 @@ def crosstalk_matrix(edges_arcmin, sb: dict, encircled_energy, psfcorr) -> np.nd
     return C / np.asarray(psfcorr, float)[:, None]
 
 
-def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr, opts, start: list[dict]) -> dict:
+def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr, opts, start: list[dict],
+                  backgrounds: list[dict] | None = None) -> dict:
     """Joint fit of every annulus's spectra with the cross-talk of :func:`crosstalk_matrix`.
 
     ``annuli``: per annulus its [(camera, spectrum path)]; ``coefficients``: {camera: C};
     ``expr``: the thermal model (e.g. tbabs*apec); ``opts``: the fit options of one annulus
     (band, nH, redshift, freezes, confidence level); ``start``: the independent fits' rows
-    (kT, norm, abundance as starting values). Returns {"annuli": [{parameter: record}],
-    "statistic": ..., "notes": [...]}."""
+    (kT, norm, abundance as starting values); ``backgrounds``: per annulus {camera: expected
+    background counts per channel} (the modelled background of its independent fit, held
+    fixed; cstat) - None for each annulus's local background (W-stat). Returns
+    {"annuli": [{parameter: record}], "statistic": ..., "notes": [...]}."""
     ui = sherpa_session()
     ui.clean()
     xm.set_abundances(opts.abund_table)
@@ -98,11 +101,15 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
                 if cam not in cross:
                     cross[cam] = cross_normalisation(cam)
                 source = cross[cam] * source
-            ui.set_source(data_id, source)
+            if backgrounds is None:
+                ui.set_source(data_id, source)
+            else:
+                ui.set_full_model(data_id, _with_fixed_background(ui.get_data(data_id), source, backgrounds[i][cam],
+                                                                  f"background_{i + 1}_{cam}"))
             ids.append(data_id)
             grids.append(_response_edges(data_id))
     register_energy_grids({f"{j}{k}": v for j, comps in enumerate(ring_comps) for k, v in comps.items()}, grids)
-    has_bkg = all(ui.get_data(i).background_ids for i in ids)
+    has_bkg = backgrounds is None and all(ui.get_data(i).background_ids for i in ids)
     ui.set_stat("wstat" if has_bkg else "cstat")
     _minimise(ids)
     fr = ui.get_fit_results()
@@ -110,12 +117,24 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
     free += [c.c0 for c in cross.values()]
     errs = _intervals(ui, ids, free, opts.conf)
     notes.append(f"PSF cross-talk between the {n} annuli modelled (joint fit, {len(ids)} spectra); "
-                 f"{opts.conf}% intervals from the covariance at the best fit")
+                 f"{opts.conf}% intervals from the covariance at the best fit"
+                 + ("; each spectrum's modelled background held at its independent fit" if backgrounds else ""))
     rows = [{f"{c.name}.{p}": _par_record(getattr(comps[c.name], p), errs)
              for c in expr.components for p in c.parameter_names()} for comps in ring_comps]
     return {"annuli": rows, "cross_norm": {cam: _par_record(c.c0, errs) for cam, c in cross.items()},
             "statistic": {"name": "cstat (W-stat)" if has_bkg else "cstat", "value": float(fr.statval),
                           "dof": int(fr.dof)}, "notes": notes}
+
+
+def _with_fixed_background(d, source, counts: np.ndarray, name: str):
+    """The full model of a spectrum: the source folded through its response (times the
+    exposure, as sherpa's folded models give a rate) + known background counts per channel."""
+    from sherpa.astro.instrument import RSPModelPHA
+    from sherpa.models.basic import Scale1D
+    from .background_fit import _channel_models, _fixed
+    fixed_counts = _channel_models()[2]
+    folded = RSPModelPHA(d.get_arf(), d.get_rmf(), d, _fixed(Scale1D, f"exposure_{name}", float(d.exposure)) * source)
+    return folded + fixed_counts(name, np.asarray(counts, float))
 
 
 def _start_values(comps: dict, row: dict) -> None:

@@ -159,6 +159,10 @@ class FitStep(Step):
             from ..fitting.sherpa_engine import fit_sherpa
             result = fit_sherpa(spectra, expr, opts)
         written = [write_text(out / "fit.csv", csv_text(result))]
+        if "source_region_background" in result:
+            from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, write_source_background
+            written.append(write_source_background(out / SOURCE_BACKGROUND_FILE,
+                                                   result.pop("source_region_background")))
         if opts.background == "local":
             written += [write_text(out / "fit.xcm", xcm_text(result, expr, opts)),
                         write_text(out / "fit_pyxspec.py", "\n".join(pyxspec_script(spectra, expr, opts)) + "\n")]

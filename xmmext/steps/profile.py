@@ -200,8 +200,6 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
     reason = None
     if opts.no_crosstalk:
         reason = "--no-crosstalk"
-    elif opts.background != "local":
-        reason = "not built for --background model (its joint fit has no cross-talk terms yet)"
     elif any(r.get("engine") != "sherpa" for r in rows):
         reason = "the cross-talk fit needs the sherpa engine"
     sb = read_record(paths.regions / "regions.json").get("surface_brightness")
@@ -214,8 +212,13 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
     edges = [a.r_in for a in annuli] + [annuli[-1].r_out]
     fopts = opts.fit_options(folder)
     coeffs = X.crosstalk_coefficients(spectra, edges, sb, fopts)
+    backgrounds = None
+    if opts.background == "model":     # each annulus's fitted background, held fixed
+        from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, read_source_background
+        backgrounds = [{cam: read_source_background(folder / r["folder"] / "fit" / SOURCE_BACKGROUND_FILE, cam)
+                        for cam in r["cameras"]} for r in rows]
     try:
-        res = X.fit_crosstalk(spectra, coeffs, model_for_fit(opts.model()), fopts, rows)
+        res = X.fit_crosstalk(spectra, coeffs, model_for_fit(opts.model()), fopts, rows, backgrounds)
     except Exception as exc:     # sherpa's errors are many; the independent fits still stand
         log.warning("profile: the joint cross-talk fit failed (%s); the annuli's independent fits are kept", exc)
         return {"modelled": False, "reason": f"the joint cross-talk fit failed: {exc}"}
