@@ -1,6 +1,7 @@
 """What a simulated observation's truth (truth.json) predicts for a region: the share of
-the cluster's photons in it and the norm a local-background-subtracted fit should give
-(used by tests and benchmarks to compare fits with the truth)."""
+the cluster's photons in it, the emission-weighted kT of an annulus and the noise-free
+counts spectrum the telescope records in an annulus (used by tests and benchmarks to
+compare fits with the truth)."""
 from __future__ import annotations
 
 import numpy as np
@@ -47,3 +48,31 @@ def emission_weighted_kt(truth: dict, r_in_arcmin: float, r_out_arcmin: float) -
         w += share
         kt += share * sh["kT"]
     return kt / w
+
+
+def expected_annulus_counts(truth: dict, r_in_arcmin: float, r_out_arcmin: float, camera: str,
+                            arf: tuple, rmf, exposure: float, psfcorr: float = 1.0) -> np.ndarray:
+    """Noise-free cluster counts per channel recorded in an annulus about the cluster's
+    centre: every isothermal shell of the truth, mixed by the camera's PSF (encircled
+    energy, the truth's beta model within rings), absorbed, folded through the annulus's
+    ARF (``arf``: (ENERG_LO, ENERG_HI, SPECRESP); ``psfcorr``: the factor it carries for the
+    PSF, taken out again since the mixing is done here) and RMF (:class:`ogip.Response`)."""
+    from . import xspec_models as xm
+    from .surface_brightness import beta_profile, beta_ring_flux, psf_ring_matrix
+    c = truth["cluster"]
+    shells = (c.get("kT_profile") or {}).get("shells") or [
+        {"r_in": 0.0, "r_out": c["r_max_arcmin"], "kT": c["kT"]}]
+    fine = np.unique(np.concatenate([np.arange(0.0, c["r_max_arcmin"] + 1e-9, 0.05), [r_in_arcmin, r_out_arcmin]]))
+    mid = 0.5 * (fine[:-1] + fine[1:])
+    kt = np.array([next((s["kT"] for s in shells if s["r_in"] <= m < s["r_out"]), shells[-1]["kT"]) for m in mid])
+    rc, beta = c["core_radius_arcmin"], c["beta"]
+    flux = beta_ring_flux(fine, rc, beta) / beta_ring_flux([0.0, c["r_max_arcmin"]], rc, beta)[0] * c["norm"]
+    mixing = psf_ring_matrix(fine * 60.0, ins.camera(camera).encircled_energy,
+                             brightness=lambda r: beta_profile(np.asarray(r) / 60.0, 1.0, rc, beta))
+    inside = (fine[:-1] >= r_in_arcmin - 1e-9) & (fine[1:] <= r_out_arcmin + 1e-9)
+    recorded = (mixing[inside] * flux[None, :]).sum(0)        # each ring's norm recorded in the annulus
+    lo, hi, specresp = arf
+    e = np.append(lo, hi[-1])
+    photons = sum(recorded[kt == k].sum() * xm.evaluate("bremss", [k], e) for k in np.unique(kt))
+    photons = photons * xm.evaluate("tbabs", [c["nH"]], e)
+    return (photons * specresp / psfcorr) @ rmf.matrix * exposure
