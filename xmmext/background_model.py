@@ -26,7 +26,7 @@ from .fileio import write_fits, write_json
 from .ogip import pha_hdulist
 from .responses import extended_arf
 from .shapes import ExtractionRegion, area_fraction_map
-from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factor
+from .surface_brightness import brightness_image, flux_in_region, is_usable
 
 ARCMIN2_PER_PX2 = (ins.SKY_PIX_ARCSEC / 60.0) ** 2
 
@@ -115,13 +115,14 @@ def read_oot(path, region: str) -> np.ndarray:
 
 def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict, grid, cov, geo,
                                  sel_eff: float, corner: np.ndarray, corner_px2: float, exposure: float,
-                                 gtis: dict, rmf_name: str, sb: dict | None, centre,
+                                 gtis: dict, rmf_name: str, sb: dict | None, centre, spill: dict | None,
                                  oot: tuple[dict, float] | None = None) -> tuple[dict, list]:
     """Write the files above for one camera; return (the sidecar's content, files written).
 
     ``regions``: {"src": (region, exposed px^2, PHA name), "bkg": (...)}; ``sb`` the beta
     model of regions.json (None: the source's emission in the background region is left
-    out, and the sidecar says so); ``oot``: (:func:`out_of_time_in_regions`, OOT fraction)
+    out, and the sidecar says so); ``spill``: the PSF spill factors of the beta model in the
+    regions ({"src", "bkg"}, :func:`~xmmext.surface_brightness.psf_spill_factors`); ``oot``: (:func:`out_of_time_in_regions`, OOT fraction)
     for pn, None otherwise."""
     name = cam.name
     written, info = [], {"camera": name, "exposure_s": exposure, "rmf": rmf_name, "regions": {},
@@ -139,7 +140,7 @@ def write_background_model_files(out, cam: ins.Camera, meta: dict, regions: dict
     if is_usable(sb):
         ratio = flux_in_region(sb, centre, bkg) / max(flux_in_region(sb, centre, src), 1e-300)
         specresp, _ = extended_arf(cam, bkg, grid, brightness_image(sb, centre, grid), cov, geo, meta["filter"])
-        specresp = specresp * psf_spill_factor(sb, centre, bkg, cam, grid)
+        specresp = specresp * spill["bkg"]
         arf = out / f"{name}_bkg_cluster.arf"
         write_fits(arf, R.arf_hdulist(cam, specresp * sel_eff, meta["filter"], {
             "EXTENDED": (True, "source emission in the bkg region (beta model)")}))

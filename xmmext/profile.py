@@ -10,8 +10,9 @@
    weighted by the annulus's own brightness, per-channel background scaling) and a joint
    thermal fit of the cameras with errors, each in profile/annulus_NN/ with its fit.xcm
    so it can be redone in XSPEC.
-4. (local background) one joint fit of all annuli with the PSF's cross-talk between them
-   (:mod:`xmmext.fitting.crosstalk`), started from the fits of 3.
+4. One joint fit of all annuli with the PSF's cross-talk between them
+   (:mod:`xmmext.fitting.crosstalk`), started from the fits of 3 (with the modelled
+   background, each annulus's fitted background held fixed).
 """
 from __future__ import annotations
 

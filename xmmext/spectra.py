@@ -46,7 +46,7 @@ from .fileio import read_json, save_figure, write_fits
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
 from .shapes import ExtractionRegion, area_fraction_map, read_ds9
-from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factor
+from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factors
 
 log = logging.getLogger("xmmext.spectra")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
@@ -117,10 +117,11 @@ def _vignetted_sum(weight: np.ndarray, grid: ImageGrid, energies_kev: np.ndarray
 
 def source_in_background(sb: dict, centre: tuple[float, float], src: ExtractionRegion, bkg: ExtractionRegion,
                          grid: ImageGrid, cov: np.ndarray, energies_kev: np.ndarray, geo: Geometry,
-                         cam: ins.Camera) -> np.ndarray:
+                         spill: dict) -> np.ndarray:
     """The source's own counts recorded in the background region per count recorded in the
     source region, vs energy, from step 2's beta model: flux ratio (fine sampling) x each
-    region's brightness-weighted mean of coverage x vignetting x the PSF's spill factor."""
+    region's brightness-weighted mean of coverage x vignetting x the PSF's spill factor
+    (``spill``: {"src", "bkg"}, :func:`~xmmext.surface_brightness.psf_spill_factors`)."""
     image = brightness_image(sb, centre, grid)
     ws, wb = area_fraction_map(src, grid) * image, area_fraction_map(bkg, grid) * image
     if ws.sum() <= 0 or wb.sum() <= 0:
@@ -128,8 +129,7 @@ def source_in_background(sb: dict, centre: tuple[float, float], src: ExtractionR
     mean_s = _vignetted_sum(ws * cov, grid, energies_kev, geo) / ws.sum()
     mean_b = _vignetted_sum(wb * cov, grid, energies_kev, geo) / wb.sum()
     flux = flux_in_region(sb, centre, bkg) / max(flux_in_region(sb, centre, src), 1e-300)
-    spill = psf_spill_factor(sb, centre, bkg, cam, grid) / psf_spill_factor(sb, centre, src, cam, grid)
-    return flux * spill * np.where(mean_s > 0, mean_b / np.where(mean_s > 0, mean_s, 1.0), 0.0)
+    return flux * spill["bkg"] / spill["src"] * np.where(mean_s > 0, mean_b / np.where(mean_s > 0, mean_s, 1.0), 0.0)
 
 
 def background_scaling(c_bkg: np.ndarray, particle_bkg: np.ndarray, bs_src: float, bs_bkg: float,
@@ -307,13 +307,16 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
                             b_rate, cov, centre=(src.x, src.y))
     sel_eff = R.selection_efficiency(cam, filt["expression"])
     sb, sb_centre = _surface_brightness(paths, src)
+    # the beta model blurred by the PSF once, for the source ARF and the background's parts
+    spill = (dict(zip(("src", "bkg"), psf_spill_factors(sb, sb_centre, [src, bkg], cam, grid)))
+             if is_usable(sb) else None)
     psf_factor = None
     if opts.arf and opts.arf.get(cam_name):
         arf_name = _copy_user_file(opts.arf[cam_name], out / names["arf"], "ARF")
         exposed_fraction = None
     else:
         specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, geo, meta["filter"])
-        psf_factor = psf_spill_factor(sb, sb_centre, src, cam, grid) if is_usable(sb) else 1.0
+        psf_factor = spill["src"] if spill else 1.0
         specresp = specresp * sel_eff * psf_factor
         write_fits(out / names["arf"], R.arf_hdulist(cam, specresp, meta["filter"], {
             "EXTENDED": (True, "extended-source ARF, brightness-weighted"),
@@ -342,7 +345,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     if opts.own_emission == "model":
         if is_usable(sb):
             source_per_net = np.interp(e_ch, e_grid, source_in_background(sb, sb_centre, src, bkg, grid, cov,
-                                                                          e_grid, geo, cam))
+                                                                          e_grid, geo, spill))
             own_note = "predicted from step 2's beta model and not subtracted"
         else:
             own_note = "no beta model in regions.json: subtracted with the background"
@@ -364,7 +367,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     # the files of the modelled background (step 4 --background model)
     model_info, model_files = write_background_model_files(
         out, cam, meta, {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}, grid, cov, geo,
-        sel_eff, corner, area_corner, exposure, gtis, rmf_name, sb, sb_centre, oot)
+        sel_eff, corner, area_corner, exposure, gtis, rmf_name, sb, sb_centre, spill, oot)
     scale = bs_src / bs_bkg
     net = float(c_src.sum() - np.sum(eff * c_bkg))
     return {

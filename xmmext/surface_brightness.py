@@ -134,6 +134,12 @@ def psf_spill_factor(sb: dict, centre: tuple[float, float], region, cam, grid, r
     it scatters in from outside. XMM's PSF wings (King profile) move a few per cent of a
     cluster's flux across a 2' boundary; an ARF multiplied by this makes the fitted norm the
     emission of the region itself (arfgen's extended-source mode leaves it out)."""
+    return psf_spill_factors(sb, centre, [region], cam, grid, rmax_arcsec)[0]
+
+
+def psf_spill_factors(sb: dict, centre: tuple[float, float], regions: list, cam, grid,
+                      rmax_arcsec: float = 600.0) -> list[float]:
+    """:func:`psf_spill_factor` of several regions from one convolution of the model."""
     from scipy.signal import fftconvolve
     from .shapes import area_fraction_map
     image = brightness_image(sb, centre, grid)
@@ -150,6 +156,9 @@ def psf_spill_factor(sb: dict, centre: tuple[float, float], region, cam, grid, r
     kernel[r > rmax_arcsec] = 0.0
     kernel /= kernel.sum()
     blurred = fftconvolve(image, kernel, mode="same")
-    frac = area_fraction_map(region, grid)
-    inside = float(np.sum(image * frac))
-    return float(np.sum(blurred * frac)) / inside if inside > 0 else 1.0
+    factors = []
+    for region in regions:
+        frac = area_fraction_map(region, grid)
+        inside = float(np.sum(image * frac))
+        factors.append(float(np.sum(blurred * frac)) / inside if inside > 0 else 1.0)
+    return factors

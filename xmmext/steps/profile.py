@@ -5,8 +5,9 @@ Options: :class:`ProfileOptions`. Inputs: step 1's cleaned lists and filtering.j
 results/<OBSID>/profile/: annulus_NN/ (spectra, responses, fit/ with fit.json and fit.xcm),
 annuli.reg, profile.png; record profile.json
 (``{"annuli": [{"r_in_arcmin", "r_out_arcmin", "kT": {"value", "lower", "upper"}, ...}]}``).
-With ``--background local`` the annuli are then refitted together with the PSF's
-cross-talk between them (:mod:`xmmext.fitting.crosstalk`; ``--no-crosstalk`` skips it);
+The annuli are then refitted together with the PSF's cross-talk between them
+(:mod:`xmmext.fitting.crosstalk`; with ``--background model`` each annulus's fitted
+background is held fixed; ``--no-crosstalk`` skips it);
 profile.json keeps the independent fits as ``kT_independent`` etc. Native extraction only
 (the SAS path has no per-annulus variant yet). The work: :mod:`xmmext.profile`.
 """
@@ -56,7 +57,7 @@ class ProfileOptions:
     conf: int = option(90, "confidence level of the errors (%)", parse=int, choices=list(CONF_LEVELS))
     cameras: tuple = option(CAMERAS, "cameras (subset of mos1,mos2,pn)", parse=V.cameras)
     no_crosstalk: bool = option(False, "fit the annuli independently: no model of the PSF mixing them "
-                                "(modelled by default with --background local and the sherpa engine)", switch=True)
+                                "(modelled by default with the sherpa engine)", switch=True)
 
     def validate(self) -> None:
         for name, check in (("target_sn", V.positive_float), ("min_width", V.positive_float),
