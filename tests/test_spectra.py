@@ -9,14 +9,11 @@ import pytest
 from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
-from xmmext import gti as G
 from xmmext import instrument as ins
 from xmmext import xspec_models as xm
-from xmmext.events import read_events
-from xmmext.expression import compile_expression
 from xmmext.ogip import read_pha
 from xmmext.shapes import read_ds9
-from xmmext.sim_truth import cluster_flux_fraction
+from xmmext.sim_truth import cluster_flux_fraction, step1_selected
 from xmmext.grouping import DEFAULT_GROUP, group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
 from xmmext.errors import UsageError
 from xmmext.responses import extended_arf
@@ -32,16 +29,26 @@ def extracted(processed_obs):
 
 def _truth_in_regions(paths, truth, cam, emin=None, emax=None):
     """Cluster events (truth labels) in the source and background regions after step-1 selection."""
-    f = json.loads((paths.events / "filtering.json").read_text())[cam]
-    ev = read_events(paths.event_dir / f"{cam}_evt.fits")
-    lab = np.load(paths.data / f"truth_{cam}_components.npy")
-    m = compile_expression(f["expression"]).evaluate(ev.columns) & G.in_gti(ev.columns["TIME"], np.array(f["gti"]))
+    ev, m = step1_selected(paths, cam)
+    _, cl = step1_selected(paths, cam, ("cluster",))
     if emin is not None:
         m &= (ev.columns["PI"] >= emin * 1000) & (ev.columns["PI"] < emax * 1000)
     src, bkg = read_ds9(paths.regions / "src.reg"), read_ds9(paths.regions / "bkg.reg")
     x, y = ev.columns["X"], ev.columns["Y"]
-    cl = lab == truth["component_codes"]["cluster"]
     return ev, m & src.contains(x, y), m & bkg.contains(x, y), cl
+
+
+def test_truth_labels_follow_step1_selection(extracted):
+    """sim_truth.step1_selected (the truth helpers' view of step 1) keeps exactly the rows
+    of the cleaned event list, and the cluster's photons are a part of them."""
+    wd, truth, paths, summary = extracted
+    for cam in ("mos1", "pn"):
+        ev, kept = step1_selected(paths, cam)
+        clean = fits.getdata(paths.clean_events(cam), "EVENTS")
+        assert kept.sum() == len(clean)
+        assert np.array_equal(np.sort(ev.columns["TIME"][kept]), np.sort(clean["TIME"]))
+        _, cluster = step1_selected(paths, cam, ("cluster",))
+        assert 0 < cluster.sum() < kept.sum() and not np.any(cluster & ~kept)
 
 
 def test_sherpa_finds_everything_from_the_header(extracted):

@@ -76,3 +76,23 @@ def expected_annulus_counts(truth: dict, r_in_arcmin: float, r_out_arcmin: float
     photons = sum(recorded[kt == k].sum() * xm.evaluate("bremss", [k], e) for k in np.unique(kt))
     photons = photons * xm.evaluate("tbabs", [c["nH"]], e)
     return (photons * specresp / psfcorr) @ rmf.matrix * exposure
+
+
+def step1_selected(paths, camera: str, components=None) -> tuple:
+    """A simulated camera's raw events (:func:`xmmext.events.read_events`) and the mask of
+    those step 1 kept (its recorded selection expression and GTIs, filtering.json), limited
+    to the given truth components (e.g. ``("cluster",)``: the cluster's own photons) when
+    given - the truth labels (data/<OBSID>/truth_<cam>_components.npy) are per raw event."""
+    import json
+    from . import gti
+    from .events import read_events
+    from .expression import compile_expression
+    record = json.loads((paths.events / "filtering.json").read_text())[camera]
+    ev = read_events(paths.event_dir / f"{camera}_evt.fits")
+    keep = compile_expression(record["expression"]).evaluate(ev.columns) \
+        & gti.in_gti(ev.columns["TIME"], np.array(record["gti"]))
+    if components is not None:
+        codes = json.loads(paths.truth.read_text())["component_codes"]
+        labels = np.load(paths.data / f"truth_{camera}_components.npy")
+        keep &= np.isin(labels, [codes[c] for c in components])
+    return ev, keep
