@@ -62,11 +62,8 @@ def write_counts(src: Path, dst: Path, cam: str, counts: np.ndarray) -> None:
     """The annulus's spectrum with other counts and no background, grouped as step 3 does
     by default (25 counts, 1/3 of the resolution), with its ARF and RMF beside it."""
     from astropy.io import fits
-    from xmmext.grouping import group_min_counts, min_width_channels
-    camera = ins.camera(cam)
-    first = int(0.3 * 1000 / ins.CHANNEL_EV)
-    last = int(min(10.0, camera.max_pi / 1000.0) * 1000 / ins.CHANNEL_EV) - 1
-    grouping, quality = group_min_counts(counts, 25, first, last, min_width_channels(camera, 3, camera.n_channels))
+    from xmmext.grouping import DEFAULT_GROUP, group_spectrum, parse_group
+    grouping, quality = group_spectrum(counts, ins.camera(cam), parse_group(DEFAULT_GROUP))
     dst.mkdir(parents=True, exist_ok=True)
     with fits.open(src / f"{cam}_src_grp.pha") as h:
         data = h["SPECTRUM"].data

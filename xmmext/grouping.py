@@ -59,6 +59,23 @@ def min_width_channels(cam: ins.Camera, oversample: float | None, n_channels: in
 
 
 # ------------------------------------------------------------------------------
+def group_spectrum(counts: np.ndarray, cam: ins.Camera, spec: GroupSpec, bkg: np.ndarray | None = None,
+                   scale: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """GROUPING/QUALITY of a source spectrum as step 3 writes it: ``spec`` applied between
+    0.3 keV and 10 keV (or the camera's top energy), channels outside marked bad; ``bkg``
+    and ``scale`` (background counts, area ratio) are used by minsn only."""
+    first = int(0.3 * 1000 / ins.CHANNEL_EV)
+    last = int(min(10.0, cam.max_pi / 1000.0) * 1000 / ins.CHANNEL_EV) - 1
+    width = min_width_channels(cam, spec.oversample, cam.n_channels)
+    if spec.kind == "mincounts":
+        return group_min_counts(counts, spec.value, first, last, width)
+    if spec.kind == "minsn":
+        return group_min_sn(counts, spec.value, bkg, scale, first, last, width)
+    if spec.kind == "optimal":
+        return group_optimal(counts, cam, first, last)
+    return np.ones(cam.n_channels, np.int16), np.zeros(cam.n_channels, np.int16)
+
+
 def group_min_counts(counts: np.ndarray, n: float, first: int = 0, last: int | None = None,
                      min_width: np.ndarray | None = None):
     """GROUPING/QUALITY: successive groups of >= n counts between channels first..last, each

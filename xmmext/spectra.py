@@ -39,7 +39,7 @@ from .responses import extended_arf
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
-from .grouping import group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
+from .grouping import group_spectrum, parse_group
 from .ogip import check_response, pha_hdulist, pi_spectrum
 from .particle_background import corner_spectrum, particle_in_region
 from .fileio import read_json, save_figure, write_fits
@@ -330,17 +330,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
     e_grid = np.linspace(0.1, cam.max_pi / 1000.0, 60)
     vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid, geo))
-    first = int(0.3 * 1000 / ins.CHANNEL_EV)
-    last = int(min(10.0, cam.max_pi / 1000.0) * 1000 / ins.CHANNEL_EV) - 1
-    width = min_width_channels(cam, spec.oversample, cam.n_channels)
-    if spec.kind == "mincounts":
-        grouping, quality = group_min_counts(c_src, spec.value, first, last, width)
-    elif spec.kind == "minsn":
-        grouping, quality = group_min_sn(c_src, spec.value, c_bkg, bs_src / bs_bkg, first, last, width)
-    elif spec.kind == "optimal":
-        grouping, quality = group_optimal(c_src, cam, first, last)
-    else:
-        grouping, quality = np.ones(cam.n_channels, np.int16), np.zeros(cam.n_channels, np.int16)
+    grouping, quality = group_spectrum(c_src, cam, spec, c_bkg, bs_src / bs_bkg)
     source_per_net, own_note = None, "not modelled: subtracted with the background (--own-emission subtract)"
     if opts.own_emission == "model":
         if is_usable(sb):
