@@ -100,6 +100,7 @@ def _channel_models():
 
         def calc(self, p, *args, **kw):
             return self.scale * sum(a * prof for a, prof in zip(p, self.profiles))
+
     class FixedCounts(ArithmeticModel):
         """Known counts per channel (pn out-of-time events), not fitted."""
         def __init__(self, name, counts):

@@ -132,9 +132,9 @@ def _with_fixed_background(d, source, counts: np.ndarray, name: str):
     from sherpa.astro.instrument import RSPModelPHA
     from sherpa.models.basic import Scale1D
     from .background_fit import _channel_models, _fixed
-    fixed_counts = _channel_models()[2]
+    _, _, FixedCounts = _channel_models()
     folded = RSPModelPHA(d.get_arf(), d.get_rmf(), d, _fixed(Scale1D, f"exposure_{name}", float(d.exposure)) * source)
-    return folded + fixed_counts(name, np.asarray(counts, float))
+    return folded + FixedCounts(name, np.asarray(counts, float))
 
 
 def _start_values(comps: dict, row: dict) -> None:
