@@ -3,7 +3,7 @@
 For seeds 1-5 (the default cluster: kT 5 keV, beta model, 30 ks, three cameras, flatter
 soft-proton vignetting, instrumental lines varying across the detector, pn out-of-time
 events) and source radii 2', 4' and automatic, the spectra are fitted with
-``--background local`` and ``--background model`` (tbabs*bremss, nH frozen at the truth).
+``--background local`` and ``--background model`` (tbabs*zbremss, nH frozen at the truth).
 Compared with the truth: kT, and the norm of the cluster's emission in the source region
 (the beta model's share of the true norm: what a fit without self-subtraction should give).
 Prints the table of the README: mean fitted/true and 90% coverage per radius and method.
@@ -50,11 +50,11 @@ def one_seed(args) -> list[dict]:
         r_arcmin = json.loads((paths.regions / "regions.json").read_text())["radius_arcmin"]
         for method in METHODS:
             out = Path(wd) / f"fit_{obsid}_{radius}_{method}"
-            opts = FitOptions(input=str(paths.spectra), output=str(out), model="tbabs*bremss",
-                              nh=truth["cluster"]["nH"], background=method)
+            opts = FitOptions(input=str(paths.spectra), output=str(out), model="tbabs*zbremss",
+                              nh=truth["cluster"]["nH"], redshift=truth["cluster"]["redshift"], background=method)
             t0 = time.perf_counter()
             res = execute(FitStep().plan(None, opts), force=True).summary
-            kt, nm = res["parameters"]["bremss.kT"], res["parameters"]["bremss.norm"]
+            kt, nm = res["parameters"]["zbremss.kT"], res["parameters"]["zbremss.norm"]
             rows.append({"seed": seed, "radius": radius, "r_arcmin": r_arcmin, "method": method,
                          "kT": kt, "norm": nm, "true_kT": truth["cluster"]["kT"], "true_norm": true_norm,
                          "seconds": time.perf_counter() - t0})

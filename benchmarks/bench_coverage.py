@@ -1,7 +1,7 @@
 """Issue 6: coverage of the 90% intervals through the whole pipeline.
 
 Ten simulated observations (seeds 1-10, flare fractions 0.05-0.3) go through filtering,
-regions, spectra and the joint three-camera fit (tbabs*(bremss+powerlaw): no AtomDB here,
+regions, spectra and the joint three-camera fit (tbabs*(zbremss+powerlaw): no AtomDB here,
 so no abundance); the fitted kT and norm are compared with the truth. The norm's truth is
 the beta model's flux in the source region (the local background leaves the cluster's own
 emission in the annulus unsubtracted, from step 2's beta model). Target:
@@ -45,7 +45,7 @@ def main():
         obs.append((obsid, truth))
     c = obs[0][1]["cluster"]
     t0 = time.perf_counter()
-    fit = FitOptions(model="tbabs*(bremss+powerlaw)", nh=c["nH"], redshift=c["redshift"])
+    fit = FitOptions(model="tbabs*(zbremss+powerlaw)", nh=c["nH"], redshift=c["redshift"])
     res = run_many([o for o, _ in obs], wd, RunSettings(default_options(fit=fit), name="coverage"),
                    workers=args.workers)
     elapsed = time.perf_counter() - t0
@@ -60,7 +60,7 @@ def main():
         paths = ObsPaths.of(obsid, wd)
         fit = json.loads((paths.fit / "fit.json").read_text())["parameters"]
         true_norm = truth["cluster"]["norm"] * cluster_flux_fraction(truth, read_ds9(paths.regions / "src.reg"))
-        kt, nm = fit["bremss.kT"], fit["bremss.norm"]
+        kt, nm = fit["zbremss.kT"], fit["zbremss.norm"]
         in_kt = kt["lower"] <= truth["cluster"]["kT"] <= kt["upper"]
         in_nm = nm["lower"] <= true_norm <= nm["upper"]
         hits["kT"] += in_kt

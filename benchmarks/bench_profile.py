@@ -2,7 +2,7 @@
 
 Seeds 1-3 of the cool-core preset (kT 3 keV at the centre rising to 6 keV, cool radius
 1.5', 20 ks, three cameras) go through filtering, regions and the profile step
-(S/N 40 per annulus, tbabs*bremss without AtomDB, ``--background local`` or ``model``;
+(S/N 40 per annulus, tbabs*zbremss without AtomDB, ``--background local`` or ``model``;
 with local, the PSF cross-talk between annuli is modelled unless ``--no-crosstalk``); each
 annulus's 90% interval is compared with the emission-weighted kT of the simulated shells in
 it. Target: >= 80% of annuli. Also prints the mean fitted/true kT inside and outside 3',
@@ -47,7 +47,7 @@ def main():
         paths = ObsPaths.of(obsid, wd)
         run_filtering(paths, FilterOptions())
         run_regions(paths, RegionOptions())
-        opts = ProfileOptions(nh=truth["cluster"]["nH"], max_annuli=args.max_annuli, background=args.background,
+        opts = ProfileOptions(nh=truth["cluster"]["nH"], redshift=truth["cluster"]["redshift"], max_annuli=args.max_annuli, background=args.background,
                               no_crosstalk=args.no_crosstalk)
         prof = execute(ProfileStep().plan(paths, opts)).summary
         for a in prof["annuli"]:

@@ -2,7 +2,7 @@
 from the photons or from the background?
 
 Both checks refit a cool-core profile (the preset of bench_profile.py, cross-talk model,
-tbabs*bremss) with no background at all, so that only the cluster's own counts are left:
+tbabs*zbremss) with no background at all, so that only the cluster's own counts are left:
 
 * ``--check model``: Poisson realisations of each annulus's noise-free spectra
   (:func:`xmmext.sim_truth.expected_annulus_counts`: the truth's shells mixed by the PSF and
@@ -38,7 +38,7 @@ from xmmext import instrument as ins  # noqa: E402
 from xmmext.layout import ObsPaths  # noqa: E402
 from xmmext.sim_truth import emission_weighted_kt  # noqa: E402
 
-MODEL = "tbabs*bremss"
+MODEL = "tbabs*zbremss"
 LEVEL_Z = 1.645          # 90% two-sided
 
 
@@ -53,7 +53,8 @@ def simulate_profile(seed: int, wd: Path, exposure: float, max_annuli: int) -> t
     paths = ObsPaths.of(obsid, wd)
     run_filtering(paths, FilterOptions())
     run_regions(paths, RegionOptions())
-    opts = ProfileOptions(nh=truth["cluster"]["nH"], max_annuli=max_annuli, profile_model=MODEL)
+    opts = ProfileOptions(nh=truth["cluster"]["nH"], redshift=truth["cluster"]["redshift"], max_annuli=max_annuli,
+                          profile_model=MODEL)
     rows = execute(ProfileStep().plan(paths, opts)).summary["annuli"]
     return paths, truth, rows
 
@@ -84,14 +85,15 @@ def fit_profile(folder: Path, paths: ObsPaths, truth: dict, rows: list) -> list[
     from xmmext.steps.profile import ProfileOptions
     spectra = [find_spectra(folder / r["folder"], tuple(r["cameras"])) for r in rows]
     edges = [r["r_in_arcmin"] for r in rows] + [rows[-1]["r_out_arcmin"]]
-    fopts = ProfileOptions(nh=truth["cluster"]["nH"], max_annuli=len(rows), profile_model=MODEL).fit_options(folder)
+    fopts = ProfileOptions(nh=truth["cluster"]["nH"], redshift=truth["cluster"]["redshift"], max_annuli=len(rows),
+                           profile_model=MODEL).fit_options(folder)
     sb = read_record(paths.regions / "regions.json")["surface_brightness"]
     start = [dict(r, kT=r.get("kT_independent", r["kT"])) for r in rows]
     res = X.fit_crosstalk(spectra, X.crosstalk_coefficients(spectra, edges, sb, fopts), model_for_fit(MODEL),
                           fopts, start)
     out = []
     for r, pars in zip(rows, res["annuli"]):
-        kt = pars["bremss.kT"]
+        kt = pars["zbremss.kT"]
         out.append((kt["value"], kt["lower"], kt["upper"],
                     emission_weighted_kt(truth, r["r_in_arcmin"], r["r_out_arcmin"])))
     return out

@@ -50,7 +50,7 @@ def main():
           f"ratio {t_spec / t_read:.1f}")
 
     c = truth["cluster"]
-    opts = FitOptions(model="tbabs*(bremss+powerlaw)", nh=c["nH"], redshift=c["redshift"])
+    opts = FitOptions(model="tbabs*(zbremss+powerlaw)", nh=c["nH"], redshift=c["redshift"])
     expr = parse_model(opts.model)
     t0 = time.perf_counter()
     res = fit_sherpa(find_spectra(paths.spectra, opts.cameras), expr, opts)

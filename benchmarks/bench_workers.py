@@ -22,7 +22,7 @@ def main():
     obs = [("0999996001", 1, 0.1), ("0999996002", 2, 0.2), ("0999996003", 3, 0.15), ("0999996004", 4, 0.25)]
     for obsid, seed, frac in obs:
         simulate_into(base, obsid=obsid, seed=seed, exposure=15000.0, flare_fraction=frac)
-    opts = RunSettings(default_options(fit=FitOptions(model="tbabs*bremss", nh=0.03, redshift=0.05)), name="bench")
+    opts = RunSettings(default_options(fit=FitOptions(model="tbabs*zbremss", nh=0.03, redshift=0.05)), name="bench")
     times = {}
     for workers in (1, 2):
         wd = Path(tempfile.mkdtemp())

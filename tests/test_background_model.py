@@ -15,7 +15,7 @@ from xmmext.sim_truth import cluster_flux_fraction
 
 def _fit(spectra, out, *extra):
     return run_cli(["python", str(ROOT / "xspec_analysis.py"), "--input", str(spectra), "--output", str(out),
-                    "--model", "tbabs*bremss", "--nh", "0.03", *extra])
+                    "--model", "tbabs*zbremss", "--nh", "0.03", "--redshift", "0.05", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_modelled_background_recovers_the_region_norm_without_self_subtraction(m
     truth, paths, out, fit = model_fit
     src = read_ds9(paths.regions / "src.reg")
     true_norm = truth["cluster"]["norm"] * cluster_flux_fraction(truth, src)
-    norm, kt = fit["parameters"]["bremss.norm"], fit["parameters"]["bremss.kT"]
+    norm, kt = fit["parameters"]["zbremss.norm"], fit["parameters"]["zbremss.kT"]
     assert fit["background"] == "model" and fit["statistic"]["name"] == "cstat"
     assert abs(norm["value"] / true_norm - 1) < 0.04, norm["value"] / true_norm
     assert norm["lower"] < norm["value"] < norm["upper"] and kt["lower"] < kt["value"] < kt["upper"]
@@ -60,7 +60,7 @@ def test_modelled_background_recovers_the_region_norm_without_self_subtraction(m
     # subtracted either (predicted from the beta model), so both find the region's norm
     r = _fit(paths.spectra, tmp_path / "local")
     assert r.returncode == 0, r.stderr
-    local = json.loads((tmp_path / "local" / "fit.json").read_text())["parameters"]["bremss.norm"]["value"]
+    local = json.loads((tmp_path / "local" / "fit.json").read_text())["parameters"]["zbremss.norm"]["value"]
     assert abs(local / true_norm - 1) < 0.04, local / true_norm
     assert not (out / "fit.xcm").exists() and any("not built yet" in n for n in fit["notes"])
 

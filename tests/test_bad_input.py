@@ -23,7 +23,7 @@ from xmmext.cli import run_main
 from xmmext.layout import ObsPaths
 
 OBSID = "0999998001"
-MODEL = "tbabs*bremss"
+MODEL = "tbabs*zbremss"
 
 
 @pytest.fixture(scope="module")
@@ -160,19 +160,19 @@ CASES = [
     ("fit", ["--input", "{spectra}", "--emax", "0"], 2, "argument --emax: must be positive"),
     ("fit", ["--input", "{spectra}", "--conf", "80"], 2, "invalid choice: 80"),
     ("fit", ["--input", "{spectra}", "--goodness", "-1"], 2, "argument --goodness: must be >= 0"),
-    ("fit", ["--input", "{spectra}", "--set", "bremss.kT=nan"], 2, "argument --set: not a finite number"),
+    ("fit", ["--input", "{spectra}", "--set", "zbremss.kT=nan"], 2, "argument --set: not a finite number"),
     ("fit", ["--input", "{spectra}", "--set", "nonsense"], 2, "argument --set: takes component.par=value"),
     ("fit", ["--input", "{spectra}", "--stat", "magic"], 2, "invalid choice: 'magic'"),
     ("fit", ["--input", "{spectra}", "--abund-table", "xyz"], 2, "invalid choice: 'xyz'"),
     ("fit", ["--input", "{spectra}", "--engine", "pyxspec"], 3, "PyXspec is not importable"),
     ("fit", ["--input", "{spectra}", "--model", ""], 2, "model"),
-    ("fit", ["--input", "{spectra}", "--model", "tbabs*(bremss+"], 2, "model expression"),
+    ("fit", ["--input", "{spectra}", "--model", "tbabs*(zbremss+"], 2, "model expression"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*nosuchmodel"], 2, "unknown XSPEC model component"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*$(touch x)"], 2, "cannot parse model expression"),
     ("fit", ["--input", "{spectra}", "--model", "@nested"], 2, "nested deeper than"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*meka"], 3, "XSPEC component meka cannot be evaluated"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*vmeka"], 3, "XSPEC component vmeka cannot be evaluated"),
-    ("fit", ["--input", "{spectra}", "--model", "tbabs*(xscat*bremss)"], 3, "XSPEC component xscat cannot be evaluated"),
+    ("fit", ["--input", "{spectra}", "--model", "tbabs*(xscat*zbremss)"], 3, "XSPEC component xscat cannot be evaluated"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*nsx"], 3, "XSPEC component nsx cannot be evaluated here: the XSPEC library crashed (SIGSEGV)"),
     ("fit", ["--input", "{spectra}", "--model", "tbabs*apec"], 3, "AtomDB"),
     ("fit", ["--input", "{spectra}", "--arf", "pn={spectra}/pn.rmf"], 2, "not an ARF"),

@@ -52,7 +52,7 @@ def demo_fit(processed_obs, tmp_path_factory):
     wd, truth, paths, _ = processed_obs
     c = truth["cluster"]
     r = run_cli(["python", str(ROOT / "xspec_analysis.py"), "--input", str(paths.spectra),
-                 "--model", "tbabs*(bremss+powerlaw)", "--nh", str(c["nH"]), "--redshift", str(c["redshift"])])
+                 "--model", "tbabs*(zbremss+powerlaw)", "--nh", str(c["nH"]), "--redshift", str(c["redshift"])])
     assert r.returncode == 0, r.stderr
     return truth, paths, json.loads((paths.fit / "fit.json").read_text())
 
@@ -62,7 +62,7 @@ def test_demo_fit_recovers_truth(demo_fit):
     misses it in 1 realisation of 10 by construction; coverage over seeds is
     benchmarks/bench_coverage.py: kT 8/10, norm 9/10 at the last run)."""
     truth, paths, res = demo_fit
-    kt = res["parameters"]["bremss.kT"]
+    kt = res["parameters"]["zbremss.kT"]
     k99 = 2.5758 / 1.6449
     lo = kt["value"] - k99 * (kt["value"] - kt["lower"])
     hi = kt["value"] + k99 * (kt["upper"] - kt["value"])
@@ -86,7 +86,7 @@ def test_fit_outputs(demo_fit):
     assert res["fluxes"]["0.1-2.4keV_unabsorbed"]["value"] > res["fluxes"]["0.1-2.4keV_absorbed"]["value"]
     assert res["fluxes"]["0.1-2.4keV_luminosity"]["value"] > 1e42
     csv_text = (paths.fit / "fit.csv").read_text()
-    assert "bremss.kT" in csv_text and "statistic" in csv_text
+    assert "zbremss.kT" in csv_text and "statistic" in csv_text
 
 
 def test_xcm_is_xspec_syntax(demo_fit):
@@ -95,9 +95,9 @@ def test_xcm_is_xspec_syntax(demo_fit):
     assert "statistic cstat" in lines and "abund aspl" in lines and "ignore bad" in lines
     assert lines[lines.index("ignore bad") - 2].startswith("data 1:1 mos1_src_grp.pha 2:2 mos2_src_grp.pha 3:3 pn_src_grp.pha")
     assert "ignore 1:**-0.5 7.0-** 2:**-0.5 7.0-** 3:**-0.5 7.0-**" in lines
-    i = lines.index("model  constant*TBabs*(bremss+powerlaw)")
+    i = lines.index("model  constant*TBabs*(zbremss+powerlaw)")
     par_lines = lines[i + 1:]
-    n = 1 + 5                                     # constant + nH, kT, norm, PhoIndex, norm
+    n = 1 + 6                                     # constant + nH, kT, Redshift, norm, PhoIndex, norm
     assert len(par_lines) == 3 * n
     assert par_lines[0].split() == ["1", "-1"]     # group 1 constant frozen at 1
     assert float(par_lines[1].split()[0]) == truth["cluster"]["nH"] and par_lines[1].split()[1] == "-1"

@@ -47,7 +47,7 @@ def test_obsid_and_name_are_validated_before_use(tmp_path, args):
 # four observations of the same cluster: different seeds, flare fractions and exposures
 LIST_OBS = (("0999995001", 11, 0.10, 6000.0), ("0999995002", 12, 0.25, 5000.0),
             ("0999995003", 13, 0.05, 5000.0), ("0999995004", 14, 0.30, 6000.0))
-LIST_ARGS = ["--model", "tbabs*bremss", "--nh", "0.03", "--redshift", "0.05", "--workers", "2"]
+LIST_ARGS = ["--model", "tbabs*zbremss", "--nh", "0.03", "--redshift", "0.05", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_list_of_four_all_succeed_and_combine(list_run):
     table = (wd / "results" / "multi" / "four" / "table.csv").read_text().splitlines()
     assert len(table) == 1 + 4
     summary = json.loads((wd / "results" / "multi" / "four" / "summary.json").read_text())
-    m = summary["weighted_means_1sigma"]["bremss.kT"]
+    m = summary["weighted_means_1sigma"]["zbremss.kT"]
     true_kt = truths[LIST_OBS[0][0]]["cluster"]["kT"]
     assert abs(m["mean"] - true_kt) < 2.6 * m["error"], m           # 99% two-sided
     assert m["dof"] == 3 and m["p_value"] > 0.001                   # the four agree with each other
@@ -132,7 +132,7 @@ def test_corrupt_observation_fails_alone(list_run, tmp_path):
 def test_report_is_self_contained(list_run):
     wd, truths, r = list_run
     page = (wd / "results" / "0999995001" / "report.html").read_text()
-    assert "<table>" in page and "bremss.kT" in page and "Reproduce" in page and "Versions" in page
+    assert "<table>" in page and "zbremss.kT" in page and "Reproduce" in page and "Versions" in page
     assert not re.search(r"(src|href)=['\"](http|file|/)", page)          # nothing external
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert len(images) >= 7
@@ -146,7 +146,7 @@ def test_multi_step_on_its_own(list_run):
     r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "again",
                  "--workdir", str(wd)])
     assert r.returncode == 0, r.stderr
-    assert "bremss.kT" in r.stdout
+    assert "zbremss.kT" in r.stdout
     assert (wd / "results" / "multi" / "again" / "table.csv").read_text() == \
         (wd / "results" / "multi" / "four" / "table.csv").read_text()
     r = run_cli(["python", str(ROOT / "multi_observation_analysis.py"), "--list", str(lst), "--name", "x;y",
@@ -206,7 +206,7 @@ def test_joint_fit_of_the_list(list_run):
     assert res["joint_observations"] == ["0999995001", "0999995002"]
     assert len(res["spectra"]) == 6
     assert sum(k.startswith("cross_norm.") for k in res["parameters"]) == 5
-    kt = res["parameters"]["bremss.kT"]
+    kt = res["parameters"]["zbremss.kT"]
     assert kt["lower"] <= 5.0 <= kt["upper"]
     assert (wd / "results" / "multi" / "joint" / "joint" / "fit.xcm").read_text().count("_src_grp.pha") == 6
 

@@ -58,7 +58,7 @@ def cool_core(tmp_path_factory):
                         n_point_sources=6, flare_fraction=0.1)
     truth = simulate(cfg, wd)
     r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), OBSID, "cc", "--profile",
-                 "--cameras", "pn", "--model", "tbabs*bremss", "--nh", "0.03",
+                 "--cameras", "pn", "--model", "tbabs*zbremss", "--nh", "0.03", "--redshift", "0.05",
                  "--max-annuli", "3", "--target-sn", "60", "--workdir", str(wd)])
     assert r.returncode == 0, r.stderr
     return wd, truth
@@ -93,7 +93,7 @@ def test_cool_core_profile_recovers_the_input(cool_core):
 def test_profile_step_alone_is_up_to_date_then_redone_on_new_options(cool_core):
     wd, _ = cool_core
     base = ["python", str(ROOT / "xspec_analysis.py"), "--profile", "--obsid", OBSID, "--workdir", str(wd),
-            "--cameras", "pn", "--nh", "0.03", "--max-annuli", "3", "--target-sn", "60"]
+            "--cameras", "pn", "--nh", "0.03", "--redshift", "0.05", "--max-annuli", "3", "--target-sn", "60"]
     r = run_cli(base)
     assert r.returncode == 0 and "skipped (up to date)" in r.stdout, r.stdout + r.stderr
     r = run_cli(base[:-4] + ["--max-annuli", "2", "--target-sn", "60"])
@@ -168,12 +168,13 @@ def test_crosstalk_fit_recovers_noise_free_spectra(cool_core, tmp_path):
             h.writeto(dst / "pn_src_grp.pha")
     spectra = [find_spectra(tmp_path / r["folder"], ("pn",)) for r in rows]
     edges = [r["r_in_arcmin"] for r in rows] + [rows[-1]["r_out_arcmin"]]
-    opts = ProfileOptions(nh=truth["cluster"]["nH"], max_annuli=len(rows)).fit_options(tmp_path)
+    opts = ProfileOptions(nh=truth["cluster"]["nH"], redshift=truth["cluster"]["redshift"],
+                          max_annuli=len(rows)).fit_options(tmp_path)
     sb = json.loads((res / "regions" / "regions.json").read_text())["surface_brightness"]
-    fit = X.fit_crosstalk(spectra, X.crosstalk_coefficients(spectra, edges, sb, opts), model_for_fit("tbabs*bremss"),
+    fit = X.fit_crosstalk(spectra, X.crosstalk_coefficients(spectra, edges, sb, opts), model_for_fit("tbabs*zbremss"),
                           opts, rows)
     assert fit["statistic"]["name"] == "cstat"
     for k, (r, pars) in enumerate(zip(rows, fit["annuli"])):
         true = emission_weighted_kt(truth, r["r_in_arcmin"], r["r_out_arcmin"])
         tolerance = 0.03 if k == len(rows) - 1 else 0.015
-        assert abs(pars["bremss.kT"]["value"] / true - 1) < tolerance, (r["folder"], pars["bremss.kT"]["value"], true)
+        assert abs(pars["zbremss.kT"]["value"] / true - 1) < tolerance, (r["folder"], pars["zbremss.kT"]["value"], true)

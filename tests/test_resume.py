@@ -22,7 +22,7 @@ def _settings(wd):
     opts["filtering"] = FilterOptions(cameras=("mos1", "pn"))
     for name in ("regions", "spectra"):
         opts[name].cameras = ("mos1", "pn")
-    opts["fit"] = FitOptions(model="tbabs*bremss", nh=0.03, cameras=("mos1", "pn"))
+    opts["fit"] = FitOptions(model="tbabs*zbremss", nh=0.03, redshift=0.05, cameras=("mos1", "pn"))
     return RunSettings(opts, "native", False, str(wd), "resume")
 
 

@@ -33,7 +33,7 @@ def test_pipeline_reaches_every_step_with_sas(version, tmp_path):
                     env_extra=env)
     else:
         r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), OBSID, "sas_test", "--backend", "sas",
-                     "--workdir", str(wd), "--model", "tbabs*bremss", "--nh", "0.03", "--redshift", "0.05"],
+                     "--workdir", str(wd), "--model", "tbabs*zbremss", "--nh", "0.03", "--redshift", "0.05"],
                     env_extra=env)
     assert r.returncode == 0, r.stdout + r.stderr
     log = calls.read_text().splitlines()
@@ -50,4 +50,4 @@ def test_pipeline_reaches_every_step_with_sas(version, tmp_path):
         assert task in called, task                    # every step ran through SAS
     assert json.loads((res / "spectra" / "spectra.json").read_text())["backend"] == "sas"
     fit = json.loads((res / "fit" / "fit.json").read_text())
-    assert fit["engine"] == "sherpa" and fit["parameters"]["bremss.kT"]["value"] > 0
+    assert fit["engine"] == "sherpa" and fit["parameters"]["zbremss.kT"]["value"] > 0

@@ -17,7 +17,7 @@ from xmmext.steps import (FilterOptions, FilteringStep, FitOptions, FitStep, Reg
                           SpectraStep, execute, is_up_to_date, run_filtering, run_fit, run_regions, run_spectra)
 
 OBSID = "0999997001"
-MODEL = "tbabs*bremss"
+MODEL = "tbabs*zbremss"
 CAMS = ("pn",)
 
 
@@ -30,7 +30,7 @@ def stepped(tmp_path_factory):
     run_filtering(paths, FilterOptions(cameras=CAMS))
     run_regions(paths, RegionOptions(cameras=CAMS))
     run_spectra(paths, SpectraOptions(cameras=CAMS))
-    run_fit(paths.spectra, paths.fit, FitOptions(model=MODEL, nh=0.03, cameras=CAMS))
+    run_fit(paths.spectra, paths.fit, FitOptions(model=MODEL, nh=0.03, redshift=0.05, cameras=CAMS))
     return wd
 
 
@@ -44,7 +44,7 @@ def copy(stepped, tmp_path):
 
 def _fit_plan(paths, **kw):
     return FitStep().plan(None, FitOptions(input=str(paths.spectra), output=str(paths.fit), model=MODEL,
-                                           cameras=CAMS, **{"nh": 0.03, **kw}))
+                                           cameras=CAMS, **{"nh": 0.03, "redshift": 0.05, **kw}))
 
 
 def _without_record(d: dict) -> dict:
@@ -244,6 +244,6 @@ def test_bad_model_leaves_the_previous_fit(copy):
     from xmmext.errors import UsageError
     before = (copy.fit / "fit.json").read_text()
     with pytest.raises(UsageError, match="model expression"):
-        FitStep().plan(None, FitOptions(input=str(copy.spectra), output=str(copy.fit), model="tbabs*(bremss+",
+        FitStep().plan(None, FitOptions(input=str(copy.spectra), output=str(copy.fit), model="tbabs*(zbremss+",
                                         cameras=CAMS))
     assert (copy.fit / "fit.json").read_text() == before

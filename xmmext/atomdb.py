@@ -1,8 +1,8 @@
 """Where XSPEC's thermal-plasma models (apec, vapec, ...) find their AtomDB files.
 
 With HEASoft the files are in $HEADAS/../spectral/modelData. Without it, the pipeline
-looks in $XMMEXT_ATOMDB, then in the model-data folder of xspectrampoline. The
-simulated demo and the tests fall back to ``bremss`` when the files are absent.
+looks in $XMMEXT_ATOMDB, then in the model-data folder of xspectrampoline. Without them
+a run with no explicit model falls back to ``zbremss`` (:mod:`xmmext.fitting.model_choice`).
 
 ``python -m xmmext.atomdb --status`` prints what is present and where files go.
 """
@@ -91,7 +91,8 @@ def status_text() -> str:
     if found:
         lines.append(f"  found:    version {found['version']} in {found['dir']}")
     else:
-        lines.append("  found:    none -> models with apec stop with exit 3; the demo uses bremss")
+        lines.append("  found:    none -> an explicit apec model stops with exit 3; the default model "
+                     "falls back to tbabs*(zbremss+powerlaw)")
         lines.append(f"  put apec_v3.x_coco.fits and apec_v3.x_line.fits in {target_dir()}")
         lines.append("  (or set XMMEXT_ATOMDB=/folder/with/them)")
     return "\n".join(lines)

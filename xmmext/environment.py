@@ -68,7 +68,7 @@ def detect_native() -> Backend:
     except Exception as exc:  # DependencyError with the reason
         return Backend("native", False, f"XSPEC model library not loadable: {exc}")
     found = find_apec_files()
-    atom = f"AtomDB {found['version']} found" if found else "AtomDB absent: apec unavailable, demo uses bremss"
+    atom = f"AtomDB {found['version']} found" if found else "AtomDB absent: apec unavailable, the default model falls back to zbremss"
     import sherpa
     return Backend("native", True, f"sherpa {sherpa.__version__} + XSPEC models; {atom}",
                    {"XMMEXT_ATOMDB": found["dir"]} if found else {})

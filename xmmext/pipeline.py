@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 
 from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
 from .layout import ObsPaths, validate_name
 from .steps.cli import add_runner_options
 from .steps.values import positive_int
-from .steps.sequence import RunSettings, add_pipeline_options, run_observation, step_options_from
+from .steps.sequence import RunSettings, add_pipeline_options, check_run, run_observation, step_options_from
 
 log = logging.getLogger("xmmext.pipeline")
 DEMO_OBSID = "0999990101"
@@ -46,19 +47,19 @@ def main(argv=None) -> int:
     setup_logging(args.debug, args.quiet)
     if args.obs_list:
         return _run_list(args)
-    fit_defaults = {}
     if args.demo:
         obsid, name = DEMO_OBSID, args.name or "demo_cluster"
-        fit_defaults = _prepare_demo(args)
     else:
         if not args.obsid or not args.name:
             raise UsageError("give <OBSID> <name>, or --demo")
         obsid, name = args.obsid, args.name
     paths = ObsPaths.of(obsid, args.workdir)
     validate_name(name)
-    settings = RunSettings(step_options_from(args, **fit_defaults), args.backend, args.force, args.workdir, name,
-                           args.profile)
-    run_observation(obsid, settings)
+    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, args.profile)
+    check_run(settings, f"[{obsid}] ")                 # the model settled before anything runs (exit 3)
+    if args.demo:
+        settings = replace(settings, options=step_options_from(args, **_prepare_demo(args)))
+    run_observation(obsid, replace(settings, checked=True))
     if args.demo:
         _compare_with_truth(paths)
     print(f"report: {paths.results / 'report.html'}")
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
 
 def _prepare_demo(args) -> dict:
     """Simulate the embedded observation (unless there); the fit options a user would give
-    for it (model without AtomDB, Galactic nH and redshift from its truth) unless given."""
-    from .atomdb import find_apec_files
+    for it (Galactic nH and redshift from its truth) unless given. The model is settled
+    like any run's (apec with AtomDB, else the zbremss fallback, said before step 1)."""
     from .simulate import SimConfig, simulate
     paths = ObsPaths.of(DEMO_OBSID, args.workdir)
     if args.force or not paths.truth.exists():
@@ -78,12 +79,6 @@ def _prepare_demo(args) -> dict:
         print(f"[{DEMO_OBSID}] simulate   skipped (already in {paths.data}; --force to redo)", flush=True)
     truth = json.loads(paths.truth.read_text())["cluster"]
     out = {}
-    if not hasattr(args, "model"):
-        thermal = "apec" if find_apec_files() else "bremss"
-        out["model"] = f"tbabs*({thermal}+powerlaw)"
-        if thermal == "bremss":
-            print(f"[{DEMO_OBSID}] note       AtomDB absent: fitting tbabs*(bremss+powerlaw) instead of apec "
-                  "(python -m xmmext.atomdb --status)", flush=True)
     if not hasattr(args, "nh"):
         out["nh"] = truth["nH"]
     if not hasattr(args, "redshift"):
@@ -111,6 +106,7 @@ def _run_list(args) -> int:
     validate_name(name)
     obsids = read_obs_list(args.obs_list)
     settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, args.profile)
+    check_run(settings)                                # once, before any observation starts
     results = run_many(obsids, args.workdir, settings, args.workers, args.scheduler)
     print(summary_table(results))
     ok = [r["obsid"] for r in results if r["status"] == "ok"]

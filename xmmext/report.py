@@ -49,6 +49,15 @@ def _profile_section(paths: ObsPaths) -> str:
             f"{''.join(rows)}</table>{_img(paths.results / 'profile' / 'profile.png', 'temperature profile')}")
 
 
+def _fallback(fit: dict) -> str:
+    """The model used without AtomDB, said where the fit's numbers are."""
+    fb = fit.get("model_fallback")
+    if not fb:
+        return ""
+    return (f"<p class='warn'>Model {html.escape(fb['used'])} instead of {html.escape(fb['requested'])}: "
+            f"{html.escape(fb['reason'])}.</p>")
+
+
 def build_report(paths: ObsPaths, name: str, commands: list[str]) -> Path:
     """Write results/<OBSID>/report.html from the products of every step."""
     filt, reg = read_record(paths.events / "filtering.json"), read_record(paths.regions / "regions.json")
@@ -93,7 +102,7 @@ radius {reg.get('radius_arcmin', 0):.2f}' ({html.escape(str(reg.get('radius_from
 {len(reg.get('excluded', []))} point sources excluded.</p>
 {_img(paths.regions / 'regions.png', 'EPIC image with regions')}{_img(paths.regions / 'profile.png', 'radial profile')}
 <h2>3. Spectra</h2>{_img(paths.spectra / 'spectra.png', 'source and scaled background spectra')}
-<h2>4. Fit: {html.escape(fit.get('model', '-'))} ({html.escape(fit.get('engine', '-'))})</h2>
+<h2>4. Fit: {html.escape(fit.get('model', '-'))} ({html.escape(fit.get('engine', '-'))})</h2>{_fallback(fit)}
 <p>{html.escape(str(st.get('name', '')))} = {st.get('value', 0):.1f} for {st.get('dof', 0)} degrees of freedom;
 errors at {fit.get('conf_level', '-')}%; {fit.get('energy_range_keV', ['-', '-'])[0]}-{fit.get('energy_range_keV', ['-', '-'])[1]} keV.</p>
 <table><tr><th>parameter</th><th>value</th><th>interval</th><th>unit</th></tr>{''.join(rows)}</table>

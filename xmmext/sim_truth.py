@@ -50,6 +50,17 @@ def emission_weighted_kt(truth: dict, r_in_arcmin: float, r_out_arcmin: float) -
     return kt / w
 
 
+def cluster_spectrum(cluster: dict, energy_edges, kt: float | None = None) -> np.ndarray:
+    """The truth's absorbed thermal model (``cluster``: truth.json's "cluster") for norm 1 at
+    ``kt`` (default the cluster's), photons/cm^2/s per bin of ``energy_edges`` (keV)."""
+    from . import xspec_models as xm
+    kt = cluster["kT"] if kt is None else kt
+    thermal = cluster["model"].split("*")[-1]
+    pars = {"bremss": [kt], "zbremss": [kt, cluster["redshift"]],
+            "apec": [kt, cluster.get("abund"), cluster["redshift"]]}[thermal]
+    return xm.evaluate("tbabs", [cluster["nH"]], energy_edges) * xm.evaluate(thermal, pars, energy_edges)
+
+
 def expected_annulus_counts(truth: dict, r_in_arcmin: float, r_out_arcmin: float, camera: str,
                             arf: tuple, rmf, exposure: float, psfcorr: float = 1.0) -> np.ndarray:
     """Noise-free cluster counts per channel recorded in an annulus about the cluster's
@@ -73,8 +84,7 @@ def expected_annulus_counts(truth: dict, r_in_arcmin: float, r_out_arcmin: float
     recorded = (mixing[inside] * flux[None, :]).sum(0)        # each ring's norm recorded in the annulus
     lo, hi, specresp = arf
     e = np.append(lo, hi[-1])
-    photons = sum(recorded[kt == k].sum() * xm.evaluate("bremss", [k], e) for k in np.unique(kt))
-    photons = photons * xm.evaluate("tbabs", [c["nH"]], e)
+    photons = sum(recorded[kt == k].sum() * cluster_spectrum(c, e, k) for k in np.unique(kt))
     return (photons * specresp / psfcorr) @ rmf.matrix * exposure
 
 

@@ -5,8 +5,8 @@
 ``data/<OBSID>/truth.json`` with every input parameter and the counts drawn.
 
 Components (each with its own spectrum, spatial and time behaviour):
-  cluster       beta-model surface brightness, tbabs*apec (tbabs*bremss without
-                AtomDB), vignetted, through the PSF; isothermal, or with a cool core
+  cluster       beta-model surface brightness, tbabs*apec (tbabs*zbremss at the
+                redshift without AtomDB: the pipeline's fallback), vignetted, through the PSF; isothermal, or with a cool core
                 (``--kt-centre``: kT rising with radius, drawn in radial shells)
   point_sources tbabs*powerlaw AGN with a Euclidean logN-logS, through the PSF
   cxb           cosmic X-ray background, tbabs*powerlaw(1.46), vignetted, uniform
@@ -49,6 +49,7 @@ from .sim_files import event_hdulist
 from .layout import ObsPaths, parse_cameras
 
 SKY_DISK_ARCMIN = 17.0
+THERMAL_MODELS = ("auto", "apec", "zbremss", "bremss")
 
 log = __import__("logging").getLogger("xmmext.simulate")
 
@@ -88,7 +89,7 @@ class SimConfig:
     core_radius_arcmin: float = 1.5
     beta: float = 0.67
     r_max_arcmin: float = 20.0
-    thermal_model: str = "auto"        # auto | apec | bremss
+    thermal_model: str = "auto"        # auto (apec with AtomDB, else zbremss) | apec | zbremss | bremss
     abund_table: str = "aspl"
     # others
     flare_fraction: float = 0.2
@@ -137,7 +138,7 @@ def validate(cfg: SimConfig) -> None:
         (cfg.n_point_sources >= 0, "number of point sources must be >= 0"),
         (cfg.n_flares >= 1, "number of flares must be >= 1"),
         (0 <= cfg.offset_arcmin < ins.FOV_RADIUS_ARCMIN, "cluster offset must be inside the FOV"),
-        (cfg.thermal_model in ("auto", "apec", "bremss"), "thermal model must be auto, apec or bremss"),
+        (cfg.thermal_model in THERMAL_MODELS, f"thermal model must be one of {', '.join(THERMAL_MODELS)}"),
         (-90 <= cfg.dec_pnt <= 90, "pointing Dec out of range"),
         (cfg.kt_centre is None or cfg.kt_centre > 0, "central kT must be positive"),
         (cfg.cool_radius_arcmin > 0, "cool-core radius must be positive"),
@@ -161,7 +162,7 @@ def _egrid() -> np.ndarray:
 def _thermal_model(cfg: SimConfig) -> str:
     if cfg.thermal_model != "auto":
         return cfg.thermal_model
-    return "apec" if find_apec_files() else "bremss"
+    return "apec" if find_apec_files() else "zbremss"
 
 
 def cluster_photon_spectrum(cfg: SimConfig, model: str, kt: float | None = None) -> np.ndarray:
@@ -172,6 +173,8 @@ def cluster_photon_spectrum(cfg: SimConfig, model: str, kt: float | None = None)
     absorb = xm.evaluate("tbabs", [cfg.nh], e)
     if model == "apec":
         return absorb * xm.evaluate("apec", [kt, cfg.abund, cfg.redshift], e)
+    if model == "zbremss":
+        return absorb * xm.evaluate("zbremss", [kt, cfg.redshift], e)
     return absorb * xm.evaluate("bremss", [kt], e)
 
 
@@ -278,7 +281,7 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
     # lie up to ~2' from the pointing); the detector keeps what falls in its own FOV
     fov_arcmin2 = np.pi * SKY_DISK_ARCMIN ** 2
     cxb_spec = _powerlaw_spectrum(1.46, cfg.nh) * (11.6 / 1.1818e7) * fov_arcmin2
-    fg_spec = xm.evaluate("bremss", [0.2], _egrid()) * 1.2e-5 * fov_arcmin2 if model == "bremss" \
+    fg_spec = xm.evaluate("bremss", [0.2], _egrid()) * 1.2e-5 * fov_arcmin2 if model != "apec" \
         else xm.evaluate("apec", [0.2, 1.0, 0.0], _egrid()) * 4.0e-6 * fov_arcmin2
 
     truth_counts: dict[str, dict[str, int]] = {}
@@ -377,8 +380,9 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
                     "kT_profile": None if cfg.kt_centre is None else {
                         "kT_centre": cfg.kt_centre, "kT_outer": cfg.kt, "r_cool_arcmin": cfg.cool_radius_arcmin,
                         "shells": shells},
-                    "note": None if model == "apec" else
-                    "AtomDB absent: bremss continuum (no lines, no abundance, redshift not applied)"},
+                    "note": {"apec": None,
+                             "zbremss": "AtomDB absent: zbremss continuum at the redshift (no lines, no abundance)",
+                             "bremss": "bremss continuum (no lines, no abundance, redshift not applied)"}[model]},
         "flares": flares, "flare_amplitudes": [float(a) for a in flare_amp],
         "point_sources": ps_truth,
         "counts": truth_counts,
@@ -435,7 +439,7 @@ def build_parser():
     p.add_argument("--n-flares", type=int)
     p.add_argument("--flare-scale", type=finite_float, help="multiplies flare peak rates")
     p.add_argument("--n-point-sources", type=int)
-    p.add_argument("--thermal-model", choices=["auto", "apec", "bremss"])
+    p.add_argument("--thermal-model", choices=list(THERMAL_MODELS))
     p.add_argument("--filter", choices=["Thin", "Medium", "Thick"])
     p.add_argument("--date-obs")
     p.add_argument("--no-oot", action="store_true", default=False, help="no pn out-of-time events")

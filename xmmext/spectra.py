@@ -46,7 +46,8 @@ from .fileio import read_json, save_figure, write_fits
 from .images import ImageGrid, coverage_map
 from .layout import ObsPaths
 from .shapes import ExtractionRegion, area_fraction_map, read_ds9
-from .surface_brightness import brightness_image, flux_in_region, is_usable, psf_spill_factors
+from .surface_brightness import (brightness_image, flux_in_region, flux_ratio_rel_error, is_usable,
+                                 psf_spill_factors)
 
 log = logging.getLogger("xmmext.spectra")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
@@ -332,11 +333,13 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid, geo))
     grouping, quality = group_spectrum(c_src, cam, spec, c_bkg, bs_src / bs_bkg)
     source_per_net, own_note = None, "not modelled: subtracted with the background (--own-emission subtract)"
+    own_rel_error = 0.0
     if opts.own_emission == "model":
         if is_usable(sb):
             source_per_net = np.interp(e_ch, e_grid, source_in_background(sb, sb_centre, src, bkg, grid, cov,
                                                                           e_grid, geo, spill))
             own_note = "predicted from step 2's beta model and not subtracted"
+            own_rel_error = flux_ratio_rel_error(sb, sb_centre, bkg, src)
         else:
             own_note = "no beta model in regions.json: subtracted with the background"
     eff, own = background_scaling(c_bkg, particle, bs_src, bs_bkg, vig_ratio, c_src=c_src,
@@ -370,6 +373,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
         "corner_counts": int(corner.sum()), "corner_area_sky_px2": area_corner,
         "particle_background": particle_from, "particle_counts_bkg_region": float(particle.sum()),
         "source_counts_bkg_region": float(own.sum()), "source_in_background": own_note,
+        "source_counts_bkg_region_error": float(own.sum() * own_rel_error),
         "out_of_time_subtracted": float(oot[0]["src"].sum()) if oot else 0.0,
         "geometry": geo.to_json(),
         "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)), "exposed_fraction": exposed_fraction,

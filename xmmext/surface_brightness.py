@@ -96,12 +96,15 @@ def fit_beta(edges_arcsec, counts, exposure, particle, pixels=None, psf=None,
             return source(s0, rc, beta) + sky + unvig * flat
         p0, lower, upper = p0 + [0.0], lower + [-np.inf], upper + [np.inf]
     try:
-        p, _ = curve_fit(model, rr, y, p0=p0, sigma=sig, bounds=(lower, upper), maxfev=20000)
+        p, cov = curve_fit(model, rr, y, p0=p0, sigma=sig, bounds=(lower, upper), maxfev=20000)
     except (RuntimeError, ValueError):
         return None
     s0, rc, beta, sky = (float(v) for v in p[:4])
     out = {"model": "beta", "s0": s0, "rc_arcmin": rc, "beta": beta, "sky": sky,
            "fitted_to_arcmin": float(rr.max()), "psf_blurred": psf is not None}
+    cov_shape = np.asarray(cov, float)[1:3, 1:3]
+    if np.all(np.isfinite(cov_shape)):
+        out["cov_rc_beta"] = cov_shape.tolist()        # 1-sigma covariance of (rc_arcmin, beta)
     if flat is not None:
         out["unvignetted"] = float(p[4])
     return out
@@ -122,6 +125,26 @@ def flux_in_region(sb: dict, centre: tuple[float, float], region, n: int = 600) 
     cell = (xs[1] - xs[0]) ** 2
     r = np.hypot(X - centre[0], Y - centre[1]) * ins.SKY_PIX_ARCSEC / 60.0
     return float(np.sum(beta_profile(r, 1.0, sb["rc_arcmin"], sb["beta"]) * region.contains(X, Y)) * cell)
+
+
+def flux_ratio_rel_error(sb: dict, centre: tuple[float, float], num, den) -> float:
+    """1-sigma relative error of flux_in_region(num) / flux_in_region(den) from the fitted
+    (rc, beta) covariance (linear propagation along its two principal directions); 0 when
+    the fit gave no covariance."""
+    cov = sb.get("cov_rc_beta")
+    if not cov:
+        return 0.0
+    w, v = np.linalg.eigh(np.asarray(cov, float))
+    base = flux_in_region(sb, centre, num) / max(flux_in_region(sb, centre, den), 1e-300)
+    var = 0.0
+    for k in range(2):
+        step = np.sqrt(max(w[k], 0.0)) * v[:, k]
+        moved = {**sb, "rc_arcmin": sb["rc_arcmin"] + step[0], "beta": sb["beta"] + step[1]}
+        if moved["rc_arcmin"] <= 0 or moved["beta"] <= 0.5:
+            continue
+        ratio = flux_in_region(moved, centre, num) / max(flux_in_region(moved, centre, den), 1e-300)
+        var += (ratio / base - 1.0) ** 2
+    return float(np.sqrt(var))
 
 
 def is_usable(sb: dict | None) -> bool:

@@ -351,7 +351,7 @@ def _apply_defaults(expr: ModelExpression, comps, opts) -> None:
                 par.frozen = False
             elif pname == "norm":
                 par.val = 1e-3 if low not in ("powerlaw", "bbodyrad") else (1e-4 if low == "powerlaw" else 1.0)
-            elif pname == "kT" and low in ("apec", "bremss", "mekal", "vapec"):
+            elif pname == "kT" and low in ("apec", "bremss", "zbremss", "mekal", "vapec"):
                 par.val = 3.0
             elif pname == "kT" and low == "bbodyrad":
                 par.val = 1.0

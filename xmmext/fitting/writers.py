@@ -32,7 +32,8 @@ def xcm_text(result: dict, expr: ModelExpression, opts, relative_to: Path | None
     observations: run XSPEC in the folder of fit.xcm). Never a work-directory path, so
     nothing in it is substituted by Tcl."""
     stat = "cstat" if opts.stat in ("cstat", "wstat") else "chi"
-    lines = [f"statistic {stat}", "method leven 10 0.01", f"abund {opts.abund_table}", "xsect vern",
+    lines = [f"# {line}" for line in model_comment(result)]
+    lines += [f"statistic {stat}", "method leven 10 0.01", f"abund {opts.abund_table}", "xsect vern",
              "cosmo 67.7 0 0.689", "xset delta 0.01", "systematic 0"]
     files = [os.path.relpath(s["file"], relative_to) if relative_to else Path(s["file"]).name
              for s in result["spectra"]]
@@ -65,6 +66,17 @@ def xcm_text(result: dict, expr: ModelExpression, opts, relative_to: Path | None
         for j in range(n_model):
             lines.append(f"= p{j + 2}")
     return "\n".join(lines) + "\n"
+
+
+def model_comment(result: dict) -> list[str]:
+    """Comment lines on the model: the fallback used without AtomDB, and the flags."""
+    out = []
+    fb = result.get("model_fallback")
+    if fb:
+        out.append(f"model {fb['used']} used instead of {fb['requested']}: AtomDB absent (rest-frame kT, no lines)")
+    for flag in result.get("flags", []):
+        out.append(f"flag: {flag}")
+    return out
 
 
 def csv_text(result: dict) -> str:

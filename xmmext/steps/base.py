@@ -145,14 +145,16 @@ def file_signature(path: Path, by_content: bool = True) -> str:
 
 
 def fingerprint(step: str, options: dict, backend: str, inputs: list[Path], base: Path,
-                stat_inputs: list[Path] = ()) -> tuple[str, dict]:
+                stat_inputs: list[Path] = (), decided: dict | None = None) -> tuple[str, dict]:
     """(digest, description) of what a step's result depends on; ``stat_inputs`` are
-    fingerprinted by size and mtime only (raw files written once, e.g. an ODF)."""
+    fingerprinted by size and mtime only (raw files written once, e.g. an ODF); ``decided``:
+    what the plan settled beyond the options (e.g. the model when none was given, which
+    depends on whether AtomDB is installed)."""
     from ..version import __version__
     # the package version is part of it: results of an older release (other responses,
     # other instrument model) are never taken as up to date
     described = {"step": step, "version": RECORD_VERSION, "xmmext": __version__, "backend": backend,
-                 "options": options,
+                 "options": options, "decided": decided or {},
                  "inputs": {_rel(p, base): file_signature(p) for p in inputs}}
     described["inputs"].update({_rel(p, base): file_signature(p, by_content=False) for p in stat_inputs})
     text = json.dumps(described, sort_keys=True, default=str)
@@ -175,6 +177,7 @@ class Plan:
     folders: list[Path]             # folders it writes (their stale temporaries are removed)
     context: Any = None             # ObsPaths, or what the step needs to run
     stat_inputs: list = field(default_factory=list)   # inputs fingerprinted by size + mtime (the ODF)
+    decided: dict = field(default_factory=dict)       # what the plan settled that changes results (the model)
     fingerprint: str = ""
     described: dict = field(default_factory=dict)
 
@@ -203,6 +206,12 @@ class Step:
     Options: type = object
     needs_obsid = True          # False for a step that works on files anywhere (the fit)
     has_backend = True          # False for a step with no SAS variant
+
+    def check_early(self, options) -> list[str]:
+        """Checks that can be made before any step of a run starts (e.g. that the fit's
+        model can be evaluated): raise to stop the run at once; return lines to tell the
+        user. Default: nothing to check."""
+        return []
 
     def plan(self, context, options, backend: str = "auto") -> Plan:       # pragma: no cover - interface
         raise NotImplementedError
@@ -241,7 +250,7 @@ def finish_plan(plan: Plan) -> Plan:
     """Fill in the fingerprint of a plan (called at the end of every ``Step.plan``)."""
     plan.fingerprint, plan.described = fingerprint(plan.step.name, fingerprint_options(plan.options),
                                                    plan.backend, plan.inputs, plan.record.parent,
-                                                   plan.stat_inputs)
+                                                   plan.stat_inputs, plan.decided)
     return plan
 
 

@@ -19,7 +19,6 @@ from ..layout import CAMERAS
 from . import values as V
 from .base import Plan, Step, StepResult, finish_plan, option
 
-DEFAULT_MODEL = "tbabs*(apec+powerlaw)"
 CONF_LEVELS = (68, 90, 95, 99)
 MAX_NH = 1000.0            # 1e25 cm^-2: beyond any column that leaves X-rays to fit
 MAX_REDSHIFT = 10.0
@@ -31,7 +30,8 @@ class FitOptions:
     input: str | None = option(None, "spectra folder (e.g. results/<OBSID>/spectra), or PHA files of any "
                                "names separated by commas", pipeline=False, fingerprint=False)
     output: str | None = option(None, "output folder (default: <input>/../fit)", pipeline=False, fingerprint=False)
-    model: str = option(DEFAULT_MODEL, "XSPEC model expression")
+    model: str | None = option(None, "XSPEC model expression (default: tbabs*(apec+powerlaw); without AtomDB "
+                               "tbabs*(zbremss+powerlaw), said in fit.json)", metavar="EXPR")
     nh: float | None = option(None, "absorbing column (1e22 cm^-2), frozen (the Galactic value)",
                               parse=V.non_negative_float)
     nh_free: bool = option(False, "fit nH instead of freezing it", switch=True)
@@ -65,7 +65,7 @@ class FitOptions:
     seed: int = field(default=1)
 
     def validate(self) -> None:
-        if not str(self.model).strip():
+        if self.model is not None and not str(self.model).strip():
             raise UsageError("--model is empty")
         if self.nh is not None:
             V.check(self, "nh", V.non_negative_float)
@@ -124,11 +124,21 @@ class FitStep(Step):
     needs_obsid = False
     has_backend = False
 
+    def check_early(self, opts: FitOptions) -> list[str]:
+        """The model is settled before any step of a run (exit 3 at once when it cannot be
+        evaluated); returns what to tell the user (the fallback without AtomDB)."""
+        from ..fitting.model_choice import settle_model
+        opts.validate()
+        settled = settle_model(opts.model, opts.redshift)
+        return [settled.fallback_line()] if settled.fallback else []
+
     def plan(self, context, opts: FitOptions, backend: str = "auto") -> Plan:
         """Every check of the spectra, their files and the model happens here, before the
         old record is touched: a bad input leaves the previous fit as it was."""
-        from ..fitting.inputs import check_spectrum, find_spectra, model_for_fit
+        from ..fitting.inputs import check_spectrum, find_spectra
+        from ..fitting.model_choice import settle_model
         opts.validate()
+        settled = settle_model(opts.model, opts.redshift)
         engine = choose_engine(opts.engine)
         inp, out = opts.folders()
         spectra = find_spectra(inp, opts.cameras)
@@ -141,14 +151,15 @@ class FitStep(Step):
             if opts.background == "model":
                 from ..fitting.background_fit import sidecar_inputs
                 inputs += sidecar_inputs(cam, path)
-        expr = model_for_fit(opts.model)
-        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out], (spectra, expr)))
+        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out], (spectra, settled),
+                                decided={"model": settled.text}))
 
     def run(self, plan: Plan) -> StepResult:
         from ..fileio import write_text
         from ..fitting.pyxspec_engine import pyxspec_script, run_pyxspec
         from ..fitting.writers import csv_text, xcm_text
-        opts, (spectra, expr) = plan.options, plan.context
+        opts, (spectra, settled) = plan.options, plan.context
+        expr = settled.expr
         out = plan.record.parent
         if plan.backend == "pyxspec":
             result = run_pyxspec(spectra, expr, opts)
@@ -158,6 +169,8 @@ class FitStep(Step):
         else:
             from ..fitting.sherpa_engine import fit_sherpa
             result = fit_sherpa(spectra, expr, opts)
+        result["model_fallback"] = settled.fallback
+        result["notes"] = settled.notes + result.get("notes", [])
         written = [write_text(out / "fit.csv", csv_text(result))]
         if "source_region_background" in result:
             from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, write_source_background
@@ -189,6 +202,9 @@ class FitStep(Step):
     def console(self, res: dict) -> str:
         st = res["statistic"]
         lines = [f"{st['name']} = {st['value']:.1f} for {st['dof']} dof"]
+        fb = res.get("model_fallback")
+        if fb:
+            lines.append(f"  note: {fb['used']} instead of {fb['requested']} (AtomDB absent; kT in the rest frame)")
         for name, r in res["parameters"].items():
             if not r["frozen"]:
                 lo = "?" if r["lower"] is None else f"{r['lower']:.4g}"

@@ -18,7 +18,6 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..atomdb import find_apec_files
 from ..errors import DataError, UsageError
 from ..grouping import DEFAULT_GROUP
 from ..layout import CAMERAS, ObsPaths
@@ -43,7 +42,7 @@ class ProfileOptions:
     r_max: float | None = option(None, "outer edge of the profile (arcmin); default: the inner edge of "
                                  "step 2's background annulus", parse=V.positive_float)
     profile_model: str = option("auto", "thermal model per annulus: auto (tbabs*apec with AtomDB, else "
-                                "tbabs*bremss) or an XSPEC expression")
+                                "tbabs*zbremss: rest-frame kT) or an XSPEC expression")
     free_abund: bool = option(False, "fit the abundance in each annulus (apec; default frozen at 0.3)",
                               switch=True)
     group: str = option(DEFAULT_GROUP, "grouping of the annuli's spectra (as step 3's --group)")
@@ -74,10 +73,15 @@ class ProfileOptions:
         self.cameras = V.camera_tuple(self.cameras)
         self.fit_options(Path(".")).validate()
 
+    def settled_model(self):
+        """The per-annulus model (:func:`~xmmext.fitting.model_choice.settle_model`: tbabs*apec,
+        or tbabs*zbremss without AtomDB)."""
+        from ..fitting import model_choice as M
+        given = None if self.profile_model == "auto" else self.profile_model
+        return M.settle_model(given, self.redshift, M.DEFAULT_PROFILE_MODEL, M.FALLBACK_PROFILE_MODEL)
+
     def model(self) -> str:
-        if self.profile_model != "auto":
-            return self.profile_model
-        return "tbabs*apec" if find_apec_files() else "tbabs*bremss"
+        return self.settled_model().text
 
     def fit_options(self, folder: Path) -> FitOptions:
         """The fit of one annulus (its spectra in ``folder``)."""
@@ -94,15 +98,20 @@ class ProfileStep(Step):
     Options = ProfileOptions
     has_backend = False
 
+    def check_early(self, opts: ProfileOptions) -> list[str]:
+        opts.validate()
+        settled = opts.settled_model()
+        return [f"profile {settled.fallback_line()}"] if settled.fallback else []
+
     def plan(self, paths: ObsPaths, opts: ProfileOptions, backend: str = "auto") -> Plan:
         opts.validate()
-        from ..fitting.inputs import model_for_fit
-        model_for_fit(opts.model())                  # AtomDB and components checked before anything runs
+        settled = opts.settled_model()               # AtomDB and components checked before anything runs
         inputs = cleaned_event_inputs(paths, opts.cameras)
         for name in ("src.reg", "bkg.reg", "regions.json"):
             inputs.append(require(paths.regions / name, "no regions: run step 2 (generate_regions.sh) first"))
         folder = paths.results / "profile"
-        return finish_plan(Plan(self, opts, "native", inputs, folder / "profile.json", [folder], paths))
+        return finish_plan(Plan(self, opts, "native", inputs, folder / "profile.json", [folder], paths,
+                                decided={"model": settled.text}))
 
     def run(self, plan: Plan) -> StepResult:
         from .. import profile as P
@@ -140,7 +149,9 @@ class ProfileStep(Step):
         written.append(P.plot_profile(folder / "profile.png", prof, rows,
                                       f"{paths.obsid}: {opts.model()} per annulus, {opts.conf}% errors"
                                       + (", PSF cross-talk modelled" if crosstalk.get("modelled") else "")))
-        summary = {"model": opts.model(), "background": opts.background, "band_keV": list(P.PROFILE_BAND_KEV),
+        settled = opts.settled_model()
+        summary = {"model": settled.text, "model_fallback": settled.fallback, "notes": settled.notes,
+                   "background": opts.background, "band_keV": list(P.PROFILE_BAND_KEV),
                    "target_sn": opts.target_sn,
                    "centre": {"x": prof["centre"][0], "y": prof["centre"][1]}, "r_max_arcmin": r_max_arcmin,
                    "cameras": prof["cameras"], "conf_level": opts.conf, "annuli": rows, "crosstalk": crosstalk}

@@ -36,6 +36,7 @@ class RunSettings:
     workdir: str | None = None
     name: str = "source"
     profile: bool = False                             # also the temperature profile
+    checked: bool = False                             # check_run already done (the pipeline does it first)
 
     def runs(self, step) -> bool:
         """Whether ``step`` is part of this run (optional steps only when asked)."""
@@ -118,11 +119,26 @@ def _options_for(step, paths: ObsPaths, settings: RunSettings):
     return opts
 
 
+def check_run(settings: RunSettings, prefix: str = "", echo: bool = True) -> list[str]:
+    """What every step of the run can check before any of them starts (the fit's model:
+    exit 3 at once when it cannot be evaluated); prints and returns what to tell the user."""
+    said = []
+    for step in STEPS:
+        if settings.runs(step):
+            said += step.check_early(settings.options.get(step.name) or step.Options())
+    if echo:
+        for line in said:
+            print(f"{prefix}note       {line}", flush=True)
+    return said
+
+
 def run_observation(obsid: str, settings: RunSettings, echo: bool = True) -> dict[str, str]:
     """Run every step for one observation; return {step: outcome line}.
 
     On failure the exception is re-raised with the outcomes so far attached (``.steps``)."""
     paths = ObsPaths.of(obsid, settings.workdir)
+    if not settings.checked:
+        check_run(settings, f"[{obsid}] ", echo)
     with observation_lock(paths.results):
         return _run_steps(paths, settings, echo)
 
