@@ -171,22 +171,23 @@ def _fake_pn_spectra(paths, truth, norm: float, expo: float, seed: int, area_sca
 
 
 def test_parameter_coverage_on_fake_spectra(processed_obs, tmp_path):
-    """The fitting engine alone: kT and norm inside their 90% intervals in >= 8 of 10
+    """The fitting engine alone: kT and norm inside their 90% intervals in >= 24 of 30 (80%)
     Poisson realisations of the truth model through the pipeline's own pn response and
     background (area-scaled: the whole pipeline, with step 3's per-channel scaling, is
-    benchmarks/bench_coverage.py)."""
+    benchmarks/bench_coverage.py). A true 90% coverage fails this 2.6% of the time, a 70%
+    one passes 16% of the time (8 of 10 was 7% and 38%)."""
     wd, truth, paths, _ = processed_obs
     c = truth["cluster"]
     norm = 0.002
     realise = _fake_pn_spectra(paths, truth, norm, expo=10000.0, seed=2024, area_scaling=True)
     hits_kt = hits_norm = 0
-    for k in range(10):
+    for k in range(30):
         pha = realise(tmp_path / f"r{k}")
         opts = FitOptions(model="tbabs*bremss", nh=c["nH"], cameras=("pn",))
         r = fit_sherpa([("pn", pha)], parse_model(opts.model), opts)["parameters"]
         hits_kt += r["bremss.kT"]["lower"] <= c["kT"] <= r["bremss.kT"]["upper"]
         hits_norm += r["bremss.norm"]["lower"] <= norm <= r["bremss.norm"]["upper"]
-    assert hits_kt >= 8 and hits_norm >= 8, (hits_kt, hits_norm)
+    assert hits_kt >= 24 and hits_norm >= 24, (hits_kt, hits_norm)
 
 
 def test_simulated_goodness_separates_right_and_wrong_models(processed_obs, tmp_path):

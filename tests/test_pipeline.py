@@ -44,9 +44,11 @@ def test_obsid_and_name_are_validated_before_use(tmp_path, args):
     assert not (tmp_path / "results").exists()
 
 
-# four observations of the same cluster: different seeds, flare fractions and exposures
-LIST_OBS = (("0999995001", 11, 0.10, 6000.0), ("0999995002", 12, 0.25, 5000.0),
-            ("0999995003", 13, 0.05, 5000.0), ("0999995004", 14, 0.30, 6000.0))
+# four pointings of the same cluster and sky (its point sources fixed on the sky): different
+# seeds, flare fractions, exposures and pointings (offsets in arcmin east, north of the cluster)
+LIST_OBS = (("0999995001", 11, 0.10, 6000.0, (0.3, 0.4)), ("0999995002", 12, 0.25, 5000.0, (-2.5, 1.0)),
+            ("0999995003", 13, 0.05, 5000.0, (1.5, -2.5)), ("0999995004", 14, 0.30, 6000.0, (0.0, 3.0)))
+CLUSTER = (150.5, 2.2)
 LIST_ARGS = ["--model", "tbabs*zbremss", "--nh", "0.03", "--redshift", "0.05", "--workers", "2"]
 
 
@@ -55,11 +57,13 @@ def list_run(tmp_path_factory):
     """The four observations through --list with 2 workers (process pool)."""
     wd = tmp_path_factory.mktemp("many")
     truths = {}
-    for obsid, seed, frac, expo in LIST_OBS:
+    for obsid, seed, frac, expo, (east, north) in LIST_OBS:
         truths[obsid] = simulate_into(wd, obsid=obsid, seed=seed, exposure=expo, flare_fraction=frac,
-                                      n_point_sources=6)
+                                      n_point_sources=6, sky_seed=7, cluster_ra=CLUSTER[0], cluster_dec=CLUSTER[1],
+                                      ra_pnt=CLUSTER[0] + east / 60 / np.cos(np.radians(CLUSTER[1])),
+                                      dec_pnt=CLUSTER[1] + north / 60)
     lst = wd / "obs_list.txt"
-    lst.write_text("# four simulated observations\n" + "\n".join(o for o, *_ in LIST_OBS) + "\n")
+    lst.write_text("# four simulated pointings\n" + "\n".join(o for o, *_ in LIST_OBS) + "\n")
     r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "four", *LIST_ARGS,
                  "--workdir", str(wd)], timeout=900)
     return wd, truths, r
@@ -94,9 +98,11 @@ def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
         shutil.copytree(wd / "data" / obsid, tmp_path / "data" / obsid)
     lst = tmp_path / "two.txt"
     lst.write_text("\n".join(two) + "\n")
+    # the point sources of the four's union (with one observation alone, its list would be its own)
+    union = wd / "results" / "multi" / "four" / "ptsrc_union.reg"
     r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "two",
-                 *LIST_ARGS[:-2], "--workers", "1", "--scheduler", "local", "--workdir", str(tmp_path)],
-                timeout=900)
+                 *LIST_ARGS[:-2], "--workers", "1", "--scheduler", "local", "--ptsrc-reg", str(union),
+                 "--workdir", str(tmp_path)], timeout=900)
     assert r.returncode == 0, r.stderr
     for obsid in two:
         a = json.loads((wd / "results" / obsid / "fit" / "fit.json").read_text())
@@ -109,7 +115,8 @@ def test_dask_scheduler_gives_identical_results(list_run, tmp_path):
 
 def test_corrupt_observation_fails_alone(list_run, tmp_path):
     """A corrupt observation in a list fails with its reason in failed.txt; the good one
-    (already processed: every step skipped as up to date) still completes; exit 4."""
+    still completes; exit 4. Run again, the good one's steps are all up to date (the
+    shared point-source list of this pair is found again)."""
     import shutil
     wd, truths, _ = list_run
     good = LIST_OBS[0][0]
@@ -125,8 +132,33 @@ def test_corrupt_observation_fails_alone(list_run, tmp_path):
     assert r.returncode == 4, r.stderr
     failed = (tmp_path / "results" / "failed.txt").read_text().splitlines()
     assert len(failed) == 1 and failed[0].startswith("0999995009") and "FITS" in failed[0]
-    assert re.search(good + r"\s+skipped\s+skipped\s+skipped\s+skipped\s+\w+\s+ok", r.stdout), r.stdout
+    assert re.search(good + r"\s+skipped\s+\w+\s+\w+\s+\w+\s+\w+\s+ok", r.stdout), r.stdout
     assert len((tmp_path / "results" / "multi" / "pair" / "table.csv").read_text().splitlines()) == 2
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), "--list", str(lst), "pair", *LIST_ARGS,
+                 "--workdir", str(tmp_path)])
+    assert r.returncode == 4, r.stderr
+    assert re.search(good + r"\s+skipped\s+skipped\s+skipped\s+skipped\s+\w+\s+ok", r.stdout), r.stdout
+
+
+def test_pointings_of_one_cluster_exclude_one_source_list(list_run):
+    """Issue 23b: the four pointings' detections merged by sky position into one list
+    (results/multi/four/ptsrc_union.reg), excluded in every observation wherever it is
+    exposed: the same sources at the same places, whichever pointing found them."""
+    from xmmext.source_lists import read_source_list
+    wd, truths, r = list_run
+    assert r.returncode == 0, r.stderr
+    union = read_source_list(wd / "results" / "multi" / "four" / "ptsrc_union.reg", *CLUSTER)
+    assert len(union) >= 4
+    own = []
+    for obsid, *_ in LIST_OBS:
+        reg = json.loads((wd / "results" / obsid / "regions" / "regions.json").read_text())
+        own.append(len(reg["detected"]))
+        excluded = {(round(e["ra"], 5), round(e["dec"], 5), e["radius_arcsec"]) for e in reg["excluded"]}
+        # every union member is excluded at the union's place and size (BACKSCAL counts only
+        # what lies on the detector), and nothing else is
+        assert excluded == {(round(s.ra, 5), round(s.dec, 5), s.radius_arcsec) for s in union}, obsid
+    # the union holds what every pointing found, more than any one of them
+    assert len(union) > max(own), (len(union), own)
 
 
 def test_report_is_self_contained(list_run):

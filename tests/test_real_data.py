@@ -166,28 +166,72 @@ def test_simulator_footprint_follows_the_real_instrument(tmp_path):
         assert (ours & sas).sum() / (ours | sas).sum() >= limit, cam
 
 
-def test_point_sources_against_the_xcs_list(a907):
-    """XCS (red: point-like) is the reference for detection. With MOS only (XCS also had pn):
-    19 of its 29 recovered and 6 of our 24 exclusions not in it when this test was written;
-    none of the extra ones at the field edge, where a wrong exposure map made them before."""
+def _xcs_red():
+    """The XCS point-like (red) sources: sky X/Y of this observation, and fk5 RA/Dec (through
+    the SAS image's WCS, in whose image coordinates the XCS file is written)."""
     import re
+    from astropy.wcs import WCS
     from xmmext.images import ImageGrid
-    _, res = a907
-    grid = ImageGrid.from_header(fits.getheader(A907 / "sas_images" / f"{OBSID}_mos1_exp1-0.50-2.00keVimg.fits"))
-    red = []
+    hdr = fits.getheader(A907 / "sas_images" / f"{OBSID}_mos1_exp1-0.50-2.00keVimg.fits")
+    grid, wcs = ImageGrid.from_header(hdr), WCS(hdr)
+    out = []
     for line in (A907 / "xcs_sources.reg").read_text().splitlines():
         m = re.search(r"(ellipse|circle)\(([-\d.]+),([-\d.]+)", line)
         if m and "color" not in line:
-            red.append(grid.pix_to_sky(float(m.group(2)) - 1, float(m.group(3)) - 1))
-    ours = [(e["x"], e["y"]) for e in json.loads((res / "regions" / "regions.json").read_text())["excluded"]]
+            col, row = float(m.group(2)) - 1, float(m.group(3)) - 1
+            ra, dec = wcs.wcs_pix2world([[col, row]], 0)[0]
+            out.append((*grid.pix_to_sky(col, row), float(ra), float(dec)))
+    return out
+
+
+def test_point_sources_against_the_xcs_list(a907):
+    """XCS (red: point-like) is the reference for detection. With MOS only (XCS also had pn):
+    21 of its 29 recovered and 5 of our 25 exclusions not in it when this test was written
+    (issue 23: 19 and 6 before); none of the extra ones within 20" of the field edge, where a
+    wrong exposure map made them before. The sloshing core is not cut up: no exclusion within 1.2'
+    of the centre (there were 4 within 1'), at most 2 within 3' that XCS does not have, and the
+    core's lumps are recorded as extended structure kept in the spectrum."""
+    _, res = a907
+    red = _xcs_red()
+    reg = json.loads((res / "regions" / "regions.json").read_text())
+    ours = [(e["x"], e["y"]) for e in reg["excluded"]]
+    centre = (reg["center"]["x"], reg["center"]["y"])
 
     def near(p, q):
         return np.hypot(p[0] - q[0], p[1] - q[1]) * 0.05 < 10.0
+
+    def r_arcmin(p):
+        return np.hypot(p[0] - centre[0], p[1] - centre[1]) * 0.05 / 60
     recovered = sum(any(near(r, o) for o in ours) for r in red)
     extra = [o for o in ours if not any(near(o, r) for r in red)]
-    assert recovered >= 0.6 * len(red), (recovered, len(red))
-    assert len(extra) <= 0.4 * len(red), (len(extra), len(red))
-    assert all(np.hypot(o[0] - 25921.0, o[1] - 25921.0) * 0.05 / 60 < 12.0 for o in extra)
+    assert recovered >= 0.65 * len(red), (recovered, len(red))
+    assert len(extra) <= 0.25 * len(red), (len(extra), len(red))
+    fovs = [(g["fov_centre"], g["fov_radius_arcmin"]) for g in reg["geometry"].values()]
+    assert all(any(np.hypot(o[0] - c[0], o[1] - c[1]) * 0.05 / 60 < r - 20 / 60 for c, r in fovs) for o in extra)
+    assert min(r_arcmin(o) for o in ours) > 1.2
+    assert sum(r_arcmin(o) < 3.0 for o in extra) <= 2
+    kept = [e for e in reg["kept_extended"] if r_arcmin((e["x"], e["y"])) < 2.0]
+    assert len(kept) >= 2 and all(e["classification"].startswith("extended") for e in kept)
+
+
+def test_xcs_list_given_as_the_point_sources(a907, tmp_path):
+    """--ptsrc file --ptsrc-reg: the XCS list (saved in fk5) is what is excluded, at its places."""
+    import shutil
+    wd, _ = a907
+    shutil.copytree(wd, tmp_path / "w", symlinks=True)
+    w = tmp_path / "w"
+    red = _xcs_red()
+    lst = tmp_path / "xcs_fk5.reg"
+    lst.write_text("fk5\n" + "".join(f'circle({ra:.6f},{dec:.6f},20")\n' for _, _, ra, dec in red))
+    r = run_cli(["bash", str(ROOT / "generate_regions.sh"), OBSID, "--ptsrc", "file", "--ptsrc-reg", str(lst),
+                 "--workdir", str(w)])
+    assert r.returncode == 0, r.stderr
+    reg = json.loads((w / "results" / OBSID / "regions" / "regions.json").read_text())
+    # XCS lists one source twice (5" apart): one exclusion per position
+    distinct = [p for i, p in enumerate(red) if all(np.hypot(p[0] - q[0], p[1] - q[1]) * 0.05 > 10 for q in red[:i])]
+    assert len(reg["excluded"]) == len(distinct) == len(red) - 1 and reg["detected"] == []
+    for x, y, _, _ in red:
+        assert min(np.hypot(e["x"] - x, e["y"] - y) for e in reg["excluded"]) * 0.05 < 10
 
 
 def test_temperature_profile_of_a907(a907, tmp_path):

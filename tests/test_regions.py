@@ -186,3 +186,102 @@ def test_user_centre_and_bad_positions(three_fields):
 
 def test_regions_without_filtering_is_a_clear_error(tmp_path):
     assert_one_line_error(_cli(tmp_path, "0999993009"), 2, "run step 1")
+
+
+# --- issue 23b: point sources against extended structure --------------------------------------
+def _sep(a: dict, b: dict) -> float:
+    return math.hypot((a["ra"] - b["ra"]) * math.cos(math.radians(b["dec"])), a["dec"] - b["dec"]) * 3600
+
+
+@pytest.fixture(scope="module")
+def arc_fields(tmp_path_factory):
+    """Two A907-like clusters (2 pn counts/s, 20 ks) with an arc of extra emission in the core
+    (8% of the norm at 1', 12" wide: a sloshing cold front) and the usual point sources."""
+    out = []
+    for seed in (1, 2):
+        wd = tmp_path_factory.mktemp(f"arc{seed}")
+        truth, paths = _prepare(wd, f"099999800{seed}", seed=seed, cluster_rate=2.0, exposure=20000.0,
+                                arc_fraction=0.08)
+        out.append((truth, paths, run_regions(paths, RegionOptions())))
+    return out
+
+
+def test_arc_is_kept_and_point_sources_found(arc_fields):
+    """>= 90% of the arc's photons stay outside every exclusion; >= 85% of the point sources
+    with >= 50 counts are excluded; the arc's lumps are recorded as kept extended structure."""
+    from xmmext.sim_truth import step1_selected
+    bright = found = arc_total = arc_kept = 0
+    for truth, paths, res in arc_fields:
+        for p in truth["point_sources"]:
+            if sum(p["counts"].values()) >= 50:
+                bright += 1
+                found += any(_sep(p, e) < 10 for e in res["excluded"])
+        for cam in truth["counts"]:
+            ev, sel = step1_selected(paths, cam, ("arc",))
+            x, y = ev.columns["X"][sel].astype(float), ev.columns["Y"][sel].astype(float)
+            out = np.ones(len(x), bool)
+            for e in res["excluded"]:
+                out &= np.hypot(x - e["x"], y - e["y"]) * ins.SKY_PIX_ARCSEC > e["radius_arcsec"]
+            arc_total += len(x)
+            arc_kept += int(out.sum())
+        core = [e for e in res["kept_extended"] if _sep(e, truth["cluster"]) < 120]
+        assert core and all(e["classification"].startswith(("extended", "contrast")) for e in core)
+    assert arc_kept / arc_total >= 0.90, (arc_kept, arc_total)
+    assert found / bright >= 0.85, (found, bright)
+
+
+def test_extent_test_on_a_pure_point_source_and_a_pure_blob():
+    """The likelihood test itself: a Poisson point source (the PSF) on a flat background is
+    point-like; a Gaussian blob of 20" (PSF-blurred) with the same counts is extended."""
+    from xmmext.source_extent import classify_candidate
+    rng = np.random.default_rng(3)
+    cam = ins.camera("pn")
+    n = 64
+    bkg = np.full((n, n), 0.5)
+    yy, xx = (np.mgrid[0:n, 0:n] - 32.0) * 4.0                # 4" pixels, source at the centre
+
+    def draw_source(sigma):
+        dx, dy = cam.sample_psf(rng, 400)
+        dx, dy = dx + rng.normal(0, sigma, 400), dy + rng.normal(0, sigma, 400)
+        img, _, _ = np.histogram2d(dy / 4.0 + 32.5, dx / 4.0 + 32.5, bins=[np.arange(n + 1)] * 2)
+        return img + rng.poisson(bkg)
+    point = classify_candidate([(draw_source(0.0), bkg)], 32.0, 32.0, cam, 4.0)
+    blob = classify_candidate([(draw_source(20.0), bkg)], 32.0, 32.0, cam, 4.0)
+    assert point.point_like and not point.extended and point.detection_cstat > 100
+    assert not blob.point_like and blob.extended and blob.sigma_arcsec >= 11 and blob.dcstat_extent > 25
+    assert 300 < point.counts < 500
+
+
+def test_user_source_list(three_fields, tmp_path):
+    """--ptsrc-reg: an fk5 list (any sky frame) is excluded as given, alone (--ptsrc file) or
+    with the detections; image coordinates are refused; physical ones are this observation's."""
+    truth, paths, res = three_fields[0]
+    wd = paths.workdir
+    p = truth["point_sources"][0]
+    from astropy.coordinates import SkyCoord
+    g = SkyCoord(p["ra"], p["dec"], unit="deg", frame="fk5").galactic
+    lst = tmp_path / "mine.reg"
+    lst.write_text(f'# mine\nfk5\ncircle({p["ra"]:.6f},{p["dec"]:.6f},33.3")\n'
+                   f'galactic;point({g.l.deg + 0.05:.6f},{g.b.deg:.6f})\n')
+    r = _cli(wd, "0999993001", "--ptsrc-reg", str(lst), "--ptsrc", "file", "--force")
+    assert r.returncode == 0, r.stderr
+    reg = json.loads((paths.regions / "regions.json").read_text())
+    assert len(reg["excluded"]) == 2 and reg["detected"] == []
+    assert any(e["radius_arcsec"] == pytest.approx(33.3) and _sep(e, p) < 0.1 for e in reg["excluded"])
+    r = _cli(wd, "0999993001", "--ptsrc-reg", str(lst), "--force")            # auto: both
+    assert r.returncode == 0, r.stderr
+    both = json.loads((paths.regions / "regions.json").read_text())
+    assert len(both["excluded"]) == len(both["detected"]) + 1                 # the point is new, the circle known
+    assert next(e for e in both["excluded"] if _sep(e, p) < 1)["radius_arcsec"] == pytest.approx(33.3)
+    img = tmp_path / "image.reg"
+    img.write_text("global color=red\nimage ; circle(100,100,3)\n")
+    assert_one_line_error(_cli(wd, "0999993001", "--ptsrc-reg", str(img), "--force"), 2, "image coordinates")
+    assert_one_line_error(_cli(wd, "0999993001", "--ptsrc", "file", "--force"), 2, "--ptsrc-reg")
+    phys = tmp_path / "phys.reg"
+    phys.write_text(f"physical\ncircle({truth['cluster']['x'] + 3000:.1f},{truth['cluster']['y']:.1f},400)\n")
+    r = _cli(wd, "0999993001", "--ptsrc-reg", str(phys), "--ptsrc", "file", "--force")
+    assert r.returncode == 0, r.stderr
+    e = json.loads((paths.regions / "regions.json").read_text())["excluded"]
+    assert len(e) == 1 and e[0]["radius_arcsec"] == pytest.approx(20.0) and e[0]["x"] == pytest.approx(
+        truth["cluster"]["x"] + 3000, abs=0.01)
+    run_regions(paths, RegionOptions(), force=True)                           # as the other tests expect it

@@ -81,6 +81,38 @@ def out_of_time_spectra(cam: ins.Camera, geo, events: dict, fraction: float, reg
     return out
 
 
+def oot_fraction(cam: str, ev) -> float:
+    """pn: the out-of-time events per in-time event of the list's readout mode (SUBMODE; an
+    unknown mode is taken as full frame, the commonest and the largest fraction); MOS: 0
+    (its 0.35% is neglected)."""
+    if cam != "pn":
+        return 0.0
+    mode = str(ev.key("SUBMODE", "PrimeFullWindow")).strip()
+    return ins.PN_OOT_FRACTION.get(mode, ins.PN_OOT_FRACTION["PrimeFullWindow"])
+
+
+def out_of_time_image(geo, rawx, ccdnr, fraction: float, grid) -> np.ndarray:
+    """pn out-of-time events expected in each pixel of an image grid: the twins of the
+    recorded events (fraction / (1 + fraction) of them, as in :func:`out_of_time_spectra`)
+    spread uniformly along their CCD column, i.e. the streaks that run from a bright source
+    along the readout direction. For the detection background: without it a bright core's
+    streak is found as a line of point sources."""
+    rawx, ccdnr = np.asarray(rawx, int), np.asarray(ccdnr, int)
+    ex, ey = grid.edges()
+    image = np.zeros((grid.n, grid.n))
+    for n, c in geo.ccds.items():
+        per_column = np.bincount(np.clip(rawx[ccdnr == n] - 1, 0, c.nx - 1), minlength=c.nx).astype(float)
+        if per_column.sum() == 0:
+            continue
+        rx, ry = np.meshgrid(np.arange(1, c.nx + 1), np.arange(1, c.ny + 1))
+        usable = c.good.sum(axis=0)
+        weight = np.where(c.good, fraction / (1.0 + fraction) * per_column / np.maximum(usable, 1), 0.0)
+        x = c.matrix[0, 0] * rx + c.matrix[0, 1] * ry + c.matrix[0, 2]
+        y = c.matrix[1, 0] * rx + c.matrix[1, 1] * ry + c.matrix[1, 2]
+        image += np.histogram2d(y.ravel(), x.ravel(), bins=[ey, ex], weights=weight.ravel())[0]
+    return image
+
+
 def out_of_time_in_regions(cam: ins.Camera, geo, events: dict, fraction: float, src, bkg) -> dict:
     """:func:`out_of_time_spectra` for the source and background regions and the out-of-FOV
     corners (``src``, ``bkg``: ExtractionRegions)."""

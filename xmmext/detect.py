@@ -1,16 +1,21 @@
-"""Point-source detection on the combined EPIC image (native path; SAS: edetect_chain).
+"""Point-source detection on the combined EPIC images (native path; SAS: edetect_chain's list).
 
 1. Background: a radial model of the count rate about the extended source's centre
-   times the exposure map (:func:`background_map`), with detected sources masked.
+   times the exposure map, plus what is not sky (particles, pn out-of-time streaks), with
+   detected sources masked (:func:`background_map`).
 2. Candidates: local maxima (photutils ``find_peaks``) of the Poisson significance of
-   the counts in a 10"-radius cell against the background expected in it.
-3. A candidate is kept when it is significant (default 5 sigma) and point-like: the
-   flux estimated from its counts within 8" against the 8"-24" annulus around it (a
-   model-free local contrast) is at least 3 sigma; extended emission, and residuals of
-   the background model near the cluster core, are flat on these scales and fail.
+   the counts in a 10"-radius cell (or a PSF-matched filter) against the background
+   expected there, in each band (0.5-2, 2-10 keV) and in their sum (:func:`detect_candidates`).
+3. A candidate goes on when it is significant (default 5 sigma) and stands out of its
+   own surroundings: the flux estimated from its counts within 8" against the 8"-24"
+   annulus around it (a model-free local contrast) is at least 2 sigma.
 4. Position: background-subtracted centroid in the 10" cell; counts = net counts in
    24" divided by the encircled energy there; exclusion radius where the source's PSF
    wings fall to half the local background, between 15" and 90".
+5. Point source or extended structure: a likelihood fit of PSF against PSF-convolved
+   extended emission on all bands at once, and the source's contrast against the local
+   emission (:func:`classify_sources`, :mod:`xmmext.source_extent`); only point sources
+   are excluded.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from scipy import ndimage, stats
 
 from . import instrument as ins
 from .images import PIX_ARCSEC, ImageGrid
+from .source_extent import Extent, classify_candidate
 
 
 @dataclass
@@ -33,6 +39,20 @@ class Source:
     counts: float       # net counts, all cameras, PSF-corrected
     significance: float
     radius_arcsec: float
+    extent: Extent | None = None      # the point/extended test (None: from a list, not tested)
+    origin: str = "detected"          # detected | file: <name> | observations: ...
+
+    def record(self) -> dict:
+        """The entry of regions.json's "excluded" (or "kept_extended")."""
+        def number(v):            # a list's sources have no counts or significance: null, not NaN
+            return float(v) if v is not None and np.isfinite(v) else None
+        out = {"ra": self.ra, "dec": self.dec, "x": self.x, "y": self.y, "radius_arcsec": self.radius_arcsec,
+               "counts": number(self.counts), "significance": number(self.significance), "origin": self.origin}
+        if self.extent is not None:
+            e = self.extent
+            out.update({"extent_dcstat": e.dcstat_extent, "extent_sigma_arcsec": e.sigma_arcsec,
+                        "contrast": e.contrast, "classification": e.reason})
+        return out
 
 
 BKG_SYSTEMATIC = 0.03     # fractional error of the local background model
@@ -129,19 +149,31 @@ def significance_map(counts: np.ndarray, bkg: np.ndarray, cam: ins.Camera) -> np
     return np.maximum(sig_cell, sig_mf)
 
 
-def detect_point_sources(counts: np.ndarray, exposure: np.ndarray, grid: ImageGrid, ra_pnt: float,
-                         dec_pnt: float, camera_for_psf: str = "pn", min_sigma: float = 5.0,
-                         centre_xy: tuple | None = None, particle: np.ndarray | None = None) -> list[Source]:
-    """Detect point sources in a combined counts image (see module docstring).
-
-    ``centre_xy``: sky X/Y of the extended source, the centre of the background model;
-    ``particle``: expected particle-background counts per pixel (not vignetted).
-    """
+def detect_candidates(band_images: list[tuple[np.ndarray, np.ndarray, np.ndarray]], grid: ImageGrid, ra_pnt: float,
+                      dec_pnt: float, min_sigma: float = 5.0, camera_for_psf: str = "pn") -> list[Source]:
+    """Candidate point sources (steps 2-4 of the module docstring) in each band's counts image
+    against its background map (:func:`background_map`), where usable, and in the sum of the
+    bands (a faint source with a few counts in each band stands out only there); one per
+    position. ``band_images``: [(counts, background map, usable mask)]; :func:`classify_sources`
+    then tells point sources from extended structure."""
     cam = ins.camera(camera_for_psf)
-    centre_pix = grid.sky_to_pix(*centre_xy) if centre_xy is not None else None
-    bkg = background_map(counts, exposure, centre_pix, particle=particle)
+    found = []
+    for counts, bkg, usable in band_images:
+        found += find_candidates(counts, bkg, usable, grid, ra_pnt, dec_pnt, min_sigma, cam)
+    if len(band_images) > 1:
+        total_counts = sum(c for c, _, _ in band_images)
+        total_bkg = sum(b for _, b, _ in band_images)
+        usable = np.all([u for _, _, u in band_images], axis=0)
+        found += find_candidates(total_counts, total_bkg, usable, grid, ra_pnt, dec_pnt, min_sigma, cam)
+    return merge_close(found)
+
+
+def find_candidates(counts: np.ndarray, bkg: np.ndarray, usable: np.ndarray, grid: ImageGrid, ra_pnt: float,
+                    dec_pnt: float, min_sigma: float, cam: ins.Camera) -> list[Source]:
+    """Peaks of the significance map above ``min_sigma`` where ``usable`` that pass the local
+    contrast test (steps 2-4 of the module docstring)."""
     r_cell = 10.0 / PIX_ARCSEC
-    sig = np.where(exposure > 0.1 * exposure.max(), significance_map(counts, bkg, cam), 0.0)
+    sig = np.where(usable, significance_map(counts, bkg, cam), 0.0)
     peaks = find_peaks(sig, threshold=min_sigma, box_size=5)
     if peaks is None:
         return []
@@ -170,6 +202,20 @@ def detect_point_sources(counts: np.ndarray, exposure: np.ndarray, grid: ImageGr
     return merge_close(sources, 12.0)
 
 
+def classify_sources(candidates: list[Source], images: list[tuple[np.ndarray, np.ndarray]], grid: ImageGrid,
+                     camera_for_psf: str = "pn") -> tuple[list[Source], list[Source]]:
+    """(point sources, the rest): each candidate tested as PSF against PSF-convolved
+    extended emission on every band's (counts, background map) together
+    (:func:`xmmext.source_extent.classify_candidate`)."""
+    cam = ins.camera(camera_for_psf)
+    points, rest = [], []
+    for s in candidates:
+        col, row = grid.sky_to_pix(s.x, s.y)
+        s.extent = classify_candidate(images, float(col), float(row), cam, PIX_ARCSEC)
+        (points if s.extent.point_like else rest).append(s)
+    return points, rest
+
+
 def _centroid(net: np.ndarray, c: int, r: int, grid: ImageGrid, rad: float):
     n = int(np.ceil(rad))
     r0, r1, c0, c1 = max(r - n, 0), min(r + n + 1, net.shape[0]), max(c - n, 0), min(c + n + 1, net.shape[1])
@@ -189,9 +235,10 @@ def exclusion_radius(total_counts: float, bkg_per_pix: float, cam: ins.Camera,
     s0 = total_counts * (a - 1) / (np.pi * rc ** 2)          # central surface brightness
     target = 0.5 * b
     if s0 <= target:
-        return rmin
+        return float(rmin)
     r = rc * np.sqrt((s0 / target) ** (1 / a) - 1)
-    return float(np.clip(r, rmin, rmax))
+    # to 0.01" as the region files write it, so a list read back excludes the same circles
+    return round(float(np.clip(r, rmin, rmax)), 2)
 
 
 def merge_close(sources: list[Source], arcsec: float = 12.0) -> list[Source]:

@@ -107,6 +107,68 @@ def run_many(obsids: list[str], workdir, settings, workers: int | None = None,
     return results
 
 
+UNION_FILE = "ptsrc_union.reg"
+
+
+def run_list(obsids: list[str], name: str, workdir, settings, workers: int | None = None,
+             scheduler: str | None = None) -> list[dict]:
+    """Every observation of a list through all steps, excluding one point-source list in all
+    of them: each observation's own detections (and the user's --ptsrc-reg) merged by sky
+    position into results/multi/<name>/ptsrc_union.reg, excluded wherever it is exposed,
+    so the observations of one target cut the same sky. Steps 1-2 run first (with the union
+    of the last run, when there is one: a re-run is then up to date), the union is
+    rewritten, then every step runs with it. ``--ptsrc file`` keeps the user's list alone."""
+    from dataclasses import replace
+    regions = settings.options["regions"]
+    if regions.ptsrc == "file":
+        return run_many(obsids, workdir, settings, workers, scheduler)
+    union = multi_dir(name, workdir) / UNION_FILE
+    first = replace(settings, stop_after="regions",
+                    options=_with_union(settings.options, union) if union.exists() else settings.options)
+    early = {r["obsid"]: r for r in run_many(obsids, workdir, first, workers, scheduler)}
+    ok = [o for o in obsids if early[o]["status"] == "ok"]
+    if ok:
+        write_union(ok, workdir, union, regions)
+        full = run_many(ok, workdir, replace(settings, options=_with_union(settings.options, union)), workers,
+                        scheduler)
+        for r in full:          # a step done in the first pass and up to date in the second was done
+            first_steps = early[r["obsid"]].get("steps", {})
+            r["steps"] = {k: first_steps[k] if v.startswith("skipped") and first_steps.get(k, "").startswith("done")
+                          else v for k, v in r.get("steps", {}).items()}
+            early[r["obsid"]] = r
+    results = [early[o] for o in obsids]
+    write_failed(results, workdir)
+    return results
+
+
+def _with_union(options: dict, union: Path) -> dict:
+    from dataclasses import replace
+    return {**options, "regions": replace(options["regions"], ptsrc="both", ptsrc_reg=str(union))}
+
+
+def write_union(obsids: list[str], workdir, dest: Path, regions_opts) -> Path:
+    """The union of the observations' own detections and the user's list (merged by sky
+    position: :func:`xmmext.source_lists.merge_lists`), as a ds9 fk5 file."""
+    from .detect import Source
+    from .fileio import read_record
+    from .source_lists import merge_lists, read_source_list, source_list_text
+    lists, tangent = [], None            # tangent point of the merged list's X/Y (not written)
+    for o in sorted(obsids):
+        reg = read_record(ObsPaths.of(o, workdir).regions / "regions.json")
+        tangent = tangent or (reg["center"]["ra"], reg["center"]["dec"])
+        lists.append([Source(e["x"], e["y"], e["ra"], e["dec"], _number(e["counts"]), _number(e["significance"]),
+                             e["radius_arcsec"], None, f"detected in {o}") for e in reg.get("detected", [])])
+    if regions_opts.ptsrc_reg:
+        lists.append(read_source_list(regions_opts.ptsrc_reg, *tangent, allow_physical=False))
+    merged = merge_lists(lists, *tangent)
+    return write_text(dest, source_list_text(merged, f"point sources of {len(obsids)} observations merged by "
+                                                    f"position ({', '.join(sorted(obsids))})"))
+
+
+def _number(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
 def _progress(items):
     try:
         from tqdm import tqdm
@@ -293,7 +355,7 @@ def main(argv=None) -> int:
         todo = [o for o in obsids if not (ObsPaths.of(o, args.workdir).fit / "fit.json").exists()]
         if todo:
             settings = RunSettings(step_options, args.backend, args.force, args.workdir, args.name)
-            print(summary_table(run_many(todo, args.workdir, settings, args.workers, args.scheduler)))
+            print(summary_table(run_list(todo, args.name, args.workdir, settings, args.workers, args.scheduler)))
     summary = combine(obsids, args.name, args.workdir)
     for pname, m in summary["weighted_means_1sigma"].items():
         if m["mean"] is not None:

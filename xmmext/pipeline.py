@@ -99,7 +99,7 @@ def _compare_with_truth(paths: ObsPaths) -> None:
 
 def _run_list(args) -> int:
     """--list obs_list.txt <name>: every observation through all steps, then combine."""
-    from .multi import combine, read_obs_list, run_many, summary_table
+    from .multi import combine, read_obs_list, run_list, summary_table
     name = args.obsid if args.obsid and not args.name else args.name
     if not name:
         raise UsageError("--list needs a name: run_extended_source_analysis.sh --list obs_list.txt <name>")
@@ -107,7 +107,7 @@ def _run_list(args) -> int:
     obsids = read_obs_list(args.obs_list)
     settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, args.profile)
     check_run(settings)                                # once, before any observation starts
-    results = run_many(obsids, args.workdir, settings, args.workers, args.scheduler)
+    results = run_list(obsids, name, args.workdir, settings, args.workers, args.scheduler)
     print(summary_table(results))
     ok = [r["obsid"] for r in results if r["status"] == "ok"]
     if ok:

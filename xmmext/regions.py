@@ -25,7 +25,9 @@ from astropy.io import fits
 from scipy import ndimage
 
 from . import instrument as ins
-from .detect import Source, detect_point_sources, merge_close
+from .background_model import oot_fraction, out_of_time_image
+from .detect import Source, background_map, classify_sources, detect_candidates
+from .source_lists import merge_lists, read_source_list, source_list_text
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
@@ -40,6 +42,7 @@ from .shapes import ExtractionRegion, area_fraction_map
 log = logging.getLogger("xmmext.regions")
 PIX_ARCMIN2 = (PIX_ARCSEC / 60.0) ** 2
 PROFILE_STEP_ARCSEC = 15.0
+EDGE_MARGIN_ARCSEC = 20.0
 
 
 @dataclass
@@ -53,6 +56,9 @@ class CameraData:
     coverage: np.ndarray           # live-time-weighted CCD coverage of each image pixel
     particle_rate: dict | None = None   # {band: particle counts / s / image pixel}
     particle_from: str = ""
+    rawx: np.ndarray | None = None      # pn: for the out-of-time events' streaks
+    ccdnr: np.ndarray | None = None
+    oot_fraction: float = 0.0           # pn: out-of-time events per in-time event (mode), MOS: 0
 
 
 def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
@@ -66,13 +72,14 @@ def _load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
         if filt.get(cam, {}).get("status") != "ok" or not paths.clean_events(cam).exists():
             log.warning("%s: no cleaned events; camera skipped", cam)
             continue
-        ev = read_events(paths.clean_events(cam), columns=["X", "Y", "PI", "CCDNR"])
+        ev = read_events(paths.clean_events(cam), columns=["X", "Y", "PI", "CCDNR", "RAWX"])
         meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")),
                 "pa_pnt": float(ev.key("PA_PNT")), "date_obs": str(ev.key("DATE-OBS", ""))}
         geo = geometry_from_events(paths.clean_events(cam), cam, sorted(ev.gtis) or None)
         live = camera_livetime(ev.header)
         cov = coverage_map(geo, grid, {c: t / live for c, t in ccd_livetimes(ev.header).items()})
-        cd = CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], live, geo, cov)
+        cd = CameraData(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], live, geo, cov,
+                        rawx=ev.columns["RAWX"], ccdnr=ev.columns["CCDNR"], oot_fraction=oot_fraction(cam, ev))
         cd.particle_rate, cd.particle_from = particle_rates(
             cd, paths, filt[cam], {b: BANDS_KEV[b] for b in (CENTRE_BAND, DETECT_BAND) + DETECT_BANDS}, PIX_ARCSEC)
         data.append(cd)
@@ -276,6 +283,46 @@ def particle_map(cams: list[CameraData], band: str = CENTRE_BAND) -> np.ndarray:
     return sum(c.particle_rate[band] * c.exposure_s * c.coverage for c in cams)
 
 
+def known_background_map(cams: list[CameraData], grid: ImageGrid, band: str = CENTRE_BAND) -> np.ndarray:
+    """Expected counts per image pixel that are not sky: the particles of every camera and
+    pn's out-of-time events (their streaks along the readout columns)."""
+    total = particle_map(cams, band)
+    for c in cams:
+        if c.oot_fraction > 0:
+            sel = band_mask(c.pi, band)
+            total = total + out_of_time_image(c.geometry, c.rawx[sel], c.ccdnr[sel], c.oot_fraction, grid)
+    return total
+
+
+def find_point_sources(cams: list[CameraData], imgs: dict, grid: ImageGrid, meta: dict, opts, centre: tuple,
+                       sas_sources: list[dict] | None) -> tuple[list[Source], list[Source], list[Source]]:
+    """(point sources, candidates kept as extended structure, sources of --ptsrc-reg).
+
+    Detection (``--ptsrc detect|both``, or auto without a list): candidates in each band and
+    in their sum against the background map (radial model about ``centre`` + particles + pn
+    out-of-time streaks), or edetect_chain's list (SAS backend); each then tested as PSF
+    against extended emission on all bands together (:func:`classify_sources`)."""
+    listed = (read_source_list(opts.ptsrc_reg, meta["ra_pnt"], meta["dec_pnt"])
+              if opts.ptsrc_reg and opts.ptsrc in ("auto", "file", "both") else [])
+    if opts.ptsrc == "file":
+        return [], [], listed
+    band_images = []
+    for band in DETECT_BANDS:
+        expo = detection_exposure(cams, grid, band)
+        bkg_map = background_map(imgs["counts"][band], expo, grid.sky_to_pix(*centre),
+                                 particle=known_background_map(cams, grid, band))
+        # no detection within 20" of the field edge: a cell cut by it, where the exposure map's
+        # edge and the events' differ by a pixel, stands out of a model that has nothing there
+        usable = ndimage.binary_erosion(expo > 0.1 * expo.max(), iterations=int(round(EDGE_MARGIN_ARCSEC / PIX_ARCSEC)))
+        band_images.append((imgs["counts"][band], bkg_map, usable))
+    if sas_sources is not None:
+        found = _sources_from_list(sas_sources, imgs, grid, meta)
+    else:
+        found = detect_candidates(band_images, grid, meta["ra_pnt"], meta["dec_pnt"], opts.min_sigma)
+    points, extended = classify_sources(found, [(c, b) for c, b, _ in band_images], grid)
+    return points, extended, listed
+
+
 def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, list]:
     """Step 2: write the images, regions and plots; return the regions.json content and
     the files written (the step and its record: :mod:`xmmext.steps.regions`).
@@ -290,21 +337,14 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
         maps, sas_sources = run_sas_images(paths, [c.name for c in cams], grid, opts.timeout)
         imgs = write_band_products(maps, cams, grid, meta, outdir)
     else:
-        imgs = make_images(cams, grid, meta, outdir)
+        imgs, sas_sources = make_images(cams, grid, meta, outdir), None
     counts, expo = imgs["counts"][CENTRE_BAND], imgs["exposure"][CENTRE_BAND]
     if opts.ra is not None:
         first_centre = _user_centre(opts, meta, cams, paths)
     else:
         first_centre = find_centre(counts, expo, [], grid)
-    if backend == "sas":
-        sources = _sources_from_list(sas_sources, imgs, grid, meta)
-    else:
-        found = []
-        for band in DETECT_BANDS:
-            found += detect_point_sources(imgs["counts"][band], detection_exposure(cams, grid, band), grid,
-                                          meta["ra_pnt"], meta["dec_pnt"], min_sigma=opts.min_sigma,
-                                          centre_xy=first_centre, particle=particle_map(cams, band))
-        sources = merge_close(found)
+    sources, kept_extended, listed = find_point_sources(
+        cams, imgs, grid, meta, opts, first_centre, sas_sources if backend == "sas" else None)
     warnings: list[str] = []
     # centre
     if opts.ra is not None:
@@ -313,11 +353,14 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
     else:
         x, y = find_centre(counts, expo, sources, grid)
         centre_from = "image peak + centroid"
-    # the centre is never excluded as a point source
+    # the centre is never excluded as a detected point source (a list's are the user's choice)
     sources = [s for s in sources if math.hypot(s.x - x, s.y - y) * ins.SKY_PIX_ARCSEC > 30.0]
+    detected = list(sources)
+    if listed:           # the list's sources as they are, and the detections it does not hold
+        sources = merge_lists([listed, sources], meta["ra_pnt"], meta["dec_pnt"])
     room = fov_room_arcmin(x, y, cams)
     edges, n, e, npix, p = radial_profile(counts, expo, sources, grid, x, y, max(room, 1.0) + 2.0,
-                                          particle_map(cams))
+                                          known_background_map(cams, grid))
     r_sn, b_rate, snr = auto_radius(edges, n, e, npix, p)
     if opts.radius is not None:
         radius, radius_from = opts.radius, "user"
@@ -370,8 +413,9 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
         "bkg_inner_arcmin": float(bkg_in), "bkg_outer_arcmin": float(bkg_out), "bkg_fallback_outer_ccds": fallback,
         "self_subtraction_estimate": self_sub,
         "surface_brightness": surface_brightness,
-        "excluded": [{"ra": s.ra, "dec": s.dec, "x": s.x, "y": s.y, "radius_arcsec": s.radius_arcsec,
-                      "counts": s.counts, "significance": s.significance} for s in sources],
+        "excluded": [s.record() for s in sources],
+        "detected": [s.record() for s in detected],           # this observation's own (before any list)
+        "kept_extended": [s.record() for s in kept_extended],
         "area_arcmin2": {c: a["src"] for c, a in areas.items()},
         "bkg_area_arcmin2": {c: a["bkg"] for c, a in areas.items()},
         "background_rate_per_pn_s_per_pix": b_rate,
@@ -385,8 +429,8 @@ def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, 
     write_text(outdir / "bkg.reg", bkg.ds9_physical())
     write_text(outdir / "src_sky.reg", src.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
     write_text(outdir / "bkg_sky.reg", bkg.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
-    write_text(outdir / "ptsrc.reg", _ptsrc_reg(sources))
-    _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png")
+    write_text(outdir / "ptsrc.reg", source_list_text(sources, "point sources excluded by xmmext"))
+    _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png", kept_extended)
     _plot_profile(edges, n - p, e, b_rate, snr, radius, bkg_in, bkg_out, outdir / "profile.png")
     for w in warnings:
         log.warning("regions: %s", w)
@@ -414,14 +458,7 @@ def _user_centre(opts, meta, cams, paths: ObsPaths) -> tuple[float, float]:
     return x, y
 
 
-def _ptsrc_reg(sources: list[Source]) -> str:
-    lines = ["# Region file format: DS9 version 4.1\n", "# point sources detected by xmmext (excluded)\n", "fk5\n"]
-    for s in sources:
-        lines.append(f'circle({s.ra:.6f},{s.dec:.6f},{s.radius_arcsec:.2f}") # text={{{s.significance:.1f} sigma}}\n')
-    return "".join(lines)
-
-
-def _plot_regions(img, grid, src, bkg, sources, dest):
+def _plot_regions(img, grid, src, bkg, sources, dest, kept=()):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -442,6 +479,9 @@ def _plot_regions(img, grid, src, bkg, sources, dest):
     for i, s in enumerate(sources):
         circ(s.x, s.y, s.radius_arcsec / ins.SKY_PIX_ARCSEC, color="red", lw=0.9,
              label="excluded point sources" if i == 0 else None)
+    for i, s in enumerate(kept):
+        circ(s.x, s.y, 20.0 / ins.SKY_PIX_ARCSEC, color="white", lw=0.8, ls=":",
+             label="candidates kept: extended structure" if i == 0 else None)
     ax.set_title("EPIC 0.5-2 keV counts (log), 4\" pixels")
     ax.set_xlabel("image x (4\" pixels)")
     ax.set_ylabel("image y")

@@ -68,7 +68,6 @@ def expected_annulus_counts(truth: dict, r_in_arcmin: float, r_out_arcmin: float
     energy, the truth's beta model within rings), absorbed, folded through the annulus's
     ARF (``arf``: (ENERG_LO, ENERG_HI, SPECRESP); ``psfcorr``: the factor it carries for the
     PSF, taken out again since the mixing is done here) and RMF (:class:`ogip.Response`)."""
-    from . import xspec_models as xm
     from .surface_brightness import beta_profile, beta_ring_flux, psf_ring_matrix
     c = truth["cluster"]
     shells = (c.get("kT_profile") or {}).get("shells") or [

@@ -45,6 +45,7 @@ from .sim_events import (Events, beta_cdf, beta_positions, ccd_area_arcmin2, ccd
                          flare_intervals, flare_profile_times, particle_energies, photon_component, psf_blur,
                          soft_protons, uniform_times)
 from .sim_files import event_hdulist
+from .sim_sky import arc_positions, cluster_centre, draw_point_sources
 
 from .layout import ObsPaths, parse_cameras
 
@@ -62,7 +63,7 @@ _MOS_FLARE_SCALE = 0.5
 _SP_QUIESCENT_PN = 0.3       # counts/s
 # per-event component labels (data/<OBSID>/truth_<cam>_components.npy, in file order)
 COMPONENT_CODES = {"cluster": 1, "point_sources": 2, "cxb": 3, "foreground": 4, "qpb": 5,
-                   "sp_quiescent": 6, "sp_flares": 7, "out_of_time": 8}
+                   "sp_quiescent": 6, "sp_flares": 7, "out_of_time": 8, "arc": 9}
 
 
 @dataclass
@@ -102,6 +103,14 @@ class SimConfig:
     kt_centre: float | None = None     # cool core: kT at the centre (None = isothermal at kt)
     cool_radius_arcmin: float = 1.5    # kT reaches (kt_centre + kt) / 2 here
     pn_oot: bool = True                # pn out-of-time events
+    cluster_ra: float | None = None    # cluster centre on the sky (default: offset from the pointing)
+    cluster_dec: float | None = None
+    sky_seed: int | None = None        # point sources fixed on the sky about the cluster (shared by pointings)
+    arc_fraction: float = 0.0          # an arc of extra emission (share of the cluster's norm)
+    arc_radius_arcmin: float = 1.0
+    arc_width_arcsec: float = 12.0
+    arc_length_deg: float = 120.0
+    arc_pa_deg: float = 45.0
 
 
 # Named clusters for --preset (fields of SimConfig; explicit options override them)
@@ -144,6 +153,11 @@ def validate(cfg: SimConfig) -> None:
         (cfg.cool_radius_arcmin > 0, "cool-core radius must be positive"),
         (0 < cfg.r_max_arcmin <= 40, "cluster extent must be in (0, 40] arcmin"),
         (cfg.seed >= 0, "seed must be >= 0"),
+        ((cfg.cluster_ra is None) == (cfg.cluster_dec is None), "give both cluster RA and Dec, or neither"),
+        (0 <= cfg.arc_fraction <= 1, "arc fraction must be in [0, 1]"),
+        (cfg.arc_radius_arcmin > 0 and cfg.arc_width_arcsec > 0 and 0 < cfg.arc_length_deg <= 360,
+         "arc radius, width and length must be positive (length <= 360 degrees)"),
+        (cfg.sky_seed is None or cfg.sky_seed >= 0, "sky seed must be >= 0"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -190,6 +204,11 @@ def cluster_shells(cfg: SimConfig) -> list[dict]:
         share = float(beta_cdf(cfg, r1) - beta_cdf(cfg, r0)) / total
         shells.append({"r_in": r0, "r_out": r1, "kT": cool_core_kt(cfg, 0.5 * (r0 + r1)), "norm_fraction": share})
     return shells
+
+
+def cluster_kt_at(cfg: SimConfig, r_arcmin: float) -> float:
+    """The cluster's kT at a radius (isothermal, or the cool core's profile)."""
+    return cfg.kt if cfg.kt_centre is None else cool_core_kt(cfg, r_arcmin)
 
 
 def cool_core_kt(cfg: SimConfig, r_arcmin: float) -> float:
@@ -249,28 +268,13 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
     flare_amp = rng_global.uniform(0.7, 2.0, len(flares))
 
     # cluster centre and normalisation
-    off_px = cfg.offset_arcmin * 60 / ins.SKY_PIX_ARCSEC
-    a = np.deg2rad(cfg.offset_pa_deg)
-    ccx, ccy = ins.SKY_REF_PIX + off_px * np.sin(a), ins.SKY_REF_PIX + off_px * np.cos(a)
+    ccx, ccy = cluster_centre(cfg)
     c_ra, c_dec = ins.sky_to_radec(ccx, ccy, cfg.ra_pnt, cfg.dec_pnt)
     shells = cluster_shells(cfg)
     unit_specs = [cluster_photon_spectrum(cfg, model, sh["kT"]) * sh["norm_fraction"] for sh in shells]
     pn = ins.camera("pn")
     norm = cfg.norm if cfg.norm is not None else cfg.cluster_rate / _counts_rate(sum(unit_specs), pn, cfg.filter)
-
-    # point sources: Euclidean logN-logS in pn counts, positions inside 13'
-    n_ps = cfg.n_point_sources
-    u = rng_global.uniform(0, 1, n_ps)
-    s_min, s_max = cfg.ps_min_counts, cfg.ps_max_counts
-    ps_counts = (s_min ** -1.5 - u * (s_min ** -1.5 - s_max ** -1.5)) ** (-1 / 1.5)
-    ps_gamma = rng_global.normal(1.9, 0.2, n_ps)
-    ps_xy = []
-    while len(ps_xy) < n_ps:
-        px, py = disk(rng_global, 1, 13 * 60 / ins.SKY_PIX_ARCSEC)
-        far_from_cluster = np.hypot(px - ccx, py - ccy)[0] * ins.SKY_PIX_ARCSEC > 60
-        far_from_others = all(np.hypot(px[0] - qx, py[0] - qy) * ins.SKY_PIX_ARCSEC > 40 for qx, qy in ps_xy)
-        if far_from_cluster and far_from_others:
-            ps_xy.append((float(px[0]), float(py[0])))
+    ps_xy, ps_counts, ps_gamma = draw_point_sources(cfg, rng_global, ccx, ccy)
     ps_spectra = []
     for g, cts in zip(ps_gamma, ps_counts):
         s = _powerlaw_spectrum(g, cfg.nh)
@@ -300,6 +304,10 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
         comps["cluster"] = psf_blur(rng, cam, concat_events([photon_component(
             rng, cam, cfg, spec * norm, beta_positions(rng, cfg, ccx, ccy, sh["r_in"], sh["r_out"]), times)
             for sh, spec in zip(shells, unit_specs)]))
+        if cfg.arc_fraction > 0:         # drawn only when asked: other simulations stay as they were
+            arc_spec = cluster_photon_spectrum(cfg, model, cluster_kt_at(cfg, cfg.arc_radius_arcmin))
+            comps["arc"] = psf_blur(rng, cam, photon_component(
+                rng, cam, cfg, arc_spec * norm * cfg.arc_fraction, arc_positions(rng, cfg, ccx, ccy), times))
         ps_events = []
         for k, ((px, py), spec) in enumerate(zip(ps_xy, ps_spectra)):
             ev = psf_blur(rng, cam, photon_component(
@@ -380,6 +388,9 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
                     "kT_profile": None if cfg.kt_centre is None else {
                         "kT_centre": cfg.kt_centre, "kT_outer": cfg.kt, "r_cool_arcmin": cfg.cool_radius_arcmin,
                         "shells": shells},
+                    "arc": None if cfg.arc_fraction <= 0 else {
+                        "fraction_of_norm": cfg.arc_fraction, "radius_arcmin": cfg.arc_radius_arcmin,
+                        "width_arcsec": cfg.arc_width_arcsec, "length_deg": cfg.arc_length_deg, "pa_deg": cfg.arc_pa_deg},
                     "note": {"apec": None,
                              "zbremss": "AtomDB absent: zbremss continuum at the redshift (no lines, no abundance)",
                              "bremss": "bremss continuum (no lines, no abundance, redshift not applied)"}[model]},
@@ -403,7 +414,9 @@ _OPTION_FIELDS = {"obsid": "obsid", "seed": "seed", "exposure": "exposure", "kt"
                   "r_max": "r_max_arcmin", "kt_centre": "kt_centre", "cool_radius": "cool_radius_arcmin",
                   "flare_fraction": "flare_fraction", "n_flares": "n_flares", "flare_scale": "flare_scale",
                   "n_point_sources": "n_point_sources", "thermal_model": "thermal_model", "filter": "filter",
-                  "date_obs": "date_obs"}
+                  "date_obs": "date_obs", "cluster_ra": "cluster_ra", "cluster_dec": "cluster_dec",
+                  "sky_seed": "sky_seed", "arc_fraction": "arc_fraction", "arc_radius": "arc_radius_arcmin",
+                  "arc_width": "arc_width_arcsec", "arc_length": "arc_length_deg", "arc_pa": "arc_pa_deg"}
 
 
 def build_parser():
@@ -442,6 +455,17 @@ def build_parser():
     p.add_argument("--thermal-model", choices=list(THERMAL_MODELS))
     p.add_argument("--filter", choices=["Thin", "Medium", "Thick"])
     p.add_argument("--date-obs")
+    p.add_argument("--cluster-ra", type=finite_float, help="cluster centre RA, deg (default: --offset-arcmin "
+                   "from the pointing); with --sky-seed, pointings of one cluster")
+    p.add_argument("--cluster-dec", type=finite_float, help="cluster centre Dec, deg")
+    p.add_argument("--sky-seed", type=int, help="point sources fixed on the sky about the cluster, drawn from "
+                   "this seed (the same sources in every pointing with the same sky seed)")
+    p.add_argument("--arc-fraction", type=finite_float, help="an arc of extra emission in the core (a sloshing "
+                   "cold front), as a share of the cluster's norm (default 0: none)")
+    p.add_argument("--arc-radius", type=finite_float, help=f"arc radius, arcmin (default {d.arc_radius_arcmin:g})")
+    p.add_argument("--arc-width", type=finite_float, help=f"arc width (Gaussian sigma), arcsec (default {d.arc_width_arcsec:g})")
+    p.add_argument("--arc-length", type=finite_float, help=f"arc length, degrees (default {d.arc_length_deg:g})")
+    p.add_argument("--arc-pa", type=finite_float, help=f"arc position angle, degrees east of north (default {d.arc_pa_deg:g})")
     p.add_argument("--no-oot", action="store_true", default=False, help="no pn out-of-time events")
     p.add_argument("--sas-cleaned", action="store_true", default=False,
                    help="write SAS-cleaned lists (<cam>_exp1_clean_evts.fits: screened, FLAG==0, flares cut "

@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from . import instrument as ins
 from . import responses as R
-from .background_model import out_of_time_in_regions, write_background_model_files
+from .background_model import oot_fraction, out_of_time_in_regions, write_background_model_files
 from .responses import extended_arf
 from .errors import DataError, UsageError
 from .events import read_events
@@ -255,8 +255,7 @@ def _out_of_time(ev, cam: ins.Camera, geo, src, bkg) -> tuple[dict, float] | Non
     frame, the commonest and the largest fraction); None for MOS."""
     if cam.name != "pn":
         return None
-    mode = str(ev.key("SUBMODE", "PrimeFullWindow")).strip()
-    fraction = ins.PN_OOT_FRACTION.get(mode, ins.PN_OOT_FRACTION["PrimeFullWindow"])
+    fraction = oot_fraction(cam.name, ev)
     return out_of_time_in_regions(cam, geo, ev.columns, fraction, src, bkg), fraction
 
 

@@ -14,7 +14,7 @@ from ..backends import choose_backend
 from ..errors import UsageError
 from ..layout import CAMERAS, ObsPaths
 from . import values as V
-from .base import Plan, Step, StepResult, finish_plan, option
+from .base import Plan, Step, StepResult, finish_plan, option, require
 from .filtering import cleaned_event_inputs
 
 MAX_RADIUS_ARCMIN = 30.0        # twice the EPIC field of view
@@ -32,6 +32,12 @@ class RegionOptions:
     bkg_inner: float = option(1.5, "background annulus inner radius, x R", parse=V.positive_float)
     bkg_outer: float = option(2.0, "background annulus outer radius, x R", parse=V.positive_float)
     min_sigma: float = option(5.0, "point-source detection threshold (sigma)", parse=V.positive_float)
+    ptsrc: str = option("auto", "point sources to exclude: detect (this observation's), file (--ptsrc-reg only), "
+                        "both, or auto (both when --ptsrc-reg is given, else detect)",
+                        choices=["auto", "detect", "file", "both"])
+    ptsrc_reg: str | None = option(None, "ds9 region file of point sources to exclude (circles, ellipses or points "
+                                   "in fk5/icrs/galactic or physical coordinates, e.g. the XCS or 4XMM list)",
+                                   metavar="FILE")
     cameras: tuple = option(CAMERAS, "cameras to process (subset of mos1,mos2,pn)", parse=V.cameras)
     timeout: float = option(7200.0, "SAS backend: per-task timeout (s)", parse=V.positive_float,
                             fingerprint=False)
@@ -51,6 +57,10 @@ class RegionOptions:
                                  "(the EPIC field of view has a radius of ~15')")
         for name in ("bkg_inner", "bkg_outer", "min_sigma", "timeout"):
             V.check(self, name, V.positive_float)
+        if self.ptsrc in ("file", "both") and not self.ptsrc_reg:
+            raise UsageError(f"--ptsrc {self.ptsrc} needs --ptsrc-reg FILE")
+        if self.ptsrc == "detect" and self.ptsrc_reg:
+            raise UsageError("--ptsrc detect ignores --ptsrc-reg: give --ptsrc both or file")
         if not (1.0 <= self.bkg_inner < self.bkg_outer <= MAX_BKG_FACTOR):
             raise UsageError(f"need 1 <= --bkg-inner < --bkg-outer <= {MAX_BKG_FACTOR:g} (multiples of the radius)")
         self.cameras = V.camera_tuple(self.cameras)
@@ -63,6 +73,8 @@ class RegionsStep(Step):
     def plan(self, paths: ObsPaths, opts: RegionOptions, backend: str = "auto") -> Plan:
         opts.validate()
         inputs = cleaned_event_inputs(paths, opts.cameras)
+        if opts.ptsrc_reg:
+            inputs.append(require(opts.ptsrc_reg, "the point-source list (--ptsrc-reg) does not exist"))
         return finish_plan(Plan(self, opts, choose_backend(backend, paths), inputs,
                                 paths.regions / "regions.json", [paths.regions], paths))
 

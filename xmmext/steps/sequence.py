@@ -37,9 +37,15 @@ class RunSettings:
     name: str = "source"
     profile: bool = False                             # also the temperature profile
     checked: bool = False                             # check_run already done (the pipeline does it first)
+    stop_after: str | None = None                     # the last step to run (None: all)
 
     def runs(self, step) -> bool:
-        """Whether ``step`` is part of this run (optional steps only when asked)."""
+        """Whether ``step`` is part of this run (optional steps only when asked, none after
+        ``stop_after``)."""
+        if self.stop_after is not None:
+            names = [s.name for s in STEPS]
+            if names.index(step.name) > names.index(self.stop_after):
+                return False
         return step.name not in OPTIONAL or (step.name == "profile" and self.profile)
 
 
