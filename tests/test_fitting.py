@@ -195,15 +195,40 @@ def test_simulated_goodness_separates_right_and_wrong_models(processed_obs, tmp_
     wd, truth, paths, _ = processed_obs
     c = truth["cluster"]
     pha = _fake_pn_spectra(paths, truth, 0.002, expo=20000.0, seed=7, area_scaling=True)(tmp_path / "g")
-    out = {}
+    out, expected = {}, {}
     for model in ("tbabs*bremss", "tbabs*powerlaw"):
         opts = FitOptions(model=model, nh=c["nH"], cameras=("pn",), goodness=30)
-        out[model] = fit_sherpa([("pn", pha)], parse_model(model), opts)["goodness"]
+        res = fit_sherpa([("pn", pha)], parse_model(model), opts)
+        out[model], expected[model] = res["goodness"], res["goodness_expected"]
     good, bad = out["tbabs*bremss"], out["tbabs*powerlaw"]
     assert good["n_simulations"] + good["n_failed"] == 30 and good["n_simulations"] >= 25
     assert good["p_value"] >= 0.05, good
     assert bad["p_value"] == 0.0 and bad["percent_below_observed"] == 100.0, bad
     assert bad["observed"] > bad["simulated_16_84"][1] + 30
+    # the expected statistic (no refits) against the refitted simulations: the same centre
+    # and spread for the right model, the same verdicts
+    e = expected["tbabs*bremss"]
+    spread = (good["simulated_16_84"][1] - good["simulated_16_84"][0]) / 2
+    assert abs(e["expected"] - good["simulated_median"]) < 0.5 * spread, (e, good)
+    assert 0.7 < e["sigma"] / spread < 1.4, (e, good)
+    assert e["p_value"] > 0.01 and expected["tbabs*powerlaw"]["p_value"] < 1e-4
+
+
+def test_expected_statistic_against_poisson_draws():
+    """The per-group mean and variance of C and W-stat (summed over the Poisson
+    distributions) against brute-force draws of the same counts."""
+    from xmmext.fitting.goodness import cstat_terms, expected_terms, wstat_terms
+    rng = np.random.default_rng(4)
+    for mu in (0.5, 3.0, 20.0):
+        (m,), (v,) = expected_terms(np.array([mu]))
+        sims = cstat_terms(rng.poisson(mu, 200000).astype(float), mu)
+        assert m == pytest.approx(sims.mean(), abs=0.02) and v == pytest.approx(sims.var(), rel=0.03)
+    model, bkg, kappa = np.array([4.0]), np.array([2.0]), np.array([3.0])
+    (m,), (v,) = expected_terms(model, bkg, kappa)
+    s = rng.poisson(model[0] + bkg[0], 200000).astype(float)
+    b = rng.poisson(kappa[0] * bkg[0], 200000).astype(float)
+    sims = wstat_terms(s, b, model[0], kappa[0])
+    assert m == pytest.approx(sims.mean(), abs=0.02) and v == pytest.approx(sims.var(), rel=0.03)
 
 
 def _cli(*args):

@@ -86,6 +86,7 @@ def test_list_of_four_all_succeed_and_combine(list_run):
     assert (wd / "results" / "multi" / "four" / "parameters.png").stat().st_size > 0
     ecsv = (wd / "results" / "multi" / "four" / "table.ecsv").read_text()
     assert "unit: keV" in ecsv
+    assert table[0].split(",")[-2:] == ["n_flags", "flags"]                  # issue 23c: flags in the table
 
 
 def test_dask_scheduler_gives_identical_results(list_run, tmp_path):

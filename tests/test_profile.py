@@ -83,6 +83,7 @@ def test_cool_core_profile_recovers_the_input(cool_core):
     assert xt["modelled"] and xt["statistic"]["dof"] > 0
     assert all(0.4 < s < 1.0 for s in xt["own_share"]["pn"])
     assert all(set(a["kT_independent"]) == {"value", "lower", "upper"} for a in annuli)
+    assert all(isinstance(a["flags"], list) for a in annuli)              # issue 23c: every annulus says
     assert annuli[-1]["kT"]["value"] > annuli[0]["kT"]["value"] + 0.6      # the cool core is seen
     for name in ("profile.png", "annuli.reg"):
         assert (res / "profile" / name).stat().st_size > 0

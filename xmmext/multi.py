@@ -234,7 +234,8 @@ def combine(obsids: list[str], name: str, workdir=None) -> dict:
             continue
         fit = read_json(f, "fit.json")
         row = {"obsid": o, "model": fit["model"], "engine": fit["engine"], "stat": fit["statistic"]["value"],
-               "dof": fit["statistic"]["dof"], "conf_level": fit["conf_level"]}
+               "dof": fit["statistic"]["dof"], "conf_level": fit["conf_level"],
+               "n_flags": len(fit.get("flags", [])), "flags": "; ".join(fit.get("flags", []))}
         for pname, p in fit["parameters"].items():
             if p["frozen"]:
                 continue
@@ -248,7 +249,7 @@ def combine(obsids: list[str], name: str, workdir=None) -> dict:
     if not rows:
         raise UsageError("no observation of the list has a fit (run them first, or --run-missing)", out)
     cols = ["obsid", "model", "engine", "stat", "dof", "conf_level"] + \
-        [c for p in params for c in (p, p + "_lo", p + "_hi")]
+        [c for p in params for c in (p, p + "_lo", p + "_hi")] + ["n_flags", "flags"]
     table = Table(rows=[[r.get(c, np.nan) for c in cols] for r in rows], names=cols)
     for p in params:
         unit = next((r.get(p + "_unit") for r in rows if r.get(p + "_unit")), "")
@@ -273,7 +274,8 @@ def combine(obsids: list[str], name: str, workdir=None) -> dict:
         hi = np.array([r.get(p + "_hi", np.nan) for r in rows], float)
         means[p] = weighted_mean(v, v - (v - lo) / zq, v + (hi - v) / zq)   # 1-sigma intervals
     summary = {"name": name, "observations": [r["obsid"] for r in rows], "n": len(rows),
-               "weighted_means_1sigma": means, "files": ["table.csv", "table.ecsv", "parameters.png"]}
+               "weighted_means_1sigma": means, "files": ["table.csv", "table.ecsv", "parameters.png"],
+               "flagged": {r["obsid"]: r["flags"].split("; ") for r in rows if r["n_flags"]}}
     write_json(out / "summary.json", summary)
     _plot(rows, params, means, out / "parameters.png")
     return summary

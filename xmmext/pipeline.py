@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from .cli import base_parser, run_main, setup_logging
 from .errors import UsageError
+from .fitting.flags import summary_line
 from .layout import ObsPaths, validate_name
 from .steps.cli import add_runner_options
 from .steps.values import positive_int
@@ -95,6 +96,7 @@ def _compare_with_truth(paths: ObsPaths) -> None:
           f"vs true {c['kT']} keV -> {'inside' if inside else 'OUTSIDE'} the interval"
           + ("" if inside else " (a 90% interval misses the truth in 1 realisation of 10; "
              "coverage over seeds: benchmarks/bench_coverage.py)"))
+    print("demo: " + summary_line(fit.get("flags", [])))
 
 
 def _run_list(args) -> int:

@@ -42,11 +42,23 @@ def _profile_section(paths: ObsPaths) -> str:
         err = ("unbounded" if kt["lower"] is None or kt["upper"] is None
                else f"{kt['lower']:.2f} .. {kt['upper']:.2f}")
         rows.append(f"<tr><td>{a['r_in_arcmin']:.2f}-{a['r_out_arcmin']:.2f}</td><td>{kt['value']:.2f}</td>"
-                    f"<td>{err}</td><td>{a['sn']:.0f}</td><td>{html.escape(a['folder'])}</td></tr>")
+                    f"<td>{err}</td><td>{a['sn']:.0f}</td><td>{html.escape(a['folder'])}</td>"
+                    f"<td class='warn'>{'<br>'.join(html.escape(f) for f in a.get('flags', []))}</td></tr>")
     return (f"<h2>Temperature profile: {html.escape(prof.get('model', '-'))}</h2>"
             f"<p>annuli for S/N {prof.get('target_sn', 0):g} in 0.3-2 keV; errors at {prof.get('conf_level', '-')}%.</p>"
-            "<table><tr><th>radius (arcmin)</th><th>kT (keV)</th><th>interval</th><th>S/N</th><th>folder</th></tr>"
+            "<table><tr><th>radius (arcmin)</th><th>kT (keV)</th><th>interval</th><th>S/N</th><th>folder</th>"
+            "<th>flags</th></tr>"
             f"{''.join(rows)}</table>{_img(paths.results / 'profile' / 'profile.png', 'temperature profile')}")
+
+
+def _flags(flags) -> str:
+    """What makes the numbers doubtful, or that nothing does."""
+    if flags is None:
+        return ""
+    if not flags:
+        return "<p>Flags: none (nothing doubtful found).</p>"
+    return ("<p class='warn'><b>Flags</b> (the numbers below are doubtful):</p><ul class='warn'>"
+            + "".join(f"<li>{html.escape(f)}</li>" for f in flags) + "</ul>")
 
 
 def _fallback(fit: dict) -> str:
@@ -102,7 +114,7 @@ radius {reg.get('radius_arcmin', 0):.2f}' ({html.escape(str(reg.get('radius_from
 {len(reg.get('excluded', []))} point sources excluded.</p>
 {_img(paths.regions / 'regions.png', 'EPIC image with regions')}{_img(paths.regions / 'profile.png', 'radial profile')}
 <h2>3. Spectra</h2>{_img(paths.spectra / 'spectra.png', 'source and scaled background spectra')}
-<h2>4. Fit: {html.escape(fit.get('model', '-'))} ({html.escape(fit.get('engine', '-'))})</h2>{_fallback(fit)}
+<h2>4. Fit: {html.escape(fit.get('model', '-'))} ({html.escape(fit.get('engine', '-'))})</h2>{_fallback(fit)}{_flags(fit.get('flags'))}
 <p>{html.escape(str(st.get('name', '')))} = {st.get('value', 0):.1f} for {st.get('dof', 0)} degrees of freedom;
 errors at {fit.get('conf_level', '-')}%; {fit.get('energy_range_keV', ['-', '-'])[0]}-{fit.get('energy_range_keV', ['-', '-'])[1]} keV.</p>
 <table><tr><th>parameter</th><th>value</th><th>interval</th><th>unit</th></tr>{''.join(rows)}</table>

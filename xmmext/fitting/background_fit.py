@@ -33,7 +33,7 @@ from ..grouping import DEFAULT_GROUP, group_min_counts, min_width_channels, pars
 from .fluxes import flux_table
 from .inputs import check_spectrum
 from .session import sherpa_session
-from .sherpa_engine import CONF_SIGMA, _apply_defaults, _check_model_not_zero, _par_record, cross_normalisation
+from .sherpa_engine import CONF_SIGMA, _apply_defaults, _check_model_not_zero, _par_record, cross_normalisation, xspec_name
 from .sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.fitting")
@@ -187,11 +187,13 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
     if held:
         notes.append("background parameters at a limit, held there for the errors: " + ", ".join(held))
     others = [p for p in nuisance + sky_free if not p.frozen and p.link is None]
+    from .goodness import expected_goodness
+    expected = expected_goodness(ids, len(main) + len(others))
     cov = _fisher_covariance(ui, ids, main + others)
     z = CONF_SIGMA[opts.conf]
     sig = np.sqrt(np.clip(np.diag(cov)[: len(main)], 0, None))
     errs = {p.fullname: (-z * s_, z * s_) for p, s_ in zip(main, sig)}
-    cov_names, cov = [_xspec_name(p) for p in main], cov[: len(main), : len(main)]
+    cov_names, cov = [xspec_name(p) for p in main], cov[: len(main), : len(main)]
     notes.append(f"{opts.conf}% intervals from the Fisher information of the Poisson likelihood of every "
                  "region's counts, the background's parameters included (profile searches over ~30 of them "
                  "take minutes)")
@@ -212,7 +214,7 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         "abund_table": opts.abund_table, "cross_sections": "vern", "background": "model",
         "background_model": background,
         "spectra": [{"camera": cam, "file": str(path)} for cam, path in spectra],
-        "fluxes": flux_table(expr, values, cov_names, cov, opts), "notes": notes,
+        "fluxes": flux_table(expr, values, cov_names, cov, opts), "notes": notes, "goodness_expected": expected,
         # not in fit.json: the fitted background of each source spectrum, per channel
         "source_region_background": {cam: np.asarray(d.eval_model(part), float)
                                      for cam, (d, part) in src_background.items()},
@@ -304,11 +306,6 @@ def _fisher_covariance(ui, ids, pars) -> np.ndarray:
             p.val = v
     fisher = (jac / np.maximum(mu, 1e-12)) @ jac.T
     return np.linalg.pinv(fisher, hermitian=True)
-
-
-def _xspec_name(par) -> str:
-    comp, pname = par.fullname.split(".", 1)
-    return f"cross_norm.{comp[len('cross_norm_'):]}" if comp.startswith("cross_norm_") else f"{comp}.{pname}"
 
 
 def _freeze_at_bounds(pars, power_laws) -> list[str]:

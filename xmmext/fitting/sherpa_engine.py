@@ -60,7 +60,7 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
     _check_model_not_zero(expr, comps)
     _scale_start_norms(expr, comps, ids[0])
     _minimise(ids)
-    more_notes, undetected = _freeze_undetected(expr, comps, ids)
+    more_notes, undetected, without = _freeze_undetected(expr, comps, ids)
     notes.extend(more_notes)
     fr = ui.get_fit_results()
     free = [p for p in _all_pars(comps, cross) if not p.frozen]
@@ -68,6 +68,8 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
         notes.append(f"poor fit: statistic/dof = {fr.statval / fr.dof:.1f}; the model does not describe "
                      "the data well and its intervals are not reliable")
         log.warning("fit: %s", notes[-1])
+    from .goodness import expected_goodness
+    expected = expected_goodness(ids, len(free))
     errs = _confidence(ids, free, undetected, opts.conf)
     goodness = _goodness(ids, free, undetected, opts) if opts.goodness else None
     params = {}
@@ -89,7 +91,8 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
         "parameters": params, "conf_level": opts.conf, "energy_range_keV": [opts.emin, opts.emax],
         "abund_table": opts.abund_table, "cross_sections": "vern", "background": not opts.no_background,
         "spectra": [{"camera": cam, "file": str(path)} for cam, path in spectra],
-        "fluxes": fluxes, "notes": notes,
+        "fluxes": fluxes, "notes": notes, "goodness_expected": expected,
+        "undetected": [xspec_name(p) for p in undetected], "without_component": without,
     }
     if stat == "chi2datavar" and fr.dof > 0:
         from scipy.stats import chi2 as chi2_dist
@@ -219,19 +222,23 @@ def _minimise(ids) -> None:
     ui.fit(*ids)
 
 
-def _freeze_undetected(expr, comps, ids) -> tuple[list[str], list]:
+def _freeze_undetected(expr, comps, ids) -> tuple[list[str], list, dict]:
     """A component whose removal (norm fixed at 0, the rest refitted) raises the statistic
     by less than 1 (i.e. it is not detected at 1 sigma) cannot constrain its shape: freeze
     the shape (power-law index at 1.4, others at their best fit) and refit. Returns the
-    notes and the norms of those components (their intervals are upper limits).
+    notes, the norms of those components (their intervals are upper limits), and for each
+    component the fit without it ({name: {"delta_stat", "values"}}: what depends on it).
 
     A likelihood-ratio test rather than the covariance: with a norm near its bound at zero
-    the numerical Hessian is often not positive definite."""
+    the numerical Hessian is often not positive definite. When the fit without the component
+    is better than the fit with it (the optimiser had stopped in a valley where the two
+    share the spectrum: on A907 a hard power law and a 2.7 keV continuum matched a 5.8 keV
+    continuum alone), the fit without it is kept as the starting point."""
     ui = sherpa_session()
-    notes, undetected = [], []
+    notes, undetected, without_fits = [], [], {}
     adds = [c for c in expr.components if c.kind == "add"]
     if len(adds) < 2:
-        return notes, undetected
+        return notes, undetected, without_fits
     pars = [p for p in _all_pars(comps, {}) if not p.frozen]
     best = [p.val for p in pars]
     stat_best = ui.calc_stat(*ids)
@@ -243,9 +250,14 @@ def _freeze_undetected(expr, comps, ids) -> tuple[list[str], list]:
         obj.norm.val, obj.norm.frozen = 0.0, True
         try:
             ui.fit(*ids)
-            delta = ui.calc_stat(*ids) - stat_best
+            without = ui.calc_stat(*ids)
+            delta = without - stat_best
+            without_fits[c.name] = {"delta_stat": float(delta),
+                                    "values": {xspec_name(p): float(p.val) for p in pars if p is not obj.norm}}
         finally:
             obj.norm.frozen = False
+            if delta < 0:                  # a better optimum without it: start from there
+                best, stat_best = [p.val for p in pars], without
             for p, v in zip(pars, best):
                 p.val = v
         if delta < 1.0:
@@ -260,9 +272,10 @@ def _freeze_undetected(expr, comps, ids) -> tuple[list[str], list]:
                          "its norm interval is an upper limit; the other intervals are computed "
                          "with this norm fixed at its best fit")
             log.warning("fit: %s", notes[-1])
-    if notes:
-        _minimise(ids)
-    return notes, undetected
+    # refit from the best values: the last fit was one without a component, and the fit
+    # results (statistic, dof) must be the full model's
+    _minimise(ids)
+    return notes, undetected, without_fits
 
 
 def _confidence(ids, free, undetected, level: int) -> dict:
@@ -311,7 +324,13 @@ def _par_record(par, errs):
     return {"value": float(par.val),
             "lower": None if par.frozen or lo is None else float(par.val + lo),
             "upper": None if par.frozen or hi is None else float(par.val + hi),
-            "frozen": bool(par.frozen), "unit": par.units or ""}
+            "frozen": bool(par.frozen), "unit": par.units or "", "limits": [float(par.min), float(par.max)]}
+
+
+def xspec_name(par) -> str:
+    """'<component>.<par>' as fit.json names it (a cross-normalisation: 'cross_norm.<cam>')."""
+    comp, pname = par.fullname.split(".", 1)
+    return f"cross_norm.{comp[len('cross_norm_'):]}" if comp.startswith("cross_norm_") else f"{comp}.{pname}"
 
 
 def _covariance(ids, free):
@@ -322,11 +341,7 @@ def _covariance(ids, free):
         cov = np.asarray(r.extra_output, float)
         if cov.shape != (len(free), len(free)) or not np.all(np.isfinite(cov)):
             return [], None
-        names = []
-        for p in free:
-            comp, pname = p.fullname.split(".", 1)
-            names.append(f"cross_norm.{comp[len('cross_norm_'):]}" if comp.startswith("cross_norm_") else f"{comp}.{pname}")
-        return names, cov
+        return [xspec_name(p) for p in free], cov
     except Exception as exc:          # covariance can fail at a limit; fluxes then have no errors
         log.warning("covariance matrix not available (%s): flux errors omitted", exc)
         return [], None

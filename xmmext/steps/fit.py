@@ -157,6 +157,7 @@ class FitStep(Step):
     def run(self, plan: Plan) -> StepResult:
         from ..fileio import write_text
         from ..fitting.pyxspec_engine import pyxspec_script, run_pyxspec
+        from ..fitting.flags import fit_flags
         from ..fitting.writers import csv_text, xcm_text
         opts, (spectra, settled) = plan.options, plan.context
         expr = settled.expr
@@ -171,6 +172,7 @@ class FitStep(Step):
             result = fit_sherpa(spectra, expr, opts)
         result["model_fallback"] = settled.fallback
         result["notes"] = settled.notes + result.get("notes", [])
+        result["flags"] = fit_flags(result, tuple(result.get("undetected", ())))
         written = [write_text(out / "fit.csv", csv_text(result))]
         if "source_region_background" in result:
             from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, write_source_background
@@ -197,6 +199,9 @@ class FitStep(Step):
             lo = "?" if p["lower"] is None else f"{p['lower']:.2f}"
             hi = "?" if p["upper"] is None else f"{p['upper']:.2f}"
             txt += f", {kt} = {p['value']:.2f} ({lo}-{hi}, {res['conf_level']}%)"
+        flags = res.get("flags", [])
+        if flags:
+            txt += f"; {len(flags)} FLAG{'S' if len(flags) > 1 else ''}: " + ", ".join(f.split(":")[0] for f in flags)
         return txt
 
     def console(self, res: dict) -> str:
@@ -214,6 +219,10 @@ class FitStep(Step):
         if g and g.get("n_simulations"):
             lines.append(f"  goodness: {g['percent_below_observed']:.0f}% of {g['n_simulations']} refitted "
                          f"simulations have a lower statistic (p = {g['p_value']:.2f})")
+        e = res.get("goodness_expected")
+        if e:
+            lines.append(f"  expected statistic {e['expected']:.1f} +- {e['sigma']:.1f}: p = {e['p_value']:.2g}")
+        lines += [f"  FLAG {f}" for f in res.get("flags", [])] or ["  flags: none"]
         return "\n".join(lines)
 
 

@@ -146,6 +146,7 @@ class ProfileStep(Step):
             written += [reg] + files
             rows.append(_fit_annulus(ann, sub, spec, opts, written))
         crosstalk = _crosstalk(paths, folder, annuli, rows, opts)
+        _flag_rows(folder, rows)
         written.append(P.plot_profile(folder / "profile.png", prof, rows,
                                       f"{paths.obsid}: {opts.model()} per annulus, {opts.conf}% errors"
                                       + (", PSF cross-talk modelled" if crosstalk.get("modelled") else "")))
@@ -159,7 +160,7 @@ class ProfileStep(Step):
 
     def describe(self, summary: dict) -> str:
         parts = [f"{a['r_in_arcmin']:.1f}-{a['r_out_arcmin']:.1f}' kT {a['kT']['value']:.2f}"
-                 for a in summary.get("annuli", [])]
+                 + (" (FLAGGED)" if a.get("flags") else "") for a in summary.get("annuli", [])]
         return f"{len(parts)} annuli: " + ", ".join(parts)
 
     def console(self, summary: dict) -> str:
@@ -171,6 +172,7 @@ class ProfileStep(Step):
             hi = "?" if kt["upper"] is None else f"{kt['upper']:.2f}"
             lines.append(f"  {a['r_in_arcmin']:5.2f}-{a['r_out_arcmin']:5.2f}'  kT {kt['value']:.2f} ({lo}-{hi})  "
                          f"S/N {a['sn']:.0f}")
+            lines += [f"      FLAG {f}" for f in a.get("flags", [])]
         return "\n".join(lines)
 
 
@@ -199,6 +201,16 @@ def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: l
     row["cameras"] = ok
     row["net_counts"] = {c: spec["cameras"][c]["net_counts"] for c in ok}
     return row
+
+
+def _flag_rows(folder: Path, rows: list[dict]) -> None:
+    """Every annulus's ``flags``: its fit's and those of its final values."""
+    from ..fileio import read_record
+    from ..fitting.crosstalk import ROW_PARAMETERS
+    from ..fitting.flags import row_flags
+    for row in rows:
+        fit = read_record(folder / row["folder"] / "fit" / "fit.json")
+        row["flags"] = row_flags(row, fit, ROW_PARAMETERS)
 
 
 def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: ProfileOptions) -> dict:
