@@ -255,33 +255,57 @@ def test_extent_test_on_a_pure_point_source_and_a_pure_blob():
 def test_user_source_list(three_fields, tmp_path):
     """--ptsrc-reg: an fk5 list (any sky frame) is excluded as given, alone (--ptsrc file) or
     with the detections; image coordinates are refused; physical ones are this observation's."""
-    truth, paths, res = three_fields[0]
-    wd = paths.workdir
-    p = truth["point_sources"][0]
+    import shutil
+    truth, _, _ = three_fields[0]
+    wd = tmp_path / "w"                          # a copy: the other tests keep their regions
+    shutil.copytree(three_fields[0][1].workdir, wd, symlinks=True)
+    paths = ObsPaths.of("0999993001", wd)
+    p = next(q for q in truth["point_sources"] if q["counts"]["pn"] > 0)
     from astropy.coordinates import SkyCoord
     g = SkyCoord(p["ra"], p["dec"], unit="deg", frame="fk5").galactic
     lst = tmp_path / "mine.reg"
     lst.write_text(f'# mine\nfk5\ncircle({p["ra"]:.6f},{p["dec"]:.6f},33.3")\n'
                    f'galactic;point({g.l.deg + 0.05:.6f},{g.b.deg:.6f})\n')
-    r = _cli(wd, "0999993001", "--ptsrc-reg", str(lst), "--ptsrc", "file", "--force")
+    r = _cli(wd, "0999993001", "--ptsrc-reg", str(lst), "--ptsrc", "file", "--cameras", "pn")
     assert r.returncode == 0, r.stderr
     reg = json.loads((paths.regions / "regions.json").read_text())
     assert len(reg["excluded"]) == 2 and reg["detected"] == []
     assert any(e["radius_arcsec"] == pytest.approx(33.3) and _sep(e, p) < 0.1 for e in reg["excluded"])
-    r = _cli(wd, "0999993001", "--ptsrc-reg", str(lst), "--force")            # auto: both
+    r = _cli(wd, "0999993001", "--ptsrc-reg", str(lst), "--cameras", "pn")   # auto: both
     assert r.returncode == 0, r.stderr
     both = json.loads((paths.regions / "regions.json").read_text())
-    assert len(both["excluded"]) == len(both["detected"]) + 1                 # the point is new, the circle known
+    listed = [{"ra": p["ra"], "dec": p["dec"]}, next(e for e in reg["excluded"] if _sep(e, p) > 1)]
+    new = sum(all(_sep(x, d) >= 10 for d in both["detected"]) for x in listed)
+    assert len(both["excluded"]) == len(both["detected"]) + new               # the list's own, and the rest
     assert next(e for e in both["excluded"] if _sep(e, p) < 1)["radius_arcsec"] == pytest.approx(33.3)
     img = tmp_path / "image.reg"
     img.write_text("global color=red\nimage ; circle(100,100,3)\n")
-    assert_one_line_error(_cli(wd, "0999993001", "--ptsrc-reg", str(img), "--force"), 2, "image coordinates")
-    assert_one_line_error(_cli(wd, "0999993001", "--ptsrc", "file", "--force"), 2, "--ptsrc-reg")
+    assert_one_line_error(_cli(wd, "0999993001", "--ptsrc-reg", str(img)), 2, "image coordinates")
+    assert_one_line_error(_cli(wd, "0999993001", "--ptsrc", "file"), 2, "--ptsrc-reg")
     phys = tmp_path / "phys.reg"
     phys.write_text(f"physical\ncircle({truth['cluster']['x'] + 3000:.1f},{truth['cluster']['y']:.1f},400)\n")
-    r = _cli(wd, "0999993001", "--ptsrc-reg", str(phys), "--ptsrc", "file", "--force")
+    r = _cli(wd, "0999993001", "--ptsrc-reg", str(phys), "--ptsrc", "file", "--cameras", "pn")
     assert r.returncode == 0, r.stderr
     e = json.loads((paths.regions / "regions.json").read_text())["excluded"]
     assert len(e) == 1 and e[0]["radius_arcsec"] == pytest.approx(20.0) and e[0]["x"] == pytest.approx(
         truth["cluster"]["x"] + 3000, abs=0.01)
-    run_regions(paths, RegionOptions(), force=True)                           # as the other tests expect it
+
+
+def test_extended_sources_away_from_the_target_are_excluded():
+    """Extended structure is kept only where the target dominates the detection background
+    (a background group in the outskirts is a contaminant, excluded over its extent)."""
+    from xmmext.detect import Source
+    from xmmext.images import ImageGrid
+    from xmmext.point_sources import _dominated, target_dominance
+    grid = ImageGrid.around_pointing()
+    X, Y = grid.centres()
+    centre = (float(X.mean()), float(Y.mean()))
+    r_arcmin = np.hypot(X - centre[0], Y - centre[1]) * ins.SKY_PIX_ARCSEC / 60
+    expo = np.where(r_arcmin < 14, 1000.0, 0.0)
+    bkg = expo * (1e-3 * (1 + (r_arcmin / 1.0) ** 2) ** -1.5 + 1e-5)      # beta model + sky, per second
+    dom = target_dominance(bkg, expo, grid, centre)
+
+    def at(r):
+        return Source(centre[0] + r * 60 / ins.SKY_PIX_ARCSEC, centre[1], 0.0, 0.0, 1.0, 1.0, 15.0)
+    assert _dominated(dom, grid, at(1.0)) and _dominated(dom, grid, at(3.0))
+    assert not _dominated(dom, grid, at(10.0))

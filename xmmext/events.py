@@ -96,6 +96,13 @@ class EventFileInfo:
     submode: str
     expidstr: str
     span_s: float
+    tstart: float = 0.0
+    filter: str = ""
+    sky_frame: tuple = ()          # REFXCRVL, REFYCRVL, PA_PNT: the sky X/Y frame the events are in
+
+    def mergeable_with(self, other: "EventFileInfo") -> bool:
+        """Same readout mode, filter and sky frame: the exposures share footprint and responses."""
+        return (self.submode, self.filter, self.sky_frame) == (other.submode, other.filter, other.sky_frame)
 
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".ftz", ".gz", ".ds", ".evt", ".evts")
@@ -125,8 +132,16 @@ def identify_event_list(path: Path) -> EventFileInfo | None:
     except (TypeError, ValueError):
         span = 0.0
     expid = str(key("EXPIDSTR", "") or str(key("EXP_ID", ""))[-4:]).strip()
+
+    def number(k):
+        try:
+            return round(float(key(k, "nan")), 5)
+        except (TypeError, ValueError):
+            return None
     return EventFileInfo(Path(path), cam, str(key("DATAMODE", "IMAGING")).strip().upper(),
-                         str(key("SUBMODE", "")).strip(), expid, span)
+                         str(key("SUBMODE", "")).strip(), expid, span, number("TSTART") or 0.0,
+                         str(key("FILTER", "")).strip().upper(),
+                         (number("REFXCRVL"), number("REFYCRVL"), number("PA_PNT")))
 
 
 def find_event_files(paths: ObsPaths) -> dict[str, list[Path]]:
@@ -149,6 +164,40 @@ def find_event_files(paths: ObsPaths) -> dict[str, list[Path]]:
             continue
         found.setdefault(info.camera, []).append(p)
     return found
+
+
+def exposures_to_use(files: list[Path]) -> tuple[list[Path], str]:
+    """The exposures of one camera to use together, in time order, and why.
+
+    Exposures in the same readout mode, filter and sky frame are merged by step 1 (events
+    with their own good time and live time; the same footprint and responses); of the
+    groups, the one with the most time is used and the others are named. Two lists covering
+    the same time (e.g. a PPS list and an emchain list of one exposure) are one exposure:
+    the longer is kept."""
+    infos = [identify_event_list(f) for f in files]
+    infos = [i for i in infos if i is not None]
+    if len(infos) <= 1:
+        return [infos[0].path if infos else files[0]], "single exposure"
+    groups: list[list[EventFileInfo]] = []
+    for info in sorted(infos, key=lambda i: -i.span_s):
+        g = next((g for g in groups if g[0].mergeable_with(info)), None)
+        if g is None:
+            groups.append([info])
+        elif not any(_overlap(info, o) for o in g):
+            g.append(info)
+    best = max(groups, key=lambda g: sum(i.span_s for i in g))
+    best.sort(key=lambda i: i.tstart)
+    left = [i.path.name for i in infos if all(i.path != b.path for b in best)]
+    what = ", ".join(f"{i.expidstr or i.path.name} ({i.span_s:.0f} s)" for i in best)
+    why = (f"{len(best)} exposures merged: {what}" if len(best) > 1 else
+           f"longest of {len(infos)} exposures {what} used alone")
+    if left:
+        why += f"; not used (another mode/filter, or the same time again): {', '.join(left)}"
+    return [i.path for i in best], why
+
+
+def _overlap(a: EventFileInfo, b: EventFileInfo) -> bool:
+    return a.tstart < b.tstart + b.span_s and b.tstart < a.tstart + a.span_s
 
 
 def choose_exposure(files: list[Path]) -> tuple[Path, str]:

@@ -18,12 +18,15 @@ import numpy as np
 from astropy.io import fits
 
 from . import gti as G
+from .gti import gti_hdu
+from . import soft_protons as SP
 from . import instrument as ins
 from .errors import DataError, UsageError
-from .events import EventList, choose_exposure, find_event_files, is_prefiltered, read_events
+from .events import EventList, exposures_to_use, find_event_files, is_prefiltered, read_events
 from .expression import compile_expression
 from .fileio import save_figure, write_fits
 from .layout import ObsPaths
+from .merge_exposures import merge_cleaned_lists
 
 log = logging.getLogger("xmmext.filtering")
 
@@ -209,24 +212,6 @@ def _cleaned_header(ev, keep, ccd_gti, flare, expression) -> fits.Header:
     return h
 
 
-def gti_hdu(g: np.ndarray, name: str = "STDGTI", ccd: int | None = None) -> fits.BinTableHDU:
-    """A GTI table in the SAS/OGIP layout (START/STOP in s)."""
-    g = np.asarray(g, float).reshape(-1, 2)
-    hdu = fits.BinTableHDU.from_columns([
-        fits.Column("START", "D", unit="s", array=g[:, 0]),
-        fits.Column("STOP", "D", unit="s", array=g[:, 1]),
-    ], name=name)
-    h = hdu.header
-    h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
-    if ccd is not None:
-        h["CCDID"] = (ccd, "CCD ID")
-    h["ONTIME"] = (G.total(g), "[s] sum of all Good Time Intervals")
-    if len(g):
-        h["TSTART"], h["TSTOP"] = float(g[0, 0]), float(g[-1, 1])
-    h["TIMESYS"], h["MJDREF"], h["TIMEUNIT"] = "TT", ins.MJDREF, "s"
-    return hdu
-
-
 def light_curve_hdulist(ev: EventList, res: FlareResult) -> fits.HDUList:
     """OGIP light curves: RATE (FOV, high energy) and CORNER (out-of-FOV)."""
     def table(lc: G.LightCurve, name: str):
@@ -299,9 +284,23 @@ def needed_columns(cam: str, opts) -> list[str]:
     return sorted(need)
 
 
-def outputs_for(paths: ObsPaths, cam: str) -> list:
+def outputs_for(paths: ObsPaths, prefix: str) -> list:
+    """A camera's (or one exposure's, ``<cam>_e<k>``) cleaned list, GTI, light curve and plot."""
     e = paths.events
-    return [e / f"{cam}_clean_evt.fits", e / f"{cam}_gti.fits", e / f"{cam}_lc.fits", e / f"{cam}_lc.png"]
+    return [e / f"{prefix}_clean_evt.fits", e / f"{prefix}_gti.fits", e / f"{prefix}_lc.fits", e / f"{prefix}_lc.png"]
+
+
+def residual_soft_protons(paths: ObsPaths, cam: str, clean, expression: str, gti, exposure_s: float) -> dict:
+    """The cleaned list's residual soft-proton measure (:mod:`xmmext.soft_protons`), with the
+    out-of-FOV corners of the input list when it has them."""
+    from .geometry import geometry_from_events
+    from .particle_background import corner_spectrum
+    geo = geometry_from_events(clean, cam)
+    ev = read_events(clean, columns=["X", "Y", "PI"])
+    corner, area = corner_spectrum(paths, ins.camera(cam), expression, np.asarray(gti), geo)
+    filt = str(ev.key("FILTER", "Medium")).strip() or "Medium"
+    return SP.measure(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], geo, corner, area, exposure_s,
+                      filt if filt.lower() in ("thin", "medium", "thick") else "Medium")
 
 
 def filter_observation(paths: ObsPaths, opts) -> tuple[dict, list]:
@@ -318,17 +317,50 @@ def filter_observation(paths: ObsPaths, opts) -> tuple[dict, list]:
             log.warning("%s: no event list in %s; camera skipped", cam, paths.event_dir)
             summary[cam] = {"status": "skipped", "reason": "no event list"}
             continue
-        infile, choice = choose_exposure(found[cam])
+        infiles, choice = exposures_to_use(found[cam])
         try:
-            summary[cam] = _filter_camera(paths, cam, infile, choice, opts)
-            written += outputs_for(paths, cam)
+            summary[cam], files = _filter_camera(paths, cam, infiles, choice, opts)
+            written += files
         except DataError as exc:
             log.warning("%s: %s", cam, exc.message)
-            summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infile)}
+            summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infiles[0])}
     return summary, written
 
 
-def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts) -> dict:
+def _filter_camera(paths: ObsPaths, cam: str, infiles: list, choice: str, opts) -> tuple[dict, list]:
+    """One camera: its exposure screened, or each of its exposures screened and the cleaned
+    lists merged (:mod:`xmmext.merge_exposures`); the residual soft protons measured on the
+    result. Returns its filtering.json entry and the files written."""
+    if len(infiles) == 1:
+        rec = _filter_exposure(paths, cam, infiles[0], opts, cam)
+        rec["exposure_choice"] = choice
+        written = outputs_for(paths, cam)
+    else:
+        parts = [_filter_exposure(paths, cam, f, opts, f"{cam}_e{k}") for k, f in enumerate(infiles, start=1)]
+        written = [f for k in range(1, len(parts) + 1) for f in outputs_for(paths, f"{cam}_e{k}")]
+        clean, gti = outputs_for(paths, cam)[:2]
+        merged = merge_cleaned_lists([outputs_for(paths, f"{cam}_e{k}")[0] for k in range(1, len(parts) + 1)], clean)
+        union = G.normalise(np.concatenate([np.array(r["gti"]).reshape(-1, 2) for r in parts]))
+        write_fits(gti, fits.HDUList([fits.PrimaryHDU(), gti_hdu(union, "STDGTI")]))
+        written += [clean, gti]
+        rec = {**parts[0], "input": [str(f) for f in infiles], "exposure_choice": choice,
+               "exposures": [{k: r[k] for k in ("input", "method", "threshold", "exposure_before_s",
+                                                "exposure_after_s", "events_before", "events_after")} for r in parts],
+               "exposure_before_s": sum(r["exposure_before_s"] for r in parts),
+               "exposure_after_s": merged["livetime"], "events_before": sum(r["events_before"] for r in parts),
+               "events_after": merged["events"], "gti": union.tolist()}
+        rec["fraction_rejected"] = 1.0 - rec["exposure_after_s"] / rec["exposure_before_s"]
+        log.info("%s: %s", cam, choice)
+    rec["soft_protons"] = residual_soft_protons(paths, cam, outputs_for(paths, cam)[0], rec["expression"],
+                                                rec["gti"], rec["exposure_after_s"])
+    if rec["soft_protons"].get("warning"):
+        log.warning("%s; the fit models them (--background auto)", SP.describe(cam, rec["soft_protons"]))
+    return rec, written
+
+
+def _filter_exposure(paths: ObsPaths, cam: str, infile, opts, prefix: str) -> dict:
+    """Screen one exposure (light curve, flare GTI, selection): writes the files of
+    :func:`outputs_for` ``prefix``; returns its filtering.json entry."""
     ev = read_events(infile, columns=needed_columns(cam, opts))
     if ev.camera != cam:
         raise UsageError(f"file name says {cam} but INSTRUME says {ev.camera}", infile)
@@ -339,7 +371,7 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts) -> dict
         raise DataError("no good time left after flare screening: the observation is 100% flared "
                         f"(method {res.screening.method}, cut {res.screening.threshold:.3f} ct/s)", infile)
     expression = opts.expression(cam)
-    out = outputs_for(paths, cam)
+    out = outputs_for(paths, prefix)
     write_fits(out[1], fits.HDUList([fits.PrimaryHDU(), gti_hdu(res.gti, "STDGTI")]))
     write_fits(out[2], light_curve_hdulist(ev, res))
     plot_light_curve(ev, res, out[3])
@@ -351,7 +383,7 @@ def _filter_camera(paths: ObsPaths, cam: str, infile, choice: str, opts) -> dict
     before = G.total(ref_before) * (dead_time_fraction(ev.header, ref) if ref else 1.0)
     after = float(fits.getheader(out[0], "EVENTS")["LIVETIME"])
     rec = {
-        "status": "ok", "input": str(infile), "exposure_choice": choice,
+        "status": "ok", "input": str(infile),
         "prefiltered": prefiltered, "prefilter_evidence": evidence,
         "input_gti_tables": ["STDGTInn"] + ev.filter_gti_names,
         "exposure_kind": "live time (LIVETInn/ONTIMEnn dead-time fraction of the input)",

@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.io import fits
 from scipy.optimize import curve_fit
 
 from .errors import DataError, UsageError
+from .instrument import MJDREF
 
 METHODS = ("auto", "histogram", "fixed", "ratio", "input")
 
@@ -242,3 +244,21 @@ def validate_method(method: str) -> str:
     if method not in METHODS:
         raise UsageError(f"unknown flare-screening method {method!r}; choose from {', '.join(METHODS)}")
     return method
+
+
+def gti_hdu(g: np.ndarray, name: str = "STDGTI", ccd: int | None = None) -> fits.BinTableHDU:
+    """A GTI table in the SAS/OGIP layout (START/STOP in s)."""
+    g = np.asarray(g, float).reshape(-1, 2)
+    hdu = fits.BinTableHDU.from_columns([
+        fits.Column("START", "D", unit="s", array=g[:, 0]),
+        fits.Column("STOP", "D", unit="s", array=g[:, 1]),
+    ], name=name)
+    h = hdu.header
+    h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
+    if ccd is not None:
+        h["CCDID"] = (ccd, "CCD ID")
+    h["ONTIME"] = (total(g), "[s] sum of all Good Time Intervals")
+    if len(g):
+        h["TSTART"], h["TSTOP"] = float(g[0, 0]), float(g[-1, 1])
+    h["TIMESYS"], h["MJDREF"], h["TIMEUNIT"] = "TT", MJDREF, "s"
+    return hdu

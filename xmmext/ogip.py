@@ -183,7 +183,7 @@ def pha_hdulist(counts: np.ndarray, cam: ins.Camera, meta: dict, exposure: float
     h["CORRFILE"] = "none"
     hdus = [fits.PrimaryHDU(), spec]
     for c, g in sorted(gtis.items()):
-        from .filtering import gti_hdu
+        from .gti import gti_hdu
         hdus.append(gti_hdu(g, f"GTI{c - 1:03d}01", ccd=c))
     hdus.append(_region_hdu(region))
     return fits.HDUList(hdus)

@@ -25,22 +25,25 @@ def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti
     """Particle-background spectrum from the out-of-FOV corners of the input event list
     (same selection as the cleaned list but for the out-of-FOV flag, same GTI) and the
     corner area in sky pixels^2. Cleaned lists have no corners: (zeros, 0)."""
-    from .events import choose_exposure, find_event_files
+    from .events import exposures_to_use, find_event_files
     from .expression import compile_expression
     if not paths.event_dir.is_dir():            # SAS path from the ODF: no input event lists
         return np.zeros(cam.n_channels), 0.0
     files = find_event_files(paths).get(cam.name)
     if not files:
         return np.zeros(cam.n_channels), 0.0
-    ev = read_events(choose_exposure(files)[0], columns=["TIME", "PI", "PATTERN", "FLAG", "CCDNR"])
-    cols = dict(ev.columns)
-    flag = cols["FLAG"].astype(np.int64)
-    corner = (flag & ins.OUT_OF_FOV_FLAG) != 0
-    if not corner.any():
-        return np.zeros(cam.n_channels), 0.0
-    cols["FLAG"] = flag & ~ins.OUT_OF_FOV_FLAG          # judge the rest of the selection as usual
-    sel = corner & compile_expression(expression).evaluate(cols) & G.in_gti(cols["TIME"], flare_gti)
-    return pi_spectrum(cols["PI"][sel], cam).astype(float), corner_area(geo)
+    total = np.zeros(cam.n_channels)
+    for path in exposures_to_use(files)[0]:      # every exposure step 1 merged
+        ev = read_events(path, columns=["TIME", "PI", "PATTERN", "FLAG", "CCDNR"])
+        cols = dict(ev.columns)
+        flag = cols["FLAG"].astype(np.int64)
+        corner = (flag & ins.OUT_OF_FOV_FLAG) != 0
+        if not corner.any():
+            continue
+        cols["FLAG"] = flag & ~ins.OUT_OF_FOV_FLAG          # judge the rest of the selection as usual
+        sel = corner & compile_expression(expression).evaluate(cols) & G.in_gti(cols["TIME"], flare_gti)
+        total += pi_spectrum(cols["PI"][sel], cam)
+    return (total, corner_area(geo)) if total.sum() > 0 else (total, 0.0)
 
 
 def corner_area(geo: Geometry, step: int = 4) -> float:

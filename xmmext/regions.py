@@ -25,9 +25,10 @@ from astropy.io import fits
 from scipy import ndimage
 
 from . import instrument as ins
-from .background_model import oot_fraction, out_of_time_image
-from .detect import Source, background_map, classify_sources, detect_candidates
-from .source_lists import merge_lists, read_source_list, source_list_text
+from .background_model import oot_fraction
+from .detect import Source
+from .point_sources import find_point_sources, known_background_map
+from .source_lists import merge_lists, source_list_text
 from .errors import DataError, UsageError
 from .events import read_events
 from .geometry import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
@@ -42,7 +43,6 @@ from .shapes import ExtractionRegion, area_fraction_map
 log = logging.getLogger("xmmext.regions")
 PIX_ARCMIN2 = (PIX_ARCSEC / 60.0) ** 2
 PROFILE_STEP_ARCSEC = 15.0
-EDGE_MARGIN_ARCSEC = 20.0
 
 
 @dataclass
@@ -106,23 +106,6 @@ def native_band_maps(cams: list[CameraData], grid: ImageGrid) -> dict:
     return out
 
 
-def detection_exposure(cams: list[CameraData], grid: ImageGrid, band: str = DETECT_BAND) -> np.ndarray:
-    """EPIC exposure (pn-equivalent s) for point-source detection in a broad band, with the
-    vignetting at the mean energy of each camera's counts in the band: at the band's mid
-    energy (5.25 keV for 0.5-10) it is far steeper than what the mostly soft counts see,
-    and with the optical axis off the source centre that leaves an azimuthal pattern in a
-    bright core that the radial background model turns into false detections. For the
-    same reason each camera is weighted by its own measured counts per exposure (the
-    three optical axes differ by up to ~1', so a weight that is off shows as a pattern)."""
-    total = np.zeros((grid.n, grid.n))
-    for c in cams:
-        sel = band_mask(c.pi, band)
-        e_mean = float(np.mean(c.pi[sel])) / 1000.0 if sel.any() else None
-        expo = exposure_map(c.geometry, grid, c.exposure_s, band, c.coverage, e_mean)
-        total += expo * (np.count_nonzero(sel) / max(float(expo.sum()), 1e-9))
-    return total / max(float(total.max()), 1e-30) * max(c.exposure_s for c in cams)
-
-
 def write_band_products(maps: dict, cams: list[CameraData], grid: ImageGrid, meta: dict, outdir) -> dict:
     """Per-camera and EPIC images/exposure maps as multi-extension FITS; EPIC sums returned
     (exposure maps weighted to pn-equivalent seconds)."""
@@ -165,21 +148,6 @@ def _mask_sources(counts, bkg, sources: list[Source], grid: ImageGrid):
     for s in sources:
         m = (X - s.x) ** 2 + (Y - s.y) ** 2 <= (s.radius_arcsec / ins.SKY_PIX_ARCSEC) ** 2
         out[m] = bkg[m]
-    return out
-
-
-def _sources_from_list(rows: list[dict], imgs: dict, grid: ImageGrid, meta: dict) -> list[Source]:
-    """Point sources of an edetect_chain list, with the native exclusion radius."""
-    from .detect import exclusion_radius
-    cam = ins.camera("pn")
-    bkg = ndimage.gaussian_filter(imgs["counts"][DETECT_BAND], 8.0)
-    out = []
-    for r in rows:
-        x, y = ins.radec_to_sky(r["ra"], r["dec"], meta["ra_pnt"], meta["dec_pnt"])
-        c, rr = grid.sky_to_pix(x[0], y[0])
-        c, rr = int(np.clip(round(float(c)), 0, grid.n - 1)), int(np.clip(round(float(rr)), 0, grid.n - 1))
-        out.append(Source(float(x[0]), float(y[0]), r["ra"], r["dec"], r["counts"], r["det_ml"],
-                          exclusion_radius(r["counts"], bkg[rr, c], cam)))
     return out
 
 
@@ -276,51 +244,6 @@ def profile_psf(cams: list[CameraData]):
     n = {c.name: float(np.count_nonzero(band_mask(c.pi, CENTRE_BAND))) for c in cams}
     total = sum(n.values()) or 1.0
     return lambda r: sum(n[c.name] / total * ins.camera(c.name).encircled_energy(r) for c in cams)
-
-
-def particle_map(cams: list[CameraData], band: str = CENTRE_BAND) -> np.ndarray:
-    """Expected particle counts per image pixel in a band, all cameras."""
-    return sum(c.particle_rate[band] * c.exposure_s * c.coverage for c in cams)
-
-
-def known_background_map(cams: list[CameraData], grid: ImageGrid, band: str = CENTRE_BAND) -> np.ndarray:
-    """Expected counts per image pixel that are not sky: the particles of every camera and
-    pn's out-of-time events (their streaks along the readout columns)."""
-    total = particle_map(cams, band)
-    for c in cams:
-        if c.oot_fraction > 0:
-            sel = band_mask(c.pi, band)
-            total = total + out_of_time_image(c.geometry, c.rawx[sel], c.ccdnr[sel], c.oot_fraction, grid)
-    return total
-
-
-def find_point_sources(cams: list[CameraData], imgs: dict, grid: ImageGrid, meta: dict, opts, centre: tuple,
-                       sas_sources: list[dict] | None) -> tuple[list[Source], list[Source], list[Source]]:
-    """(point sources, candidates kept as extended structure, sources of --ptsrc-reg).
-
-    Detection (``--ptsrc detect|both``, or auto without a list): candidates in each band and
-    in their sum against the background map (radial model about ``centre`` + particles + pn
-    out-of-time streaks), or edetect_chain's list (SAS backend); each then tested as PSF
-    against extended emission on all bands together (:func:`classify_sources`)."""
-    listed = (read_source_list(opts.ptsrc_reg, meta["ra_pnt"], meta["dec_pnt"])
-              if opts.ptsrc_reg and opts.ptsrc in ("auto", "file", "both") else [])
-    if opts.ptsrc == "file":
-        return [], [], listed
-    band_images = []
-    for band in DETECT_BANDS:
-        expo = detection_exposure(cams, grid, band)
-        bkg_map = background_map(imgs["counts"][band], expo, grid.sky_to_pix(*centre),
-                                 particle=known_background_map(cams, grid, band))
-        # no detection within 20" of the field edge: a cell cut by it, where the exposure map's
-        # edge and the events' differ by a pixel, stands out of a model that has nothing there
-        usable = ndimage.binary_erosion(expo > 0.1 * expo.max(), iterations=int(round(EDGE_MARGIN_ARCSEC / PIX_ARCSEC)))
-        band_images.append((imgs["counts"][band], bkg_map, usable))
-    if sas_sources is not None:
-        found = _sources_from_list(sas_sources, imgs, grid, meta)
-    else:
-        found = detect_candidates(band_images, grid, meta["ra_pnt"], meta["dec_pnt"], opts.min_sigma)
-    points, extended = classify_sources(found, [(c, b) for c, b, _ in band_images], grid)
-    return points, extended, listed
 
 
 def make_regions(paths: ObsPaths, opts, backend: str = "native") -> tuple[dict, list]:

@@ -97,7 +97,8 @@ def build_report(paths: ObsPaths, name: str, commands: list[str]) -> Path:
                  f"<td>{s.get('exposure_after_s', 0):.0f}</td><td>{s.get('events_after', '-')}</td></tr>"
                  for c, s in filt.items() if s.get("status") == "ok"]
     st = fit.get("statistic", {})
-    lcs = "".join(_img(paths.events / f"{c}_lc.png", f"{c} light curve and flare cut") for c in filt)
+    lcs = "".join(_img(p, f"{p.name[:-len('_lc.png')]} light curve and flare cut")
+                  for c in filt for p in (sorted(paths.events.glob(f"{c}*_lc.png")) or [paths.events / f"{c}_lc.png"]))
     vers = "".join(f"<li>{html.escape(k)} {html.escape(v)}</li>" for k, v in _versions().items())
     cmds = "\n".join(html.escape(c) for c in commands)
     centre = reg.get("center", {})

@@ -272,8 +272,8 @@ def ccd_uniform_positions(rng, cam, cfg, n, active):
 def soft_protons(rng, cam, cfg, t, fov_px) -> Events:
     n = len(t)
     emax = cam.max_pi / 1000.0
-    # counts-space power law E^-0.8 between 0.2 keV and the top of the PI range
-    a = 1 - 0.8
+    # counts-space power law E^-index (default 0.8) between 0.2 keV and the top of the PI range
+    a = 1 - cfg.sp_index
     u = rng.uniform(0, 1, n)
     e = (0.2 ** a + u * (emax ** a - 0.2 ** a)) ** (1 / a)
     x, y = disk(rng, n, fov_px)

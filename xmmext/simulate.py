@@ -111,6 +111,8 @@ class SimConfig:
     arc_width_arcsec: float = 12.0
     arc_length_deg: float = 120.0
     arc_pa_deg: float = 45.0
+    sp_scale: float = 1.0              # residual (quiescent) soft protons: x the default 0.3 pn counts/s
+    sp_index: float = 0.8              # their counts-space spectrum E^-index (lower: harder)
 
 
 # Named clusters for --preset (fields of SimConfig; explicit options override them)
@@ -158,6 +160,8 @@ def validate(cfg: SimConfig) -> None:
         (cfg.arc_radius_arcmin > 0 and cfg.arc_width_arcsec > 0 and 0 < cfg.arc_length_deg <= 360,
          "arc radius, width and length must be positive (length <= 360 degrees)"),
         (cfg.sky_seed is None or cfg.sky_seed >= 0, "sky seed must be >= 0"),
+        (0 <= cfg.sp_scale <= 1000, "soft-proton scale must be in [0, 1000]"),
+        (0 <= cfg.sp_index < 0.99 or 1.01 < cfg.sp_index <= 4, "soft-proton index must be in [0, 4], not 1"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -325,7 +329,8 @@ def _simulate(cfg: SimConfig, paths: ObsPaths) -> dict:
                               redistribute=is_line[kept])
         # soft protons: counts-space spectrum E^-0.8 over the PI range, vignetted, FOV only
         scale = 1.0 if cam_name == "pn" else _MOS_FLARE_SCALE
-        comps["sp_quiescent"] = soft_protons(rng, cam, cfg, times(rng.poisson(_SP_QUIESCENT_PN * scale * cfg.exposure)), fov_px)
+        comps["sp_quiescent"] = soft_protons(
+            rng, cam, cfg, times(rng.poisson(_SP_QUIESCENT_PN * cfg.sp_scale * scale * cfg.exposure)), fov_px)
         comps["sp_flares"] = soft_protons(
             rng, cam, cfg, flare_profile_times(rng, flares, flare_amp, _FLARE_PEAK_PN * scale * cfg.flare_scale), fov_px)
 
@@ -416,7 +421,8 @@ _OPTION_FIELDS = {"obsid": "obsid", "seed": "seed", "exposure": "exposure", "kt"
                   "n_point_sources": "n_point_sources", "thermal_model": "thermal_model", "filter": "filter",
                   "date_obs": "date_obs", "cluster_ra": "cluster_ra", "cluster_dec": "cluster_dec",
                   "sky_seed": "sky_seed", "arc_fraction": "arc_fraction", "arc_radius": "arc_radius_arcmin",
-                  "arc_width": "arc_width_arcsec", "arc_length": "arc_length_deg", "arc_pa": "arc_pa_deg"}
+                  "arc_width": "arc_width_arcsec", "arc_length": "arc_length_deg", "arc_pa": "arc_pa_deg",
+                  "sp_scale": "sp_scale", "sp_index": "sp_index"}
 
 
 def build_parser():
@@ -466,6 +472,9 @@ def build_parser():
     p.add_argument("--arc-width", type=finite_float, help=f"arc width (Gaussian sigma), arcsec (default {d.arc_width_arcsec:g})")
     p.add_argument("--arc-length", type=finite_float, help=f"arc length, degrees (default {d.arc_length_deg:g})")
     p.add_argument("--arc-pa", type=finite_float, help=f"arc position angle, degrees east of north (default {d.arc_pa_deg:g})")
+    p.add_argument("--sp-scale", type=finite_float, help="residual soft protons (not removed by the light curve): "
+                   "x the default level (0.3 pn counts/s)")
+    p.add_argument("--sp-index", type=finite_float, help=f"their counts-space spectrum E^-index (default {d.sp_index:g})")
     p.add_argument("--no-oot", action="store_true", default=False, help="no pn out-of-time events")
     p.add_argument("--sas-cleaned", action="store_true", default=False,
                    help="write SAS-cleaned lists (<cam>_exp1_clean_evts.fits: screened, FLAG==0, flares cut "

@@ -146,16 +146,20 @@ def classify_candidate(images: list[tuple[np.ndarray, np.ndarray]], col: float, 
         out = [_poisson_fit(n, [b, *shapes]) for n, b in bands]
         return sum(c for c, _ in out), [a for _, a in out]
 
+    def best_position(k, x, y):
+        """(C, amplitudes, x, y) of shape k on a pixel grid about (x, y), refined by half a pixel."""
+        trials = [(*fit(profile(x + dx, y + dy, k)), x + dx, y + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+        c, a, bx, by = min(trials, key=lambda f: f[0])
+        trials = [(*fit(profile(bx + dx, by + dy, k)), bx + dx, by + dy) for dx in (-0.5, 0, 0.5)
+                  for dy in (-0.5, 0, 0.5) if dx or dy]
+        return min(trials + [(c, a, bx, by)], key=lambda f: f[0])
+
     c_bkg = fit()[0]
-    # the point model's position on a half-pixel grid; each extent (alone, and under a point
-    # source at that position) about it
-    c_point, a_point, xp, yp = min(((*fit(profile(col + dx, row + dy, 0)), col + dx, row + dy)
-                                    for dx in np.arange(-1.5, 1.51, 0.5) for dy in np.arange(-1.5, 1.51, 0.5)),
-                                   key=lambda f: f[0])
-    c_ext, k_ext = min(((min(fit(profile(xp + dx, yp + dy, k))[0] for dx in (-0.5, 0.0, 0.5)
-                             for dy in (-0.5, 0.0, 0.5)), k) for k in range(1, len(SIGMAS_ARCSEC))),
-                       key=lambda f: f[0])
-    p_point, p_ext = profile(xp, yp, 0), profile(xp, yp, k_ext)
+    # the point model's position; every extent at it, the best one's position refined
+    c_point, a_point, xp, yp = best_position(0, col, row)
+    k_ext = min(range(1, len(SIGMAS_ARCSEC)), key=lambda k: fit(profile(xp, yp, k))[0])
+    c_ext, _, xe, ye = best_position(k_ext, xp, yp)
+    p_point, p_ext = profile(xp, yp, 0), profile(xe, ye, k_ext)
     c_both, a_both = fit(p_point, p_ext)
     sigma = SIGMAS_ARCSEC[k_ext]
     d_ext = max(c_point - c_ext, 0.0)

@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from . import instrument as ins
 from . import responses as R
+from . import soft_protons as SP
 from .background_model import oot_fraction, out_of_time_in_regions, write_background_model_files
 from .responses import extended_arf
 from .errors import DataError, UsageError
@@ -353,9 +354,11 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
                                               "by vignetting-weighted area, the source's own emission (beta "
                                               "model) not subtracted (see xmmext/spectra.py)")
     write_fits(out / names["bkg"], bkg_hdul)
-    write_fits(out / names["src"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src))
-    write_fits(out / names["grp"], pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src,
-                                               grouping, quality))
+    sp_cards = SP.header_cards(filt.get("soft_protons"))
+    for name, extra in (("src", ()), ("grp", (grouping, quality))):
+        hdul = pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src, *extra)
+        hdul["SPECTRUM"].header.update(sp_cards)
+        write_fits(out / names[name], hdul)
     # the files of the modelled background (step 4 --background model)
     model_info, model_files = write_background_model_files(
         out, cam, meta, {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}, grid, cov, geo,
@@ -378,7 +381,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
         "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)), "exposed_fraction": exposed_fraction,
         "psf_spill_factor": psf_factor,
         "files": {**{k: str(out / v) for k, v in names.items()}, **{p.name: str(p) for p in model_files}},
-        "background_model_notes": model_info["notes"],
+        "background_model_notes": model_info["notes"], "soft_protons": filt.get("soft_protons"),
         "src_region": str(src_path), "bkg_region": str(bkg_path),
     }
 

@@ -33,7 +33,8 @@ from ..grouping import DEFAULT_GROUP, group_min_counts, min_width_channels, pars
 from .fluxes import flux_table
 from .inputs import check_spectrum
 from .session import sherpa_session
-from .sherpa_engine import CONF_SIGMA, _apply_defaults, _check_model_not_zero, _par_record, cross_normalisation, xspec_name
+from .sherpa_engine import (CONF_SIGMA, _apply_defaults, _check_model_not_zero, _freeze_undetected, _held_at_best_fit,
+                            _par_record, cross_normalisation, xspec_name)
 from .sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.fitting")
@@ -158,11 +159,16 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
             if key != "src":
                 g, q = group_min_counts(d.counts, group.value, 0, len(d.counts) - 1,
                                         min_width_channels(camera, group.oversample, len(d.counts)))
+                g, q = _particle_band_group(g, q, cam)
                 ui.set_grouping(data_id, g)
                 ui.set_quality(data_id, q)
                 ui.group(data_id)
             ui.ignore_id(data_id, None, None)
             ui.notice_id(data_id, opts.emin, opts.emax)
+            if key != "src" and opts.emax < ins.PARTICLE_BAND[cam][0]:
+                # their 10-12 keV counts, as one bin: they tie the particle level (through the
+                # template) where there are no corner events, whatever lines the band holds
+                ui.notice_id(data_id, *ins.PARTICLE_BAND[cam])
             total, level, lines, bkg_part = _region_model(d, key, reg, folder, cam, cluster, sky, sp, shape, profiles,
                                                           level, opts)
             if key == "src":
@@ -174,12 +180,18 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         nuisance += [level, sp.gamma, sp.ampl]
         soft_protons.append(sp)
     register_energy_grids({**comps, **sky_comps}, grids)
+    other_ids.append(_cxb_prior(ui, n + len(other_ids) + 1, sky_comps))
+    notes.append(f"the cosmic X-ray background's norm held near {CXB_PRIOR_PH:g} ph/cm2/s/sr/keV at 1 keV by a "
+                 f"{100 * CXB_PRIOR_WIDTH:.0f}% prior (a pseudo-observation), so that one sky gives one sky norm")
     ui.set_stat("cstat")
     ui.set_method("levmar")
     ids = src_ids + other_ids
     _staged_fit(ui, src_ids, other_ids, expr, comps, cross, sky_comps)
+    more, undetected, without = _freeze_undetected(expr, comps, ids)
+    notes += more
     fr = ui.get_fit_results()
-    main = [p for c in comps.values() for p in c.pars if not p.frozen] + [c.c0 for c in cross.values()]
+    main = [p for c in comps.values() for p in c.pars if not p.frozen and p not in undetected] + \
+        [c.c0 for c in cross.values()]
     if fr.dof > 0 and fr.statval / fr.dof > 3:
         notes.append(f"poor fit: statistic/dof = {fr.statval / fr.dof:.1f}")
     sky_free = [p for c in sky_comps.values() for p in c.pars if not p.frozen]
@@ -188,8 +200,9 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         notes.append("background parameters at a limit, held there for the errors: " + ", ".join(held))
     others = [p for p in nuisance + sky_free if not p.frozen and p.link is None]
     from .goodness import expected_goodness
-    expected = expected_goodness(ids, len(main) + len(others))
-    cov = _fisher_covariance(ui, ids, main + others)
+    expected = expected_goodness(ids, len(main) + len(others) + len(undetected))
+    with _held_at_best_fit(undetected):       # an undetected norm sits at zero: no Gaussian interval
+        cov = _fisher_covariance(ui, ids, main + others)
     z = CONF_SIGMA[opts.conf]
     sig = np.sqrt(np.clip(np.diag(cov)[: len(main)], 0, None))
     errs = {p.fullname: (-z * s_, z * s_) for p, s_ in zip(main, sig)}
@@ -215,10 +228,43 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
         "background_model": background,
         "spectra": [{"camera": cam, "file": str(path)} for cam, path in spectra],
         "fluxes": flux_table(expr, values, cov_names, cov, opts), "notes": notes, "goodness_expected": expected,
+        "undetected": [xspec_name(p) for p in undetected], "without_component": without,
         # not in fit.json: the fitted background of each source spectrum, per channel
         "source_region_background": {cam: np.asarray(d.eval_model(part), float)
                                      for cam, (d, part) in src_background.items()},
     }
+
+
+def _particle_band_group(grouping: np.ndarray, quality: np.ndarray, cam: str) -> tuple[np.ndarray, np.ndarray]:
+    """The grouping with the particle band (10-12 keV) as one group of good channels."""
+    g, q = np.array(grouping), np.array(quality)
+    lo, hi = (int(round(e * 1000 / ins.CHANNEL_EV)) for e in ins.PARTICLE_BAND[cam])
+    hi = min(hi, len(g))
+    g[lo], g[lo + 1:hi], q[lo:hi] = 1, -1, 0
+    if hi < len(g):
+        g[hi] = 1
+    return g, q
+
+
+CXB_PRIOR_PH = 11.6           # photons / cm^2 / s / sr / keV at 1 keV (De Luca & Molendi 2004)
+CXB_PRIOR_WIDTH = 0.2         # its spread from field to field (cosmic variance, source excision)
+
+
+def _cxb_prior(ui, data_id: int, sky_comps: dict) -> int:
+    """A pseudo-observation of the CXB norm: one bin of N0 = 1 / width^2 counts against the
+    model N0 x norm / norm0 (a Poisson, close to Gaussian, prior of the given width), so
+    that without corner events the particles and soft protons cannot trade places with the
+    sky. Returns its data id."""
+    from sherpa.data import Data1D
+    from sherpa.models.basic import Scale1D
+    pl = next(o for name, o in sky_comps.items() if "powerlaw" in name.lower())
+    n0 = 1.0 / CXB_PRIOR_WIDTH ** 2
+    norm0 = CXB_PRIOR_PH / 1.1818e7 / SKY_UNIT              # per arcmin^2, in the sky norms' unit
+    ui.set_data(data_id, Data1D("cxb_prior", np.array([1.0]), np.array([n0])))
+    prior = Scale1D("cxb_prior")
+    prior.c0 = pl.norm * (n0 / norm0)
+    ui.set_source(data_id, prior)
+    return data_id
 
 
 SOURCE_BACKGROUND_FILE = "source_background.fits"

@@ -26,6 +26,7 @@ def fit_flags(result: dict, undetected: tuple[str, ...] = ()) -> list[str]:
             continue
         flags += _parameter_flags(name, p, emin, emax)
     flags += _model_dependence(result)
+    flags += _soft_protons(result)
     st = result.get("statistic") or {}
     if st.get("value") is None or not math.isfinite(float(st["value"])):
         flags.append("no-statistic: the fit gave no statistic")
@@ -38,6 +39,19 @@ def fit_flags(result: dict, undetected: tuple[str, ...] = ()) -> list[str]:
     return flags
 
 
+def _soft_protons(result: dict) -> list[str]:
+    """Residual soft protons that step 1 measured in a camera, and whether the fit modelled them."""
+    out = []
+    used = (result.get("background_choice") or {}).get("used", result.get("background"))
+    for cam, m in (result.get("soft_protons") or {}).items():
+        if m and m.get("significant"):
+            handled = ("modelled (a power law with its own vignetting, fitted with the source)" if used == "model"
+                       else "NOT modelled: with --background local they are subtracted as sky (kT biased low)")
+            out.append(f"soft-protons: {cam} {m.get('level', '')} (ratio {m['ratio']:.2f} +- "
+                       f"{m['ratio_error']:.2f}); {handled}")
+    return out
+
+
 def _model_dependence(result: dict) -> list[str]:
     """A temperature that moves outside its interval when another component (e.g. the power
     law) is left out: the two share the spectrum, and the number depends on the model."""
@@ -46,7 +60,8 @@ def _model_dependence(result: dict) -> list[str]:
     for comp, w in (result.get("without_component") or {}).items():
         for name, v in w.get("values", {}).items():
             p = pars.get(name)
-            if not p or not name.endswith(".kT") or p.get("lower") is None or p.get("upper") is None:
+            if (not p or not name.endswith(".kT") or name.split(".")[0] == comp or p.get("lower") is None
+                    or p.get("upper") is None):
                 continue
             if not p["lower"] <= v <= p["upper"]:
                 out.append(f"model-dependent: {name} = {p['value']:.3g} ({p['lower']:.3g}-{p['upper']:.3g}) with "

@@ -114,3 +114,33 @@ def model_for_fit(text: str) -> ModelExpression:
         configure_xspec()
     check_components(names)
     return expr
+
+
+def soft_proton_measures(spectra: list[tuple[str, Path]]) -> dict:
+    """{camera: the residual soft-proton measure of step 1 (spectrum header SPRATIO...), or None}."""
+    from astropy.io import fits
+    from ..soft_protons import from_header
+    out = {}
+    for cam, path in spectra:
+        with fits.open(path) as h:
+            out[cam] = from_header(h["SPECTRUM"].header) if "SPECTRUM" in h else None
+    return out
+
+
+def choose_background(opts, spectra: list[tuple[str, Path]], engine: str, measures: dict) -> tuple[str, str]:
+    """(local or model, why) for ``--background auto``: the modelled background (soft protons
+    fitted as a power law with their own vignetting, with the source) when step 1 found
+    significant residual soft protons in a camera and the spectra have what it needs; else
+    the local background."""
+    if opts.background != "auto":
+        return opts.background, "as asked"
+    flagged = [c for c, m in measures.items() if m and m.get("significant")]
+    if not flagged:
+        return "local", "no significant residual soft protons"
+    why = f"residual soft protons in {', '.join(flagged)}"
+    if engine != "sherpa" or opts.no_background or opts.stat != "cstat":
+        return "local", why + ", but the modelled background needs the sherpa engine and cstat with a background"
+    missing = [c for c, p in spectra if not (Path(p).parent / f"{c}_bkgmodel.json").exists()]
+    if missing:
+        return "local", why + f", but the modelled background needs step 3's native files ({', '.join(missing)})"
+    return "model", why + ": fitted with the source (modelled background)"

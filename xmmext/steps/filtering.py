@@ -63,9 +63,9 @@ class FilteringStep(Step):
         if chosen == "sas":          # gigabytes of raw telemetry, never rewritten: by size + mtime
             odf = sorted(p for p in paths.odf.rglob("*") if p.is_file()) if paths.odf.is_dir() else []
         else:
-            from ..events import choose_exposure, find_event_files
+            from ..events import exposures_to_use, find_event_files
             found = find_event_files(paths)
-            inputs = [choose_exposure(found[c])[0] for c in opts.cameras if c in found]
+            inputs = [f for c in opts.cameras if c in found for f in exposures_to_use(found[c])[0]]
         return finish_plan(Plan(self, opts, chosen, inputs, paths.events / "filtering.json",
                                 [paths.events], paths, stat_inputs=odf))
 

@@ -39,10 +39,11 @@ class FitOptions:
     abund_table: str = option("aspl", "abundance table", choices=sorted(xm.ABUNDANCE_TABLES))
     stat: str = option("cstat", "cstat (W-stat with a background), wstat or chi2", choices=["cstat", "wstat", "chi2"])
     no_background: bool = option(False, "ignore the background spectra", switch=True)
-    background: str = option("local", "local: subtract the background region's spectrum (W-stat); model: fit "
+    background: str = option("auto", "local: subtract the background region's spectrum (W-stat); model: fit "
                              "source, background-region and out-of-FOV corner spectra together (particles, soft "
-                             "protons, sky and the source's own emission modelled; sherpa engine, native step 3)",
-                             choices=["local", "model"])
+                             "protons, sky and the source's own emission modelled; sherpa engine, native step 3); "
+                             "auto: model when step 1 found residual soft protons, else local",
+                             choices=["auto", "local", "model"])
     emin: float = option(0.5, "lower end of the fitted band (keV)", parse=V.non_negative_float)
     emax: float = option(7.0, "upper end of the fitted band (keV)", parse=V.positive_float)
     freeze: list = option(help="component.par to freeze (repeatable)", factory=list, multiple=True,
@@ -83,8 +84,8 @@ class FitOptions:
             raise UsageError(f"--stat must be cstat, wstat or chi2, got {self.stat!r}")
         if self.conf not in CONF_LEVELS:
             raise UsageError(f"--conf must be one of {', '.join(map(str, CONF_LEVELS))}")
-        if self.background not in ("local", "model"):
-            raise UsageError(f"--background must be local or model, got {self.background!r}")
+        if self.background not in ("auto", "local", "model"):
+            raise UsageError(f"--background must be auto, local or model, got {self.background!r}")
         if self.background == "model" and (self.no_background or self.stat != "cstat"):
             raise UsageError("--background model fits every region's counts with cstat: drop --no-background/--stat")
         if self.engine not in ("auto", "sherpa", "pyxspec"):
@@ -135,7 +136,8 @@ class FitStep(Step):
     def plan(self, context, opts: FitOptions, backend: str = "auto") -> Plan:
         """Every check of the spectra, their files and the model happens here, before the
         old record is touched: a bad input leaves the previous fit as it was."""
-        from ..fitting.inputs import check_spectrum, find_spectra
+        from dataclasses import replace
+        from ..fitting.inputs import check_spectrum, choose_background, find_spectra, soft_proton_measures
         from ..fitting.model_choice import settle_model
         opts.validate()
         settled = settle_model(opts.model, opts.redshift)
@@ -144,22 +146,27 @@ class FitStep(Step):
         spectra = find_spectra(inp, opts.cameras)
         if opts.background == "model" and engine == "pyxspec":
             raise UsageError("--background model is built for the sherpa engine only: add --engine sherpa")
+        measures = soft_proton_measures(spectra)
+        background, why = choose_background(opts, spectra, engine, measures)
+        effective = replace(opts, background=background)
         inputs = []
         for cam, path in spectra:
             files = check_spectrum(cam, path, opts)
             inputs += [path] + [Path(f) for f in files.values() if f is not None]
-            if opts.background == "model":
+            if background == "model":
                 from ..fitting.background_fit import sidecar_inputs
                 inputs += sidecar_inputs(cam, path)
-        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out], (spectra, settled),
-                                decided={"model": settled.text}))
+        choice = {"requested": opts.background, "used": background, "reason": why}
+        return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out],
+                                (spectra, settled, effective, choice, measures),
+                                decided={"model": settled.text, "background": background}))
 
     def run(self, plan: Plan) -> StepResult:
         from ..fileio import write_text
         from ..fitting.pyxspec_engine import pyxspec_script, run_pyxspec
         from ..fitting.flags import fit_flags
         from ..fitting.writers import csv_text, xcm_text
-        opts, (spectra, settled) = plan.options, plan.context
+        spectra, settled, opts, choice, measures = plan.context
         expr = settled.expr
         out = plan.record.parent
         if plan.backend == "pyxspec":
@@ -172,6 +179,8 @@ class FitStep(Step):
             result = fit_sherpa(spectra, expr, opts)
         result["model_fallback"] = settled.fallback
         result["notes"] = settled.notes + result.get("notes", [])
+        result["background_choice"] = choice
+        result["soft_protons"] = measures
         result["flags"] = fit_flags(result, tuple(result.get("undetected", ())))
         written = [write_text(out / "fit.csv", csv_text(result))]
         if "source_region_background" in result:

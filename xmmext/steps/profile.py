@@ -46,8 +46,8 @@ class ProfileOptions:
     free_abund: bool = option(False, "fit the abundance in each annulus (apec; default frozen at 0.3)",
                               switch=True)
     group: str = option(DEFAULT_GROUP, "grouping of the annuli's spectra (as step 3's --group)")
-    background: str = option("local", "background of each annulus: local or model (as the fit's --background)",
-                             choices=["local", "model"])
+    background: str = option("auto", "background of each annulus: auto, local or model (as the fit's --background)",
+                             choices=["auto", "local", "model"])
     nh: float | None = option(None, "absorbing column (1e22 cm^-2), frozen", parse=V.non_negative_float)
     redshift: float | None = option(None, "source redshift (frozen)", parse=V.non_negative_float)
     emin: float = option(0.5, "lower end of the fitted band (keV)", parse=V.non_negative_float)
@@ -237,7 +237,8 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
     fopts = opts.fit_options(folder)
     coeffs = X.crosstalk_coefficients(spectra, edges, sb, fopts)
     backgrounds = None
-    if opts.background == "model":     # each annulus's fitted background, held fixed
+    used = read_record(folder / rows[0]["folder"] / "fit" / "fit.json").get("background_choice", {}).get("used")
+    if used == "model":                 # each annulus's fitted background, held fixed
         from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, read_source_background
         backgrounds = [{cam: read_source_background(folder / r["folder"] / "fit" / SOURCE_BACKGROUND_FILE, cam)
                         for cam in r["cameras"]} for r in rows]
