@@ -55,6 +55,14 @@ class CcdMap:
         dy = np.asarray(y, float) - self.matrix[1, 2]
         return inv[0, 0] * dx + inv[0, 1] * dy, inv[1, 0] * dx + inv[1, 1] * dy
 
+    def bounding_box(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(x range, y range) in sky pixels of the CCD's pixel area."""
+        rx = np.array([0.5, self.nx + 0.5, 0.5, self.nx + 0.5])
+        ry = np.array([0.5, 0.5, self.ny + 0.5, self.ny + 0.5])
+        x = self.matrix[0, 0] * rx + self.matrix[0, 1] * ry + self.matrix[0, 2]
+        y = self.matrix[1, 0] * rx + self.matrix[1, 1] * ry + self.matrix[1, 2]
+        return (float(x.min()), float(x.max())), (float(y.min()), float(y.max()))
+
     def covers(self, x, y) -> np.ndarray:
         """True where sky positions fall on a usable pixel of this CCD."""
         rx, ry = self.sky_to_raw(x, y)
@@ -82,12 +90,18 @@ class Geometry:
                         np.asarray(y, float) - self.fov_centre[1]) <= self.fov_radius
 
     def ccd_at(self, x, y) -> np.ndarray:
-        """CCD number under each sky position (0 = gap, bad pixel, missing CCD, outside FOV)."""
+        """CCD number under each sky position (0 = gap, bad pixel, missing CCD, outside FOV).
+        Each CCD is tested only on the positions inside its bounding box."""
         x = np.asarray(x, float)
         y = np.asarray(y, float)
         out = np.zeros(x.shape, np.int16)
         for n, c in self.ccds.items():
-            out[c.covers(x, y)] = n
+            (x0, x1), (y0, y1) = c.bounding_box()
+            box = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+            if box.any():
+                hit = np.zeros(x.shape, bool)
+                hit[box] = c.covers(x[box], y[box])
+                out[hit] = n
         out[~self.in_fov(x, y)] = 0
         return out
 
