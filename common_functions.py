@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from xmmext.cli import base_parser, run_main
-from xmmext.errors import UsageError
-from xmmext.events import EventList, read_events
-from xmmext.layout import ObsPaths
+from xmmext.core.cli import base_parser, run_main
+from xmmext.core.errors import UsageError
+from xmmext.events.reader import EventList, read_events
+from xmmext.core.paths import ObsPaths
 
 STEP_JSON = {"filtering": ("events", "filtering.json"), "regions": ("regions", "regions.json"),
              "spectra": ("spectra", "spectra.json"), "fit": ("fit", "fit.json")}
@@ -52,7 +52,7 @@ def load_events(obsid: str, cam: str, workdir=None, cleaned: bool = True,
     paths = obs_paths(obsid, workdir)
     if cleaned:
         return read_events(paths.clean_events(cam), columns=columns)
-    from xmmext.events import choose_exposure, find_event_files
+    from xmmext.events.reader import choose_exposure, find_event_files
     files = find_event_files(paths).get(cam)
     if not files:
         raise UsageError(f"no {cam} event list", paths.event_dir)

@@ -8,7 +8,7 @@ Outputs in results/multi/<NAME>/ (table.csv, table.ecsv, summary.json, parameter
 See xmmext/multi.py.
 """
 from common_functions import run_step
-from xmmext.multi import main
+from xmmext.pipeline.many import main
 
 if __name__ == "__main__":
     run_step(main)

@@ -14,7 +14,7 @@ _xmmext_set_env() {
     export XMMEXT_PY="$_xmmext_here/.venv/bin/python"
     case ":${PYTHONPATH:-}:" in *":$_xmmext_here:"*) ;; *) export PYTHONPATH="$_xmmext_here${PYTHONPATH:+:$PYTHONPATH}";; esac
     local exports rc
-    exports="$("$XMMEXT_PY" -m xmmext.environment --shell)"; rc=$?
+    exports="$("$XMMEXT_PY" -m xmmext.pipeline.environment --shell)"; rc=$?
     [ $rc -eq 0 ] || return $rc
     eval "$exports"
     echo "set_env: backend=$XMMEXT_BACKEND engine=$XMMEXT_ENGINE (python: $XMMEXT_PY)" >&2

@@ -29,10 +29,10 @@ METHODS = ("local", "model")
 def one_seed(args) -> list[dict]:
     """Simulate one seed and fit every radius with both backgrounds."""
     seed, exposure, wd = args
-    from xmmext.layout import ObsPaths
-    from xmmext.shapes import read_ds9
-    from xmmext.sim_truth import cluster_flux_fraction
-    from xmmext.simulate import SimConfig, simulate
+    from xmmext.core.paths import ObsPaths
+    from xmmext.sky.extraction_region import read_ds9
+    from xmmext.simulate.truth import cluster_flux_fraction
+    from xmmext.simulate.observation import SimConfig, simulate
     from xmmext.steps import FilterOptions, FitOptions, RegionOptions, SpectraOptions, run_filtering, \
         run_regions, run_spectra
     from xmmext.steps.base import execute

@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import simulate_into  # noqa: E402
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.multi import run_many  # noqa: E402
-from xmmext.shapes import read_ds9  # noqa: E402
-from xmmext.sim_truth import cluster_flux_fraction  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.pipeline.many import run_many  # noqa: E402
+from xmmext.sky.extraction_region import read_ds9  # noqa: E402
+from xmmext.simulate.truth import cluster_flux_fraction  # noqa: E402
 from xmmext.steps import FitOptions, RunSettings  # noqa: E402
-from xmmext.steps.sequence import default_options  # noqa: E402
+from xmmext.steps.run import default_options  # noqa: E402
 
 
 def main():

@@ -7,7 +7,7 @@ sources, through steps 1 and 2. Measured with the simulator's truth:
   * spurious: exclusions with no simulated point source within 10";
   * the arc's photons left outside every exclusion (what the spectrum keeps of it);
   * every candidate's classification (contrast, extent statistic) by what it really was,
-    for the thresholds of :mod:`xmmext.source_extent` (written to --dump).
+    for the thresholds of :mod:`xmmext.sky.extent` (written to --dump).
 
     python benchmarks/bench_detection.py [--seeds 1-10] [--preset demo|cool-core] [--arc-fraction 0.05]
 """
@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.sim_truth import step1_selected  # noqa: E402
-from xmmext.simulate import preset_config, simulate  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.simulate.truth import step1_selected  # noqa: E402
+from xmmext.simulate.observation import preset_config, simulate  # noqa: E402
 from xmmext.steps import FilterOptions, RegionOptions, run_filtering, run_regions  # noqa: E402
 
 MIN_COUNTS = 50

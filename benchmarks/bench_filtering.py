@@ -26,7 +26,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from common import run_child
-from xmmext.simulate import SimConfig, simulate
+from xmmext.simulate.observation import SimConfig, simulate
 
 N = 10_000_000
 
@@ -73,9 +73,9 @@ print(json.dumps({{'read_s': best}}))
 """)
     clean = run_child(f"""
 import time, json, numpy as np
-from xmmext.events import read_events
-from xmmext.filtering import clean_events, _in_ccd_gtis
-from xmmext.expression import compile_expression
+from xmmext.events.reader import read_events
+from xmmext.events.cleaning import clean_events, _in_ccd_gtis
+from xmmext.events.selection import compile_expression
 sel_best = full_best = 1e9
 for _ in range(3):
     t0 = time.perf_counter()

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.sim_truth import emission_weighted_kt  # noqa: E402
-from xmmext.simulate import preset_config, simulate  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.simulate.truth import emission_weighted_kt  # noqa: E402
+from xmmext.simulate.observation import preset_config, simulate  # noqa: E402
 from xmmext.steps import FilterOptions, RegionOptions, run_filtering, run_regions  # noqa: E402
 from xmmext.steps.base import execute  # noqa: E402
 from xmmext.steps.profile import ProfileOptions, ProfileStep  # noqa: E402

@@ -5,12 +5,12 @@ Both checks refit a cool-core profile (the preset of bench_profile.py, cross-tal
 tbabs*zbremss) with no background at all, so that only the cluster's own counts are left:
 
 * ``--check model``: Poisson realisations of each annulus's noise-free spectra
-  (:func:`xmmext.sim_truth.expected_annulus_counts`: the truth's shells mixed by the PSF and
+  (:func:`xmmext.simulate.truth.expected_annulus_counts`: the truth's shells mixed by the PSF and
   folded through the annulus's ARF and RMF), regrouped as step 3 groups. The model is exact
   here, so the share of 90% intervals holding the truth measures the fit and its
   intervals alone (expected 90%).
 * ``--check photons``: each seed's annuli rebuilt from the simulated cluster's own events
-  (truth labels of the events step 1 kept, :func:`xmmext.sim_truth.step1_selected`): the
+  (truth labels of the events step 1 kept, :func:`xmmext.simulate.truth.step1_selected`): the
   simulator's photons against the model, with no background to blame.
 
 Prints the share of intervals holding the emission-weighted truth and z = (fit - truth) /
@@ -35,8 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xmmext import instrument as ins  # noqa: E402
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.sim_truth import emission_weighted_kt  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.simulate.truth import emission_weighted_kt  # noqa: E402
 
 MODEL = "tbabs*zbremss"
 LEVEL_Z = 1.645          # 90% two-sided
@@ -44,7 +44,7 @@ LEVEL_Z = 1.645          # 90% two-sided
 
 def simulate_profile(seed: int, wd: Path, exposure: float, max_annuli: int) -> tuple[ObsPaths, dict, list]:
     """Simulate the cool-core preset and run steps 1, 2 and the profile (local background)."""
-    from xmmext.simulate import preset_config, simulate
+    from xmmext.simulate.observation import preset_config, simulate
     from xmmext.steps import FilterOptions, RegionOptions, run_filtering, run_regions
     from xmmext.steps.base import execute
     from xmmext.steps.profile import ProfileOptions, ProfileStep
@@ -63,7 +63,7 @@ def write_counts(src: Path, dst: Path, cam: str, counts: np.ndarray) -> None:
     """The annulus's spectrum with other counts and no background, grouped as step 3 does
     by default (25 counts, 1/3 of the resolution), with its ARF and RMF beside it."""
     from astropy.io import fits
-    from xmmext.grouping import DEFAULT_GROUP, group_spectrum, parse_group
+    from xmmext.spectra.grouping import DEFAULT_GROUP, group_spectrum, parse_group
     grouping, quality = group_spectrum(counts, ins.camera(cam), parse_group(DEFAULT_GROUP))
     dst.mkdir(parents=True, exist_ok=True)
     with fits.open(src / f"{cam}_src_grp.pha") as h:
@@ -79,7 +79,7 @@ def write_counts(src: Path, dst: Path, cam: str, counts: np.ndarray) -> None:
 
 def fit_profile(folder: Path, paths: ObsPaths, truth: dict, rows: list) -> list[tuple]:
     """Cross-talk fit of the annuli in ``folder``: [(fit, lower, upper, truth)] per annulus."""
-    from xmmext.fileio import read_record
+    from xmmext.core.fileio import read_record
     from xmmext.fitting import crosstalk as X
     from xmmext.fitting.inputs import find_spectra, model_for_fit
     from xmmext.steps.profile import ProfileOptions
@@ -102,8 +102,8 @@ def fit_profile(folder: Path, paths: ObsPaths, truth: dict, rows: list) -> list[
 def expected_spectra(paths: ObsPaths, truth: dict, rows: list) -> dict:
     """{(annulus index, camera): noise-free cluster counts per channel}."""
     from astropy.io import fits
-    from xmmext.ogip import read_arf, read_rmf
-    from xmmext.sim_truth import expected_annulus_counts
+    from xmmext.spectra.ogip import read_arf, read_rmf
+    from xmmext.simulate.truth import expected_annulus_counts
     folder = paths.results / "profile"
     out = {}
     for k, r in enumerate(rows):
@@ -137,9 +137,9 @@ def model_realisation(job: tuple) -> list[tuple]:
 
 def photons_profile(paths: ObsPaths, truth: dict, rows: list) -> list[tuple]:
     """The annuli rebuilt from the cluster's own cleaned events, fitted."""
-    from xmmext.ogip import pi_spectrum
-    from xmmext.shapes import read_ds9
-    from xmmext.sim_truth import step1_selected
+    from xmmext.spectra.ogip import pi_spectrum
+    from xmmext.sky.extraction_region import read_ds9
+    from xmmext.simulate.truth import step1_selected
     folder = paths.workdir / f"cluster_only_{paths.obsid}"
     events = {}
     for cam in {c for r in rows for c in r["cameras"]}:

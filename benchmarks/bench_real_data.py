@@ -25,7 +25,7 @@ OBSID = "0201903501"
 def main(folder: str) -> None:
     from xmmext.steps import FilterOptions, run_filtering
     from xmmext.steps import FitOptions, run_fit
-    from xmmext.layout import ObsPaths
+    from xmmext.core.paths import ObsPaths
     from xmmext.steps import RegionOptions, run_regions
     from xmmext.steps import SpectraOptions, run_spectra
     src = Path(folder)

@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import simulate_into  # noqa: E402
 from xmmext.steps import FilterOptions, run_filtering  # noqa: E402
-from xmmext.images import BANDS_KEV, ImageGrid, band_mask, counts_image  # noqa: E402
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.events import read_events  # noqa: E402
+from xmmext.sky.images import BANDS_KEV, ImageGrid, band_mask, counts_image  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.events.reader import read_events  # noqa: E402
 from xmmext.steps import RegionOptions, run_regions  # noqa: E402
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from xmmext.simulate import SimConfig, simulate
+from xmmext.simulate.observation import SimConfig, simulate
 
 
 def main():

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.simulate import SimConfig, simulate  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.simulate.observation import SimConfig, simulate  # noqa: E402
 from xmmext.steps import (FilterOptions, FitOptions, RegionOptions, SpectraOptions, run_filtering,  # noqa: E402
                           run_fit, run_regions, run_spectra)
 

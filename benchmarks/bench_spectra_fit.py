@@ -21,14 +21,14 @@ import numpy as np  # noqa: E402
 from conftest import simulate_into  # noqa: E402
 from xmmext import instrument as ins  # noqa: E402
 from xmmext import xspec_models as xm  # noqa: E402
-from xmmext.events import read_events  # noqa: E402
+from xmmext.events.reader import read_events  # noqa: E402
 from xmmext.steps import FilterOptions, run_filtering  # noqa: E402
 from xmmext.fitting.inputs import find_spectra  # noqa: E402
 from xmmext.fitting.sherpa_engine import fit_sherpa  # noqa: E402
 from xmmext.fitting.sherpa_model import build_sherpa_model  # noqa: E402
 from xmmext.steps import FitOptions  # noqa: E402
-from xmmext.layout import ObsPaths  # noqa: E402
-from xmmext.modelexpr import parse_model  # noqa: E402
+from xmmext.core.paths import ObsPaths  # noqa: E402
+from xmmext.xspec.expression import parse_model  # noqa: E402
 from xmmext.steps import RegionOptions, run_regions  # noqa: E402
 from xmmext.steps import SpectraOptions, run_spectra  # noqa: E402
 

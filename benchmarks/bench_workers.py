@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import simulate_into  # noqa: E402
-from xmmext.multi import run_many  # noqa: E402
+from xmmext.pipeline.many import run_many  # noqa: E402
 from xmmext.steps import FitOptions, RunSettings  # noqa: E402
-from xmmext.steps.sequence import default_options  # noqa: E402
+from xmmext.steps.run import default_options  # noqa: E402
 
 
 def main():

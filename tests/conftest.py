@@ -39,7 +39,7 @@ def assert_one_line_error(r, code: int, needle: str) -> None:
 
 
 def simulate_into(workdir: Path, **kw):
-    from xmmext.simulate import SimConfig, simulate
+    from xmmext.simulate.observation import SimConfig, simulate
     cfg = SimConfig(**kw)
     return simulate(cfg, workdir)
 
@@ -84,7 +84,7 @@ def short_obs(tmp_path_factory):
 def processed_obs(tmp_path_factory):
     """A default simulated observation taken through filtering, regions and spectra."""
     import json
-    from xmmext.layout import ObsPaths
+    from xmmext.core.paths import ObsPaths
     obsid = "0999994001"
 
     def build(wd):

@@ -49,7 +49,7 @@ def load_gti(name):
     return np.column_stack([d['START'], d['STOP']])
 
 def selected(table, expr):
-    from xmmext.expression import compile_expression
+    from xmmext.events.selection import compile_expression
     ev = fits.getdata(table, 'EVENTS')
     cols = {{c: np.asarray(ev[c]) for c in ev.columns.names}}
     return ev, compile_expression(expr, load_gti).evaluate(cols)
@@ -113,7 +113,7 @@ TASKS = {
             # the region's area for backscale (a Monte Carlo over the expression's own region terms)
             rng = np.random.default_rng(1)
             x = rng.uniform(0, 51840, 400000); y = rng.uniform(0, 51840, 400000)
-            from xmmext.expression import compile_expression
+            from xmmext.events.selection import compile_expression
             reg = ARGS['expression'].split('&&', 3)[-1]
             inside = compile_expression(reg).evaluate({'X': x, 'Y': y})
             spec.header['REGAREA'] = float(inside.mean() * 51840.0 ** 2)
@@ -170,7 +170,7 @@ TASKS = {
         responses.arf_hdulist(cam, responses.point_source_arf(cam, 2.0)).writeto(ARGS['arfset'])
     """,
     "specgroup": """
-        from xmmext.grouping import group_min_counts
+        from xmmext.spectra.grouping import group_min_counts
         with fits.open(ARGS['spectrumset']) as h:
             spec = h['SPECTRUM']
             grouping, quality = group_min_counts(np.asarray(spec.data['COUNTS']), int(ARGS['mincounts']), 60,

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from conftest import ROOT, assert_one_line_error, run_cli
-from xmmext.shapes import read_ds9
-from xmmext.sim_truth import cluster_flux_fraction
+from xmmext.sky.extraction_region import read_ds9
+from xmmext.simulate.truth import cluster_flux_fraction
 
 
 def _fit(spectra, out, *extra):
@@ -92,9 +92,9 @@ def test_pn_out_of_time_events_predicted_per_region(processed_obs):
     over the whole band)."""
     import numpy as np
     from xmmext import gti as G
-    from xmmext.background_model import read_oot
-    from xmmext.events import read_events
-    from xmmext.expression import compile_expression
+    from xmmext.spectra.model_inputs import read_oot
+    from xmmext.events.reader import read_events
+    from xmmext.events.selection import compile_expression
     _, truth, paths, _ = processed_obs
     side = json.loads((paths.spectra / "pn_bkgmodel.json").read_text())
     assert side["oot_fraction"] == pytest.approx(0.063)          # full frame (the simulator's mode)

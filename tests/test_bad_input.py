@@ -19,8 +19,8 @@ import pytest
 from astropy.io import fits
 
 from conftest import ROOT, run_cli, simulate_into
-from xmmext.cli import run_main
-from xmmext.layout import ObsPaths
+from xmmext.core.cli import run_main
+from xmmext.core.paths import ObsPaths
 
 OBSID = "0999998001"
 MODEL = "tbabs*zbremss"
@@ -322,7 +322,7 @@ def test_full_disk_is_exit_2_and_leaves_nothing(obs, tmp_path):
                        capture_output=True, text=True, preexec_fn=limit, env=env, timeout=600)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no space" in r.stderr.lower(), r.stderr
     assert not _leftovers(wd)
-    r = subprocess.run([sys.executable, "-m", "xmmext.simulate", "--obsid", "0999998002", "--exposure", "3000",
+    r = subprocess.run([sys.executable, "-m", "xmmext.simulate.observation", "--obsid", "0999998002", "--exposure", "3000",
                         "--workdir", str(wd)], capture_output=True, text=True, preexec_fn=limit, env=env,
                        timeout=600)
     assert r.returncode == 2 and "no space" in r.stderr.lower(), r.stderr
@@ -340,7 +340,7 @@ def test_unreachable_scheduler_is_exit_3_quickly(obs, tmp_path):
 
 
 def test_second_run_on_the_same_observation_is_refused(obs, tmp_path):
-    from xmmext.fileio import observation_lock
+    from xmmext.core.fileio import observation_lock
     wd, paths = _copy(obs, tmp_path)
     with observation_lock(paths.results):
         r = run_cli(["bash", str(ROOT / "run_filtering.sh"), OBSID, "--workdir", str(wd), "--force"])

@@ -15,9 +15,9 @@ from astropy.io import fits
 
 from conftest import simulate_into
 from xmmext.steps import FilterOptions, run_filtering
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 from xmmext.steps import RegionOptions, run_regions
-from xmmext.shapes import read_ds9
+from xmmext.sky.extraction_region import read_ds9
 from xmmext.steps import SpectraOptions, run_spectra
 
 OBSID = "0999995101"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import common_functions as cf
-from xmmext.errors import UsageError
+from xmmext.core.errors import UsageError
 from xmmext.steps import FilterOptions, run_filtering
 
 

@@ -34,7 +34,7 @@ def test_sas_detected_with_ccf(tmp_path):
     ccf.mkdir()
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "SAS_DIR": str(tmp_path),
            "SAS_CCFPATH": str(ccf)}
-    r = run_cli(["python", "-m", "xmmext.environment", "--shell"], env_extra=env)
+    r = run_cli(["python", "-m", "xmmext.pipeline.environment", "--shell"], env_extra=env)
     assert r.returncode == 0
     assert "sas       ok       xmmsas_20230412_1735-21.0.0" in r.stderr
     assert "export XMMEXT_BACKEND=sas" in r.stdout
@@ -44,12 +44,12 @@ def test_sas_without_ccf_says_why(tmp_path):
     bindir = _fake_sas(tmp_path)
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "SAS_DIR": str(tmp_path),
            "SAS_CCFPATH": str(tmp_path / "nope")}
-    r = run_cli(["python", "-m", "xmmext.environment", "--shell"], env_extra=env)
+    r = run_cli(["python", "-m", "xmmext.pipeline.environment", "--shell"], env_extra=env)
     assert "does not exist" in r.stderr
     assert "export XMMEXT_BACKEND=native" in r.stdout
 
 
 def test_atomdb_status_command():
-    r = run_cli(["python", "-m", "xmmext.atomdb", "--status"])
+    r = run_cli(["python", "-m", "xmmext.xspec.atomdb", "--status"])
     assert r.returncode == 0
     assert "AtomDB" in r.stdout and ("found:" in r.stdout)

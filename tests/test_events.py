@@ -9,9 +9,9 @@ import pytest
 from astropy.io import fits
 
 from conftest import DEMO_OBSID
-from xmmext.errors import DataError, UsageError
-from xmmext.events import camera_of_file, choose_exposure, find_event_files, read_events
-from xmmext.layout import ObsPaths
+from xmmext.core.errors import DataError, UsageError
+from xmmext.events.reader import camera_of_file, choose_exposure, find_event_files, read_events
+from xmmext.core.paths import ObsPaths
 
 
 def test_reads_simulated_lists(short_obs):
@@ -76,7 +76,7 @@ def test_missing_folder_corrupt_and_missing_column(tmp_path, short_obs):
 
 
 def test_validation_of_obsid_and_name():
-    from xmmext.layout import validate_name, validate_obsid
+    from xmmext.core.paths import validate_name, validate_obsid
     for bad in ("12345", "../0999990101", "0999990101;rm", "099999010a", " 0999990101"):
         with pytest.raises(UsageError):
             validate_obsid(bad)

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import simulate_into
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 from xmmext.steps import FilterOptions, RegionOptions, SpectraOptions, run_filtering, run_regions, run_spectra
 
 OBSID = "0999996401"
@@ -56,7 +56,7 @@ def test_merged_spectrum_is_the_sum_of_the_exposures(two_exposures):
     _, paths, filt = two_exposures
     run_regions(paths, RegionOptions(cameras=("mos1", "pn")))
     spec = run_spectra(paths, SpectraOptions(cameras=("mos1", "pn")))["cameras"]["pn"]
-    from xmmext.shapes import read_ds9
+    from xmmext.sky.extraction_region import read_ds9
     src = read_ds9(paths.regions / "src.reg")
     counts = 0
     for k in (1, 2):

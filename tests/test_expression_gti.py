@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from xmmext import gti as G
-from xmmext.errors import UsageError
-from xmmext.expression import compile_expression
+from xmmext.core.errors import UsageError
+from xmmext.events.selection import compile_expression
 
 COLS = {
     "PI": np.array([100, 500, 10500, 11500, 12500]),

@@ -12,9 +12,9 @@ from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, run_cli, simulate_into
 from xmmext import gti as G
-from xmmext.expression import compile_expression
+from xmmext.events.selection import compile_expression
 from xmmext.steps import FilterOptions, run_filtering
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 
 
 def _quiet_gti(truth):

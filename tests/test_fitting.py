@@ -10,14 +10,14 @@ from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
 from xmmext import xspec_models as xm
-from xmmext.errors import UsageError
+from xmmext.core.errors import UsageError
 from xmmext.fitting.pyxspec_engine import pyxspec_script
 from xmmext.fitting.sherpa_engine import fit_sherpa
 from xmmext.steps import FitOptions
-from xmmext.modelexpr import parse_model
-from xmmext.ogip import read_arf, read_pha, read_rmf
-from xmmext.grouping import group_min_counts
-from xmmext.spectra import constant_within_groups
+from xmmext.xspec.expression import parse_model
+from xmmext.spectra.ogip import read_arf, read_pha, read_rmf
+from xmmext.spectra.grouping import group_min_counts
+from xmmext.spectra.extraction import constant_within_groups
 
 
 def test_model_expression_names():

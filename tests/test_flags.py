@@ -66,7 +66,7 @@ def test_a_fit_driven_to_a_limit_is_flagged_everywhere(processed_obs, tmp_path):
     flag = next(f for f in fit["flags"] if f.startswith("at-limit: cross_norm.pn"))
     assert "FLAG " + flag in r.stdout
     assert "# flag: " + flag in (w / "results" / paths.obsid / "fit" / "fit.xcm").read_text()
-    from xmmext.layout import ObsPaths
+    from xmmext.core.paths import ObsPaths
     from xmmext.steps import ReportOptions, ReportStep, execute
     execute(ReportStep().plan(ObsPaths.of(paths.obsid, w), ReportOptions(name="flagged")))
     page = (w / "results" / paths.obsid / "report.html").read_text()

@@ -9,7 +9,7 @@ from conftest import SHARED_DATA, needs_shared
 from xmmext import instrument as ins
 from xmmext import responses
 from xmmext import xspec_models as xm
-from xmmext.fileio import write_fits
+from xmmext.core.fileio import write_fits
 
 
 def test_ccd_layout_facts():

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from conftest import ROOT, assert_one_line_error, run_cli
-from xmmext.atomdb import find_apec_files
-from xmmext.errors import DependencyError
+from xmmext.xspec.atomdb import find_apec_files
+from xmmext.core.errors import DependencyError
 from xmmext.fitting.model_choice import FALLBACK_MODEL, redshift_notes, settle_model
-from xmmext.modelexpr import parse_model
+from xmmext.xspec.expression import parse_model
 
 no_atomdb = pytest.mark.skipif(find_apec_files() is not None, reason="AtomDB is installed here")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli, simulate_into
-from xmmext.errors import UsageError
-from xmmext.multi import read_obs_list, weighted_mean
+from xmmext.core.errors import UsageError
+from xmmext.pipeline.many import read_obs_list, weighted_mean
 
 
 def test_obs_list_parsing(tmp_path):
@@ -145,7 +145,7 @@ def test_pointings_of_one_cluster_exclude_one_source_list(list_run):
     """Issue 23b: the four pointings' detections merged by sky position into one list
     (results/multi/four/ptsrc_union.reg), excluded in every observation wherever it is
     exposed: the same sources at the same places, whichever pointing found them."""
-    from xmmext.source_lists import read_source_list
+    from xmmext.sky.source_lists import read_source_list
     wd, truths, r = list_run
     assert r.returncode == 0, r.stderr
     union = read_source_list(wd / "results" / "multi" / "four" / "ptsrc_union.reg", *CLUSTER)

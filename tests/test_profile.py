@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
-from xmmext.profile import choose_annuli
-from xmmext.sim_truth import emission_weighted_kt
-from xmmext.simulate import cluster_shells, cool_core_kt, preset_config, simulate
+from xmmext.spectra.annuli import choose_annuli
+from xmmext.simulate.truth import emission_weighted_kt
+from xmmext.simulate.observation import cluster_shells, cool_core_kt, preset_config, simulate
 
 OBSID = "0999990401"
 
@@ -110,8 +110,8 @@ def test_profile_with_modelled_background_models_the_crosstalk(cool_core, tmp_pa
     of the source spectrum in fit/source_background.fits; the cross-talk fit holds those
     fixed (cstat). They agree with the local background's per-channel scaling at 2-7 keV."""
     import shutil
-    from xmmext.fitting.background_fit import read_source_background
-    from xmmext.ogip import read_pha
+    from xmmext.fitting.modelled_background import read_source_background
+    from xmmext.spectra.ogip import read_pha
     wd, truth = cool_core
     copy = tmp_path / "w"
     shutil.copytree(wd, copy, symlinks=True)
@@ -147,8 +147,8 @@ def test_crosstalk_fit_recovers_noise_free_spectra(cool_core, tmp_path):
     from astropy.io import fits
     from xmmext.fitting import crosstalk as X
     from xmmext.fitting.inputs import find_spectra, model_for_fit
-    from xmmext.ogip import read_arf, read_rmf
-    from xmmext.sim_truth import expected_annulus_counts
+    from xmmext.spectra.ogip import read_arf, read_rmf
+    from xmmext.simulate.truth import expected_annulus_counts
     from xmmext.steps.profile import ProfileOptions
     wd, truth = cool_core
     res = wd / "results" / OBSID

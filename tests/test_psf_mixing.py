@@ -8,9 +8,9 @@ import pytest
 
 from xmmext import instrument as ins
 from xmmext.fitting.crosstalk import crosstalk_matrix
-from xmmext.images import ImageGrid
-from xmmext.shapes import ExtractionRegion
-from xmmext.surface_brightness import beta_ring_flux, fit_beta, psf_ring_matrix, psf_spill_factor
+from xmmext.sky.images import ImageGrid
+from xmmext.sky.extraction_region import ExtractionRegion
+from xmmext.sky.surface_brightness import beta_ring_flux, fit_beta, psf_ring_matrix, psf_spill_factor
 
 PN = ins.camera("pn")
 

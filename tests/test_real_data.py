@@ -56,7 +56,7 @@ def test_rescreening_a_cleaned_list_keeps_most_of_it(a907, tmp_path):
     """An explicit re-screen works on the list's own good time (flared gaps are no time)."""
     wd, res = a907
     from xmmext.steps import FilterOptions, run_filtering
-    from xmmext.layout import ObsPaths
+    from xmmext.core.paths import ObsPaths
     paths = ObsPaths.of(OBSID, wd)
     import shutil
     shutil.copytree(wd / "data", tmp_path / "data", symlinks=True)
@@ -72,8 +72,8 @@ def test_rescreening_a_cleaned_list_keeps_most_of_it(a907, tmp_path):
 def test_exposure_maps_and_images_match_sas(a907, cam, band):
     """On SAS's own grid: >= 95% footprint agreement, median ratio within 5%, images equal."""
     _, res = a907
-    from xmmext.geometry import camera_livetime, ccd_livetimes, geometry_from_events
-    from xmmext.images import ImageGrid, band_mask, counts_image, coverage_map, exposure_map
+    from xmmext.events.footprint import camera_livetime, ccd_livetimes, geometry_from_events
+    from xmmext.sky.images import ImageGrid, band_mask, counts_image, coverage_map, exposure_map
     clean = res / "events" / f"{cam}_clean_evt.fits"
     tag = BANDS[band]
     sas_img = fits.open(A907 / "sas_images" / f"{OBSID}_{cam}_exp1-{tag}keVimg.fits")[0]
@@ -152,8 +152,8 @@ def test_simulator_footprint_follows_the_real_instrument(tmp_path):
     import sys
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import simulate_into
-    from xmmext.geometry import geometry_from_events
-    from xmmext.images import ImageGrid, coverage_map
+    from xmmext.events.footprint import geometry_from_events
+    from xmmext.sky.images import ImageGrid, coverage_map
     h = fits.getheader(A907 / "event" / "mos1_exp1_clean_evts.fits", "EVENTS")
     simulate_into(tmp_path, obsid="0201903599", seed=3, exposure=5000.0, ra_pnt=h["RA_PNT"],
                   dec_pnt=h["DEC_PNT"], pa_pnt=h["PA_PNT"], date_obs=h["DATE-OBS"])
@@ -171,7 +171,7 @@ def _xcs_red():
     the SAS image's WCS, in whose image coordinates the XCS file is written)."""
     import re
     from astropy.wcs import WCS
-    from xmmext.images import ImageGrid
+    from xmmext.sky.images import ImageGrid
     hdr = fits.getheader(A907 / "sas_images" / f"{OBSID}_mos1_exp1-0.50-2.00keVimg.fits")
     grid, wcs = ImageGrid.from_header(hdr), WCS(hdr)
     out = []
@@ -258,7 +258,7 @@ def test_readme_command_without_model_gives_a_rest_frame_temperature(a907, tmp_p
     tbabs*(zbremss+powerlaw) at z = 0.1527 (rest-frame kT), said on the terminal, in fit.json,
     fit.xcm and the report."""
     import shutil
-    from xmmext.atomdb import find_apec_files
+    from xmmext.xspec.atomdb import find_apec_files
     if find_apec_files() is not None:
         pytest.skip("AtomDB is installed here: apec is the model")
     wd, _ = a907

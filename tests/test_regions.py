@@ -11,11 +11,11 @@ from astropy.wcs import WCS
 
 from conftest import assert_one_line_error, ROOT, run_cli, simulate_into
 from xmmext import instrument as ins
-from xmmext.expression import compile_expression
+from xmmext.events.selection import compile_expression
 from xmmext.steps import FilterOptions, run_filtering
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 from xmmext.steps import RegionOptions, run_regions
-from xmmext.shapes import read_ds9
+from xmmext.sky.extraction_region import read_ds9
 
 
 def _sep_arcsec(a, b):
@@ -49,8 +49,8 @@ def test_centre_within_10_arcsec(three_fields):
 def _snr_over_cluster(truth, p, radius_arcsec: float = 20.0) -> float:
     """A point source's counts over the noise of its own and the cluster's counts in a
     circle about it (the cluster from the truth's beta model)."""
-    from xmmext.shapes import ExtractionRegion
-    from xmmext.sim_truth import cluster_flux_fraction
+    from xmmext.sky.extraction_region import ExtractionRegion
+    from xmmext.simulate.truth import cluster_flux_fraction
     c = truth["cluster"]
     dx = (p["ra"] - c["ra"]) * math.cos(math.radians(c["dec"])) * 3600 / ins.SKY_PIX_ARCSEC
     dy = (p["dec"] - c["dec"]) * 3600 / ins.SKY_PIX_ARCSEC
@@ -209,7 +209,7 @@ def arc_fields(tmp_path_factory):
 def test_arc_is_kept_and_point_sources_found(arc_fields):
     """>= 90% of the arc's photons stay outside every exclusion; >= 85% of the point sources
     with >= 50 counts are excluded; the arc's lumps are recorded as kept extended structure."""
-    from xmmext.sim_truth import step1_selected
+    from xmmext.simulate.truth import step1_selected
     bright = found = arc_total = arc_kept = 0
     for truth, paths, res in arc_fields:
         for p in truth["point_sources"]:
@@ -233,7 +233,7 @@ def test_arc_is_kept_and_point_sources_found(arc_fields):
 def test_extent_test_on_a_pure_point_source_and_a_pure_blob():
     """The likelihood test itself: a Poisson point source (the PSF) on a flat background is
     point-like; a Gaussian blob of 20" (PSF-blurred) with the same counts is extended."""
-    from xmmext.source_extent import classify_candidate
+    from xmmext.sky.extent import classify_candidate
     rng = np.random.default_rng(3)
     cam = ins.camera("pn")
     n = 64
@@ -294,9 +294,9 @@ def test_user_source_list(three_fields, tmp_path):
 def test_extended_sources_away_from_the_target_are_excluded():
     """Extended structure is kept only where the target dominates the detection background
     (a background group in the outskirts is a contaminant, excluded over its extent)."""
-    from xmmext.detect import Source
-    from xmmext.images import ImageGrid
-    from xmmext.point_sources import _dominated, target_dominance
+    from xmmext.sky.detect import Source
+    from xmmext.sky.images import ImageGrid
+    from xmmext.sky.point_sources import _dominated, target_dominance
     grid = ImageGrid.around_pointing()
     X, Y = grid.centres()
     centre = (float(X.mean()), float(Y.mean()))

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from conftest import simulate_into
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 from xmmext.steps import FilterOptions, FitOptions, RunSettings, run_observation
-from xmmext.steps.sequence import STEPS
+from xmmext.steps.run import STEPS
 
 OBSID = "0999998101"
 
@@ -70,9 +70,9 @@ def test_killed_at_five_points_resumes_to_the_clean_result(clean, tmp_path, monk
     wd = tmp_path / "w"
     shutil.copytree(clean / "data", wd / "data")
     paths = ObsPaths.of(OBSID, wd)
-    points = [("xmmext.filtering", "_filter_camera", 1, paths.events / ".pn_clean_evt.fits.xmmext-k1.part"),
-              ("xmmext.regions", "_plot_profile", 0, paths.regions / ".profile.png.xmmext-k2.part"),
-              ("xmmext.spectra", "_plot", 0, None),
+    points = [("xmmext.events.cleaning", "_filter_camera", 1, paths.events / ".pn_clean_evt.fits.xmmext-k1.part"),
+              ("xmmext.sky.regions", "_plot_profile", 0, paths.regions / ".profile.png.xmmext-k2.part"),
+              ("xmmext.spectra.extraction", "_plot", 0, None),
               ("xmmext.fitting.plots", "plot_fit", 0, paths.fit / ".fit.png.xmmext-k4.part"),
               ("xmmext.report", "write_text", 0, paths.results / ".report.html.xmmext-k5.part")]
     for module, name, after, stale in points:
@@ -94,8 +94,8 @@ def test_killed_at_five_points_resumes_to_the_clean_result(clean, tmp_path, monk
 
 def test_multi_table_killed_while_written(clean, tmp_path, monkeypatch):
     import contextlib
-    import xmmext.fileio as F
-    from xmmext.multi import combine
+    import xmmext.core.fileio as F
+    from xmmext.pipeline.many import combine
     wd = tmp_path / "w"
     shutil.copytree(clean, wd)
     first = combine([OBSID], "t", wd)

@@ -22,9 +22,9 @@ from xmmext.sas import filtering as sasf
 from xmmext.sas import images as sasi
 from xmmext.sas import spectra as sass
 from xmmext.sas import tasks as sast
-from xmmext.errors import DependencyError
+from xmmext.core.errors import DependencyError
 from xmmext.steps import FilterOptions
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 
 
 def test_parse_version():
@@ -320,7 +320,7 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
 
 def test_sas_detection_says_when_lcurve_is_missing(tmp_path, fakebin, monkeypatch):
     """Issue 13 (smaller): emchain's flare light curves need HEASoft's lcurve."""
-    from xmmext.environment import detect_sas
+    from xmmext.pipeline.environment import detect_sas
     _fake(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
     monkeypatch.setenv("SAS_DIR", str(tmp_path))
     monkeypatch.setenv("SAS_CCFPATH", str(tmp_path))
@@ -447,7 +447,7 @@ def test_evselect_image_grid_reproduces_a_real_sas_command():
     """Issue 13, item 7: the image range evselect needs for a grid, checked against the real
     SAS 13.5 image of ../shared (its XPROC0 has ximagemin=3649 ximagemax=48106 bin 87 for
     512 pixels); the old command (x0 .. x0 + n*bin) makes 513 pixels half a bin off."""
-    from xmmext.images import ImageGrid
+    from xmmext.sky.images import ImageGrid
     grid = ImageGrid(x0=3648.5, y0=3648.5, n=512, binsize=87.0)      # the real image's grid (LTV/LTM)
     t = sasi.evselect_image(Path("ev.fits"), "mos1", (500, 2000), grid, "img.fits", "#XMMEA_EM")
     args = dict(t.params)

@@ -187,7 +187,7 @@ def test_truth_json_has_the_design_keys(demo_obs):
     (["--cameras", "mos3"], "camera"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
-    r = run_cli(["python", "-m", "xmmext.simulate", "--workdir", str(tmp_path)] + args)
+    r = run_cli(["python", "-m", "xmmext.simulate.observation", "--workdir", str(tmp_path)] + args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle.lower() in lines[0].lower()
@@ -199,6 +199,6 @@ def test_unwritable_workdir_exits_2(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "data").write_text("a file where a folder should be")
-    r = run_cli(["python", "-m", "xmmext.simulate", "--workdir", str(ro), "--exposure", "1000"])
+    r = run_cli(["python", "-m", "xmmext.simulate.observation", "--workdir", str(ro), "--exposure", "1000"])
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1

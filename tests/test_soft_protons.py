@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import ROOT, run_cli, simulate_into
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 from xmmext.steps import FilterOptions, FitOptions, RegionOptions, SpectraOptions, run_filtering, run_fit, \
     run_regions, run_spectra
 

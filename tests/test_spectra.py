@@ -11,13 +11,13 @@ from astropy.io import fits
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
 from xmmext import instrument as ins
 from xmmext import xspec_models as xm
-from xmmext.ogip import read_pha
-from xmmext.shapes import read_ds9
-from xmmext.sim_truth import cluster_flux_fraction, cluster_spectrum, step1_selected
-from xmmext.grouping import DEFAULT_GROUP, group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
-from xmmext.errors import UsageError
-from xmmext.responses import extended_arf
-from xmmext.spectra import background_scaling, constant_within_groups
+from xmmext.spectra.ogip import read_pha
+from xmmext.sky.extraction_region import read_ds9
+from xmmext.simulate.truth import cluster_flux_fraction, cluster_spectrum, step1_selected
+from xmmext.spectra.grouping import DEFAULT_GROUP, group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
+from xmmext.core.errors import UsageError
+from xmmext.spectra.responses import extended_arf
+from xmmext.spectra.extraction import background_scaling, constant_within_groups
 
 OBS = "0999994001"
 
@@ -73,7 +73,7 @@ def test_backscal_ratio_against_monte_carlo(extracted):
     rng = np.random.default_rng(5)
     src, bkg = read_ds9(paths.regions / "src.reg"), read_ds9(paths.regions / "bkg.reg")
     for cam in ("mos1", "mos2", "pn"):
-        from xmmext.geometry import geometry_from_events
+        from xmmext.events.footprint import geometry_from_events
         geo = geometry_from_events(paths.clean_events(cam), cam)
         areas = []
         for reg in (src, bkg):
@@ -140,9 +140,9 @@ def test_own_emission_subtract_keeps_the_plain_annulus_subtraction(extracted, tm
 
 
 def test_on_axis_point_source_arf_is_the_on_axis_area():
-    from xmmext.images import ImageGrid
-    from xmmext.shapes import ExtractionRegion
-    from xmmext.geometry import Geometry, optical_axis
+    from xmmext.sky.images import ImageGrid
+    from xmmext.sky.extraction_region import ExtractionRegion
+    from xmmext.events.footprint import Geometry, optical_axis
     cam = ins.camera("pn")
     grid = ImageGrid.around_pointing()
     ax, ay = optical_axis("pn", 30.0)
@@ -160,7 +160,7 @@ def test_on_axis_point_source_arf_is_the_on_axis_area():
 
 
 def test_folded_model_rate_matches_extracted_rate(extracted):
-    from xmmext.ogip import read_arf, read_rmf
+    from xmmext.spectra.ogip import read_arf, read_rmf
     wd, truth, paths, summary = extracted
     c = truth["cluster"]
     src = read_ds9(paths.regions / "src.reg")

@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import ROOT, run_cli, simulate_into
-from xmmext.layout import ObsPaths
+from xmmext.core.paths import ObsPaths
 from xmmext.steps import (FilterOptions, FilteringStep, FitOptions, FitStep, RegionOptions, SpectraOptions,
                           SpectraStep, execute, is_up_to_date, run_filtering, run_fit, run_regions, run_spectra)
 
@@ -102,7 +102,7 @@ def test_forced_run_killed_after_one_camera_is_redone(copy, monkeypatch):
     """--force with new options killed after the first camera left new per-camera files
     under the old record, and the next plain run trusted the mix. Now the record goes
     first, so the plain run redoes the step and ends identical to the clean run."""
-    import xmmext.filtering as F
+    import xmmext.events.cleaning as F
     two = ("mos1", "pn")
     clean = run_filtering(copy, FilterOptions(cameras=two))          # the clean run
     clean_events = fits.getdata(copy.clean_events("mos1"), "EVENTS")
@@ -184,9 +184,9 @@ def test_step_scripts_and_pipeline_share_generated_options():
     """Each step's parser is generated from its Options; the pipeline offers every option
     a step forwards, with the dataclass default."""
     from dataclasses import fields
-    from xmmext.pipeline import build_parser
+    from xmmext.pipeline.run import build_parser
     from xmmext.steps.base import flag_of, option_fields
-    from xmmext.steps.sequence import STEPS
+    from xmmext.steps.run import STEPS
     pipeline_flags = {a for action in build_parser()._actions for a in action.option_strings}
     for step in STEPS:
         for f in option_fields(step.Options):
@@ -241,7 +241,7 @@ def test_no_import_cycles_and_no_oversized_modules():
 def test_bad_model_leaves_the_previous_fit(copy):
     """The spectra, their files and the model are checked in the plan, before the old
     record is removed: a typo in --model does not cost the user the previous fit."""
-    from xmmext.errors import UsageError
+    from xmmext.core.errors import UsageError
     before = (copy.fit / "fit.json").read_text()
     with pytest.raises(UsageError, match="model expression"):
         FitStep().plan(None, FitOptions(input=str(copy.spectra), output=str(copy.fit), model="tbabs*(zbremss+",

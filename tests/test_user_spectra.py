@@ -150,7 +150,7 @@ def test_native_mos_rmf_against_sas_rmfgen(tmp_path):
     published black body, with the native RMF they do not fit as well."""
     from xmmext import instrument as ins
     from xmmext import responses
-    from xmmext.ogip import read_rmf
+    from xmmext.spectra.ogip import read_rmf
     sas = read_rmf(MOS_RMF / "MOS1.rmf")
     responses.rmf_hdulist(ins.camera("mos1"), "Medium").writeto(tmp_path / "native.rmf")
     nat = read_rmf(tmp_path / "native.rmf")

@@ -8,7 +8,7 @@ For each MOS event list (SAS-made: RAWX/RAWY/DETX/DETY/X/Y columns):
   * the DET -> sky map: a rotation by PA_PNT + c and a mirror (its determinant is -1),
     and where the DET origin lands, as an offset from the pointing in the spacecraft
     frame (sky offset turned back by PA_PNT);
-  * the field-stop circle fitted to the events (xmmext.geometry), in DET arcsec.
+  * the field-stop circle fitted to the events (xmmext.events.footprint), in DET arcsec.
 For pn (no events shared) the orientation of the CCD gaps in the pn eexpmap map
 (a Radon-like search) gives c, and the centroid of its footprint the array's centre.
 Prints the constants that xmmext/instrument.py keeps (NOMINAL_GEOMETRY).
@@ -24,7 +24,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmmext.geometry import geometry_from_events  # noqa: E402
+from xmmext.events.footprint import geometry_from_events  # noqa: E402
 
 DET_ARCSEC = 0.05
 

@@ -8,7 +8,7 @@ For notebooks, the public face is::
 rule); the modules beside it do the work, one concern each (see the README, "Layout of
 the code"). Names are loaded on first use, so ``import xmmext`` stays light.
 """
-from .version import __version__
+from xmmext.core.version import __version__
 
 __all__ = ["ObsPaths", "RunSettings", "run_observation", "STEPS",
            "FilteringStep", "FilterOptions", "run_filtering", "RegionsStep", "RegionOptions", "run_regions",
@@ -18,12 +18,12 @@ __all__ = ["ObsPaths", "RunSettings", "run_observation", "STEPS",
 
 def __getattr__(name: str):
     if name == "ObsPaths":
-        from .layout import ObsPaths
+        from xmmext.core.paths import ObsPaths
         return ObsPaths
     if name == "XmmextError":
-        from .errors import XmmextError
+        from xmmext.core.errors import XmmextError
         return XmmextError
     if name in __all__:
-        from . import steps
+        import xmmext.steps as steps
         return getattr(steps, name)
     raise AttributeError(f"module 'xmmext' has no attribute {name!r}")

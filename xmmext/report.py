@@ -7,8 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from .fileio import read_record, write_text
-from .layout import ObsPaths
+from xmmext.core.fileio import read_record, write_text
+from xmmext.core.paths import ObsPaths
 
 PACKAGES = ("numpy", "scipy", "astropy", "regions", "photutils", "sherpa", "xspectrampoline", "matplotlib")
 
@@ -21,7 +21,7 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _versions() -> dict:
-    from .version import __version__
+    from xmmext.core.version import __version__
     out = {"xmmext": __version__, "python": platform.python_version()}
     for p in PACKAGES:
         try:

@@ -11,7 +11,7 @@ The model of annulus i's spectrum (camera c) is
 
 where thermal_j is the absorbed thermal model of ring j (its own kT and norm: the ring's
 own emission), T_ij the share of ring j's flux the camera records in ring i (from its
-encircled energy, :func:`~xmmext.surface_brightness.psf_ring_matrix`), and PSFCORR_i the
+encircled energy, :func:`~xmmext.sky.surface_brightness.psf_ring_matrix`), and PSFCORR_i the
 factor the ring's ARF already carries (recorded / own emission for the beta model), so
 that for a cluster that follows the beta model every thermal_j is just ring j's emission.
 Emission from beyond the last annulus (out to 10' past it; the PSF is truncated at 10') is given
@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import instrument as ins
-from .. import xspec_models as xm
-from ..surface_brightness import beta_profile, beta_ring_flux, psf_ring_matrix
-from .inputs import check_spectrum
-from .session import sherpa_session
-from .sherpa_engine import (CONF_SIGMA, _apply_defaults, _load_spectrum, _minimise, _par_record, _response_edges,
+import xmmext.instrument as ins
+import xmmext.xspec.library as xm
+from xmmext.sky.surface_brightness import beta_profile, beta_ring_flux, psf_ring_matrix
+from xmmext.fitting.inputs import check_spectrum
+from xmmext.fitting.session import sherpa_session
+from xmmext.fitting.sherpa_engine import (CONF_SIGMA, _apply_defaults, _load_spectrum, _minimise, _par_record, _response_edges,
                             cross_normalisation)
-from .sherpa_model import build_sherpa_model, register_energy_grids
+from xmmext.fitting.sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.crosstalk")
 # rings beyond the last annulus (arcmin past its edge) out to 10': the PSF model is
@@ -131,7 +131,7 @@ def _with_fixed_background(d, source, counts: np.ndarray, name: str):
     exposure, as sherpa's folded models give a rate) + known background counts per channel."""
     from sherpa.astro.instrument import RSPModelPHA
     from sherpa.models.basic import Scale1D
-    from .background_fit import _channel_models, _fixed
+    from xmmext.fitting.modelled_background import _channel_models, _fixed
     _, _, FixedCounts = _channel_models()
     folded = RSPModelPHA(d.get_arf(), d.get_rmf(), d, _fixed(Scale1D, f"exposure_{name}", float(d.exposure)) * source)
     return folded + FixedCounts(name, np.asarray(counts, float))

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from .. import xspec_models as xm
-from ..modelexpr import ABSORBERS, ModelExpression
+import xmmext.xspec.library as xm
+from xmmext.xspec.expression import ABSORBERS, ModelExpression
 
 KEV_TO_ERG = 1.602176634e-9
 FLUX_BANDS = {"0.5-2": (0.5, 2.0), "0.1-2.4": (0.1, 2.4)}

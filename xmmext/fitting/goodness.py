@@ -102,7 +102,7 @@ def expected_terms(model, bkg_src=None, kappa=None) -> tuple[np.ndarray, np.ndar
 def expected_goodness(ids, n_free: int) -> dict:
     """The observed statistic of the current sherpa fit of ``ids`` (cstat or wstat) against
     its expectation (see the module docstring)."""
-    from .session import sherpa_session
+    from xmmext.fitting.session import sherpa_session
     ui = sherpa_session()
     observed, mean, var = 0.0, 0.0, 0.0
     for i in ids:
@@ -131,7 +131,7 @@ def expected_goodness(ids, n_free: int) -> dict:
 def simulated_goodness(ids, free_pars, n: int, seed: int) -> dict:
     """Goodness of the current sherpa fit of data sets ``ids`` from ``n`` refitted
     simulations; the session (counts, parameter values) is restored afterwards."""
-    from .session import sherpa_session
+    from xmmext.fitting.session import sherpa_session
     ui = sherpa_session()
     from sherpa.utils.err import FitErr
     rng = np.random.default_rng(seed)

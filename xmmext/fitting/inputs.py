@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..atomdb import find_apec_files, missing_data_message, needs_atomdb
-from ..errors import DataError, DependencyError, UsageError
-from ..modelexpr import ModelExpression, parse_model
-from ..xspec_models import configure_xspec
-from ..ogip import check_response, read_pha
+from xmmext.xspec.atomdb import find_apec_files, missing_data_message, needs_atomdb
+from xmmext.core.errors import DataError, DependencyError, UsageError
+from xmmext.xspec.expression import ModelExpression, parse_model
+from xmmext.xspec.library import configure_xspec
+from xmmext.spectra.ogip import check_response, read_pha
 
 log = logging.getLogger("xmmext.fitting")
 
@@ -18,7 +18,7 @@ def find_spectra(input_dir: Path, cameras) -> list[tuple[str, Path]]:
     """Grouped source spectra <cam>_src_grp.pha (else <cam>_src.pha) in ``input_dir``;
     ``input_dir`` may also be one PHA file, or several separated by commas (any names,
     e.g. SAS's own), the camera then read from INSTRUME."""
-    from ..instrument import INSTRUME_TO_CAMERA
+    from xmmext.instrument import INSTRUME_TO_CAMERA
     parts = [Path(p) for p in str(input_dir).split(",") if p]
     if parts and all(p.is_file() for p in parts):
         found = []
@@ -103,8 +103,8 @@ def check_spectrum(cam: str, path: Path, opts) -> dict:
 def model_for_fit(text: str) -> ModelExpression:
     """Parse an XSPEC model expression and make sure what it needs is there (AtomDB for
     apec: exit 3 with where to put the files) and that each component evaluates safely
-    here (:mod:`xmmext.xspec_probe`: exit 3 naming a component that would crash)."""
-    from ..xspec_probe import check_components
+    here (:mod:`xmmext.xspec.probe`: exit 3 naming a component that would crash)."""
+    from xmmext.xspec.probe import check_components
     expr = parse_model(text)
     names = [c.xspec_name for c in expr.components]
     thermal = needs_atomdb(names)
@@ -119,7 +119,7 @@ def model_for_fit(text: str) -> ModelExpression:
 def soft_proton_measures(spectra: list[tuple[str, Path]]) -> dict:
     """{camera: the residual soft-proton measure of step 1 (spectrum header SPRATIO...), or None}."""
     from astropy.io import fits
-    from ..soft_protons import from_header
+    from xmmext.events.soft_protons import from_header
     out = {}
     for cam, path in spectra:
         with fits.open(path) as h:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..atomdb import find_apec_files, needs_atomdb
+from xmmext.xspec.atomdb import find_apec_files, needs_atomdb
 
 log = logging.getLogger("xmmext.fitting")
 
@@ -25,7 +25,7 @@ FALLBACK_MODEL = "tbabs*(zbremss+powerlaw)"
 DEFAULT_PROFILE_MODEL = "tbabs*apec"
 FALLBACK_PROFILE_MODEL = "tbabs*zbremss"
 FALLBACK_REASON = ("AtomDB files for apec are absent (apec_v3.x_coco.fits, apec_v3.x_line.fits; "
-                   "python -m xmmext.atomdb --status): thermal continuum zbremss at the source's redshift "
+                   "python -m xmmext.xspec.atomdb --status): thermal continuum zbremss at the source's redshift "
                    "instead (rest-frame kT, no emission lines, no abundance)")
 
 
@@ -42,14 +42,14 @@ class SettledModel:
         if not self.fallback:
             return None
         return (f"model: {self.fallback['used']} instead of {self.fallback['requested']} "
-                "(AtomDB absent; kT in the rest frame) - python -m xmmext.atomdb --status")
+                "(AtomDB absent; kT in the rest frame) - python -m xmmext.xspec.atomdb --status")
 
 
 def settle_model(model: str | None, redshift: float | None = None, default: str = DEFAULT_MODEL,
                  fallback: str = FALLBACK_MODEL) -> SettledModel:
     """The model of a fit: ``model`` when given (exit 2 when it does not parse, exit 3 when
     it cannot be evaluated here), else ``default`` or, without AtomDB, ``fallback``."""
-    from .inputs import model_for_fit
+    from xmmext.fitting.inputs import model_for_fit
     chosen, fell_back = model, None
     if model is None:
         chosen = default
@@ -84,5 +84,5 @@ def redshift_notes(expr, redshift: float | None) -> list[str]:
 
 
 def _component_names(text: str) -> list[str]:
-    from ..modelexpr import parse_model
+    from xmmext.xspec.expression import parse_model
     return [c.xspec_name for c in parse_model(text).components]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import save_figure
-from .session import sherpa_session
+from xmmext.core.fileio import save_figure
+from xmmext.fitting.session import sherpa_session
 
 
 def plot_fit(dest: Path, n_spectra: int, labels: list[str]) -> None:

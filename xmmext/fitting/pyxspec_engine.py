@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UsageError
-from ..modelexpr import ABSORBERS, ModelExpression
-from .fluxes import flux_table
-from .writers import SAFE_NAME
+from xmmext.core.errors import UsageError
+from xmmext.xspec.expression import ABSORBERS, ModelExpression
+from xmmext.fitting.fluxes import flux_table
+from xmmext.fitting.writers import SAFE_NAME
 
 
 def spectra_folder_and_names(spectra: list[tuple[str, Path]]) -> tuple[Path, list[str]]:

@@ -20,10 +20,10 @@ def sherpa_session():
 def _import_sherpa():
     """Import sherpa's UI module without its console chatter: at import it says that its
     ds9 and XSPEC back-ends are missing (this engine uses neither), on a handler of its
-    own; its messages go to the step's log file instead (:func:`xmmext.cli.quiet_library`)."""
+    own; its messages go to the step's log file instead (:func:`xmmext.core.cli.quiet_library`)."""
     import importlib
     importlib.import_module("sherpa")       # sets up sherpa's logger and its console handler
-    from ..cli import quiet_library
+    from xmmext.core.cli import quiet_library
     quiet_library("sherpa")
     import sherpa.astro.ui.utils as utils
     return utils

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import xspec_models as xm
-from ..errors import UsageError
-from ..modelexpr import ABSORBERS, ModelExpression
-from .fluxes import flux_table
-from .inputs import check_spectrum
-from .session import sherpa_session
-from .sherpa_model import build_sherpa_model, register_energy_grids
+import xmmext.xspec.library as xm
+from xmmext.core.errors import UsageError
+from xmmext.xspec.expression import ABSORBERS, ModelExpression
+from xmmext.fitting.fluxes import flux_table
+from xmmext.fitting.inputs import check_spectrum
+from xmmext.fitting.session import sherpa_session
+from xmmext.fitting.sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.fitting")
 CONF_SIGMA = {90: 1.6448536269514722, 68: 1.0, 95: 1.959963984540054, 99: 2.5758293035489004}
@@ -68,7 +68,7 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
         notes.append(f"poor fit: statistic/dof = {fr.statval / fr.dof:.1f}; the model does not describe "
                      "the data well and its intervals are not reliable")
         log.warning("fit: %s", notes[-1])
-    from .goodness import expected_goodness
+    from xmmext.fitting.goodness import expected_goodness
     expected = expected_goodness(ids, len(free))
     errs = _confidence(ids, free, undetected, opts.conf)
     goodness = _goodness(ids, free, undetected, opts) if opts.goodness else None
@@ -168,7 +168,7 @@ def _match_arf_to_rmf(ui, i: int) -> str | None:
 def _goodness(ids, free, undetected, opts) -> dict:
     """--goodness N: simulated goodness (undetected norms held at their best fit, as in
     the error searches)."""
-    from .goodness import simulated_goodness
+    from xmmext.fitting.goodness import simulated_goodness
     with _held_at_best_fit(undetected):
         return simulated_goodness(ids, [p for p in free if not p.frozen], opts.goodness, opts.seed)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import xspec_models as xm
-from ..errors import UsageError
-from ..modelexpr import ModelExpression
+import xmmext.xspec.library as xm
+from xmmext.core.errors import UsageError
+from xmmext.xspec.expression import ModelExpression
 
 
 # -------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from ..modelexpr import ModelExpression
+from xmmext.xspec.expression import ModelExpression
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.+/-]+")

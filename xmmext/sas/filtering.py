@@ -9,11 +9,11 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from .. import gti as G
-from ..errors import DataError, DependencyError, UsageError
-from ..events import choose_exposure
-from ..layout import ObsPaths
-from .tasks import PPS_CODE, SasTask, SasTaskError, run_task, run_tasks, sas_version
+import xmmext.events.gti as G
+from xmmext.core.errors import DataError, DependencyError, UsageError
+from xmmext.events.reader import choose_exposure
+from xmmext.core.paths import ObsPaths
+from xmmext.sas.tasks import PPS_CODE, SasTask, SasTaskError, run_task, run_tasks, sas_version
 
 log = logging.getLogger("xmmext.sas")
 
@@ -98,7 +98,7 @@ def anomalous_ccds(eventfile: Path) -> dict[int, str]:
 def evselect_rate(table: Path, cam: str, rateset: str = "rate.fits", binsize: float = 100.0,
                   expression: str | None = None) -> SasTask:
     """High-energy single-event light curve for the fixed-threshold method."""
-    from ..instrument import camera
+    from xmmext.instrument import camera
     expr = expression or camera(cam).flare_expression
     return SasTask("evselect", [("table", str(table)), ("withrateset", "yes"), ("rateset", rateset),
                                 ("maketimecolumn", "yes"), ("timecolumn", "TIME"),

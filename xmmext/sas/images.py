@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..fileio import read_json
-from ..layout import ObsPaths
-from .tasks import SasTask, SasTaskError, observation_sas_env, run_in_folder
+from xmmext.core.fileio import read_json
+from xmmext.core.paths import ObsPaths
+from xmmext.sas.tasks import SasTask, SasTaskError, observation_sas_env, run_in_folder
 
 
 # --- step 2 with SAS ------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def atthkgen(atthkset: str = "atthk.fits") -> SasTask:
 def run_sas_images(paths: ObsPaths, cameras: list[str], grid, timeout: float = 7200.0) -> tuple[dict, list[dict]]:
     """Images (evselect on the native grid), exposure maps (eexpmap) and the point-source
     list (edetect_chain) for step 2; returns ({cam: {band: (img, expmap)}}, sources)."""
-    from ..images import BANDS_KEV, DETECT_BAND
+    from xmmext.sky.images import BANDS_KEV, DETECT_BAND
     filt = read_json(paths.events / "filtering.json", "filtering.json of step 1")
     work = paths.regions / "sas"
     work.mkdir(parents=True, exist_ok=True)

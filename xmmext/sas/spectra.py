@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..fileio import read_json
-from ..layout import ObsPaths
-from .tasks import CALIBRATED_TASKS, SasTask, SasTaskError, observation_sas_env, run_in_folder
+from xmmext.core.fileio import read_json
+from xmmext.core.paths import ObsPaths
+from xmmext.sas.tasks import CALIBRATED_TASKS, SasTask, SasTaskError, observation_sas_env, run_in_folder
 
 log = logging.getLogger("xmmext.sas")
 
@@ -85,7 +85,7 @@ def run_sas_spectra(paths: ObsPaths, cameras, mincounts: int = 25, timeout: floa
     Tasks that modify a spectrum in place (backscale) run on a copy in their private
     folder and the result replaces the file, so an interrupted run leaves no half file.
     """
-    from ..shapes import read_ds9
+    from xmmext.sky.extraction_region import read_ds9
     filt = read_json(paths.events / "filtering.json", "filtering.json of step 1")
     env = observation_sas_env(paths)
     out = paths.spectra

@@ -11,9 +11,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import runner
-from ..errors import DataError, DependencyError, UsageError
-from ..layout import ObsPaths
+import xmmext.core.runner as runner
+from xmmext.core.errors import DataError, DependencyError, UsageError
+from xmmext.core.paths import ObsPaths
 
 log = logging.getLogger("xmmext.sas")
 # '** task: error (...)', and when a task runs another '** caller::task: error (...)' or

@@ -21,14 +21,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..layout import ObsPaths
-from .base import Plan, Step, StepRecord, StepResult, execute, is_up_to_date
-from .filtering import FilteringStep, FilterOptions
-from .fit import FitOptions, FitStep
-from .regions import RegionOptions, RegionsStep
-from .report import ReportOptions, ReportStep
-from .sequence import STEPS, RunSettings, run_observation
-from .spectra import SpectraOptions, SpectraStep
+from xmmext.core.paths import ObsPaths
+from xmmext.steps.base import Plan, Step, StepRecord, StepResult, execute, is_up_to_date
+from xmmext.steps.filtering import FilteringStep, FilterOptions
+from xmmext.steps.fit import FitOptions, FitStep
+from xmmext.steps.regions import RegionOptions, RegionsStep
+from xmmext.steps.report import ReportOptions, ReportStep
+from xmmext.steps.run import STEPS, RunSettings, run_observation
+from xmmext.steps.spectra import SpectraOptions, SpectraStep
 
 __all__ = ["Step", "Plan", "StepResult", "StepRecord", "execute", "is_up_to_date", "STEPS", "RunSettings",
            "run_observation", "FilteringStep", "FilterOptions", "RegionsStep", "RegionOptions", "SpectraStep",

@@ -2,8 +2,8 @@
 generate_regions.sh, spectral_analysis.py and xspec_analysis.py call)."""
 import sys
 
-from ..cli import run_main
-from . import filtering, fit, profile, regions, spectra
+from xmmext.core.cli import run_main
+import xmmext.steps.filtering as filtering; import xmmext.steps.fit as fit; import xmmext.steps.profile as profile; import xmmext.steps.regions as regions; import xmmext.steps.spectra as spectra
 
 MAINS = {"filtering": filtering.main, "regions": regions.main, "spectra": spectra.main, "fit": fit.main,
          "profile": profile.main}

@@ -24,8 +24,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import DataError, UsageError
-from ..fileio import read_record, remove_stale_parts, write_json
+from xmmext.core.errors import DataError, UsageError
+from xmmext.core.fileio import read_record, remove_stale_parts, write_json
 
 log = logging.getLogger("xmmext.steps")
 RECORD_KEY = "step"                     # key of the record inside <step>.json
@@ -150,7 +150,7 @@ def fingerprint(step: str, options: dict, backend: str, inputs: list[Path], base
     fingerprinted by size and mtime only (raw files written once, e.g. an ODF); ``decided``:
     what the plan settled beyond the options (e.g. the model when none was given, which
     depends on whether AtomDB is installed)."""
-    from ..version import __version__
+    from xmmext.core.version import __version__
     # the package version is part of it: results of an older release (other responses,
     # other instrument model) are never taken as up to date
     described = {"step": step, "version": RECORD_VERSION, "xmmext": __version__, "backend": backend,

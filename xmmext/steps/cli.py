@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from ..cli import base_parser, setup_logging
-from ..fileio import observation_lock
-from ..layout import ObsPaths
-from .base import Step, add_options, execute, options_from_namespace
+from xmmext.core.cli import base_parser, setup_logging
+from xmmext.core.fileio import observation_lock
+from xmmext.core.paths import ObsPaths
+from xmmext.steps.base import Step, add_options, execute, options_from_namespace
 
 
 def add_runner_options(p: argparse.ArgumentParser, backend: bool = True) -> None:

@@ -3,19 +3,19 @@
 Options: :class:`FilterOptions`. Inputs: the event list chosen per camera in
 data/<OBSID>/event/ (native) or the ODF (SAS). Outputs in results/<OBSID>/events/:
 <cam>_clean_evt.fits, <cam>_gti.fits, <cam>_lc.fits, <cam>_lc.png; record filtering.json.
-The work: :mod:`xmmext.filtering` (native), :mod:`xmmext.sas.filtering` (SAS).
+The work: :mod:`xmmext.events.cleaning` (native), :mod:`xmmext.sas.filtering` (SAS).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import instrument as ins
-from ..backends import choose_backend
-from ..expression import compile_expression
-from ..gti import validate_method
-from ..layout import CAMERAS, ObsPaths
-from . import values as V
-from .base import Plan, Step, StepResult, finish_plan, no_usable, option, require
+import xmmext.instrument as ins
+from xmmext.sas.backend import choose_backend
+from xmmext.events.selection import compile_expression
+from xmmext.events.gti import validate_method
+from xmmext.core.paths import CAMERAS, ObsPaths
+import xmmext.steps.values as V
+from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
 
 
 @dataclass
@@ -63,7 +63,7 @@ class FilteringStep(Step):
         if chosen == "sas":          # gigabytes of raw telemetry, never rewritten: by size + mtime
             odf = sorted(p for p in paths.odf.rglob("*") if p.is_file()) if paths.odf.is_dir() else []
         else:
-            from ..events import exposures_to_use, find_event_files
+            from xmmext.events.reader import exposures_to_use, find_event_files
             found = find_event_files(paths)
             inputs = [f for c in opts.cameras if c in found for f in exposures_to_use(found[c])[0]]
         return finish_plan(Plan(self, opts, chosen, inputs, paths.events / "filtering.json",
@@ -72,10 +72,10 @@ class FilteringStep(Step):
     def run(self, plan: Plan) -> StepResult:
         paths, opts = plan.context, plan.options
         if plan.backend == "sas":
-            from ..sas.filtering import run_sas_filtering
+            from xmmext.sas.filtering import run_sas_filtering
             summary, written = run_sas_filtering(paths, opts, timeout=opts.timeout)
         else:
-            from ..filtering import filter_observation
+            from xmmext.events.cleaning import filter_observation
             summary, written = filter_observation(paths, opts)
         failure = None
         if not any(s.get("status") == "ok" for s in summary.values()):
@@ -104,7 +104,7 @@ def cleaned_event_inputs(paths: ObsPaths, cameras) -> list:
 
 
 def main(argv=None) -> int:
-    from .cli import step_main
+    from xmmext.steps.cli import step_main
     return step_main(FilteringStep(), argv, "run_filtering.sh",
                      "Step 1: flare-cleaned event lists, GTIs and light curves.", obsid_positional=True)
 

@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import xspec_models as xm
-from ..errors import DependencyError, UsageError
-from ..layout import CAMERAS
-from . import values as V
-from .base import Plan, Step, StepResult, finish_plan, option
+import xmmext.xspec.library as xm
+from xmmext.core.errors import DependencyError, UsageError
+from xmmext.core.paths import CAMERAS
+import xmmext.steps.values as V
+from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
 
 CONF_LEVELS = (68, 90, 95, 99)
 MAX_NH = 1000.0            # 1e25 cm^-2: beyond any column that leaves X-rays to fit
@@ -128,7 +128,7 @@ class FitStep(Step):
     def check_early(self, opts: FitOptions) -> list[str]:
         """The model is settled before any step of a run (exit 3 at once when it cannot be
         evaluated); returns what to tell the user (the fallback without AtomDB)."""
-        from ..fitting.model_choice import settle_model
+        from xmmext.fitting.model_choice import settle_model
         opts.validate()
         settled = settle_model(opts.model, opts.redshift)
         return [settled.fallback_line()] if settled.fallback else []
@@ -137,8 +137,8 @@ class FitStep(Step):
         """Every check of the spectra, their files and the model happens here, before the
         old record is touched: a bad input leaves the previous fit as it was."""
         from dataclasses import replace
-        from ..fitting.inputs import check_spectrum, choose_background, find_spectra, soft_proton_measures
-        from ..fitting.model_choice import settle_model
+        from xmmext.fitting.inputs import check_spectrum, choose_background, find_spectra, soft_proton_measures
+        from xmmext.fitting.model_choice import settle_model
         opts.validate()
         settled = settle_model(opts.model, opts.redshift)
         engine = choose_engine(opts.engine)
@@ -154,7 +154,7 @@ class FitStep(Step):
             files = check_spectrum(cam, path, opts)
             inputs += [path] + [Path(f) for f in files.values() if f is not None]
             if background == "model":
-                from ..fitting.background_fit import sidecar_inputs
+                from xmmext.fitting.modelled_background import sidecar_inputs
                 inputs += sidecar_inputs(cam, path)
         choice = {"requested": opts.background, "used": background, "reason": why}
         return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out],
@@ -162,20 +162,20 @@ class FitStep(Step):
                                 decided={"model": settled.text, "background": background}))
 
     def run(self, plan: Plan) -> StepResult:
-        from ..fileio import write_text
-        from ..fitting.pyxspec_engine import pyxspec_script, run_pyxspec
-        from ..fitting.flags import fit_flags
-        from ..fitting.writers import csv_text, xcm_text
+        from xmmext.core.fileio import write_text
+        from xmmext.fitting.pyxspec_engine import pyxspec_script, run_pyxspec
+        from xmmext.fitting.flags import fit_flags
+        from xmmext.fitting.writers import csv_text, xcm_text
         spectra, settled, opts, choice, measures = plan.context
         expr = settled.expr
         out = plan.record.parent
         if plan.backend == "pyxspec":
             result = run_pyxspec(spectra, expr, opts)
         elif opts.background == "model":
-            from ..fitting.background_fit import fit_background_model
+            from xmmext.fitting.modelled_background import fit_background_model
             result = fit_background_model(spectra, expr, opts)
         else:
-            from ..fitting.sherpa_engine import fit_sherpa
+            from xmmext.fitting.sherpa_engine import fit_sherpa
             result = fit_sherpa(spectra, expr, opts)
         result["model_fallback"] = settled.fallback
         result["notes"] = settled.notes + result.get("notes", [])
@@ -184,7 +184,7 @@ class FitStep(Step):
         result["flags"] = fit_flags(result, tuple(result.get("undetected", ())))
         written = [write_text(out / "fit.csv", csv_text(result))]
         if "source_region_background" in result:
-            from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, write_source_background
+            from xmmext.fitting.modelled_background import SOURCE_BACKGROUND_FILE, write_source_background
             written.append(write_source_background(out / SOURCE_BACKGROUND_FILE,
                                                    result.pop("source_region_background")))
         if opts.background == "local":
@@ -193,7 +193,7 @@ class FitStep(Step):
         else:       # an XSPEC script of the modelled background is not written yet
             result["notes"].append("fit.xcm / fit_pyxspec.py are not written for --background model (not built yet)")
         if plan.backend == "sherpa":
-            from ..fitting.plots import plot_fit
+            from xmmext.fitting.plots import plot_fit
             plot_fit(out / "fit.png", len(spectra), [c for c, _ in spectra])
             written.append(out / "fit.png")
         return StepResult(result, written)
@@ -236,7 +236,7 @@ class FitStep(Step):
 
 
 def main(argv=None) -> int:
-    from .cli import step_main
+    from xmmext.steps.cli import step_main
     return step_main(FitStep(), argv, "xspec_analysis.py",
                      "Step 4: tbabs*(apec+powerlaw) fits with PyXspec or sherpa "
                      "(xspec_analysis.py --profile: the temperature profile; --profile --help).")

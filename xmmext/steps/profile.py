@@ -9,7 +9,7 @@ The annuli are then refitted together with the PSF's cross-talk between them
 (:mod:`xmmext.fitting.crosstalk`; with ``--background model`` each annulus's fitted
 background is held fixed; ``--no-crosstalk`` skips it);
 profile.json keeps the independent fits as ``kT_independent`` etc. Native extraction only
-(the SAS path has no per-annulus variant yet). The work: :mod:`xmmext.profile`.
+(the SAS path has no per-annulus variant yet). The work: :mod:`xmmext.spectra.annuli`.
 """
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import DataError, UsageError
-from ..grouping import DEFAULT_GROUP
-from ..layout import CAMERAS, ObsPaths
-from . import values as V
-from .base import Plan, Step, StepResult, execute, finish_plan, option, require
-from .filtering import cleaned_event_inputs
-from .fit import CONF_LEVELS, FitOptions, FitStep
+from xmmext.core.errors import DataError, UsageError
+from xmmext.spectra.grouping import DEFAULT_GROUP
+from xmmext.core.paths import CAMERAS, ObsPaths
+import xmmext.steps.values as V
+from xmmext.steps.base import Plan, Step, StepResult, execute, finish_plan, option, require
+from xmmext.steps.filtering import cleaned_event_inputs
+from xmmext.steps.fit import CONF_LEVELS, FitOptions, FitStep
 
 MAX_ANNULI = 30
-log = logging.getLogger("xmmext.profile")
+log = logging.getLogger("xmmext.spectra.annuli")
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ProfileOptions:
             V.check(self, "r_max", V.positive_float)
             if self.r_max > 30:
                 raise UsageError(f"--r-max {self.r_max:g} arcmin is beyond the field of view")
-        from ..grouping import parse_group
+        from xmmext.spectra.grouping import parse_group
         parse_group(self.group)
         self.cameras = V.camera_tuple(self.cameras)
         self.fit_options(Path(".")).validate()
@@ -76,7 +76,7 @@ class ProfileOptions:
     def settled_model(self):
         """The per-annulus model (:func:`~xmmext.fitting.model_choice.settle_model`: tbabs*apec,
         or tbabs*zbremss without AtomDB)."""
-        from ..fitting import model_choice as M
+        from xmmext.fitting import model_choice as M
         given = None if self.profile_model == "auto" else self.profile_model
         return M.settle_model(given, self.redshift, M.DEFAULT_PROFILE_MODEL, M.FALLBACK_PROFILE_MODEL)
 
@@ -114,11 +114,11 @@ class ProfileStep(Step):
                                 decided={"model": settled.text}))
 
     def run(self, plan: Plan) -> StepResult:
-        from .. import profile as P
-        from ..fileio import write_text
-        from ..shapes import read_ds9
-        from ..spectra import extract_spectra
-        from .spectra import SpectraOptions
+        import xmmext.spectra.annuli as P
+        from xmmext.core.fileio import write_text
+        from xmmext.sky.extraction_region import read_ds9
+        from xmmext.spectra.extraction import extract_spectra
+        from xmmext.steps.spectra import SpectraOptions
         paths, opts = plan.context, plan.options
         folder = plan.record.parent
         bkg = read_ds9(paths.regions / "bkg.reg")
@@ -178,7 +178,7 @@ class ProfileStep(Step):
 
 def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: list) -> dict:
     """Fit one annulus's spectra (the fit step's code, its record in folder/fit/fit.json)."""
-    from ..fitting.crosstalk import ROW_PARAMETERS
+    from xmmext.fitting.crosstalk import ROW_PARAMETERS
     row = {"r_in_arcmin": ann.r_in, "r_out_arcmin": ann.r_out, "sn": ann.sn,
            "net_counts_0.3-2keV": ann.counts - ann.background, "folder": folder.name}
     ok = [c for c, s in spec["cameras"].items() if s.get("status") == "ok"]
@@ -205,9 +205,9 @@ def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: l
 
 def _flag_rows(folder: Path, rows: list[dict]) -> None:
     """Every annulus's ``flags``: its fit's and those of its final values."""
-    from ..fileio import read_record
-    from ..fitting.crosstalk import ROW_PARAMETERS
-    from ..fitting.flags import row_flags
+    from xmmext.core.fileio import read_record
+    from xmmext.fitting.crosstalk import ROW_PARAMETERS
+    from xmmext.fitting.flags import row_flags
     for row in rows:
         fit = read_record(folder / row["folder"] / "fit" / "fit.json")
         row["flags"] = row_flags(row, fit, ROW_PARAMETERS)
@@ -218,9 +218,9 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
     and abundance become the joint fit's; the independent fits stay as ``*_independent``).
     Returns what profile.json records about it, ``modelled`` False with the reason when
     it is not done."""
-    from ..fileio import read_record
-    from ..fitting.inputs import find_spectra, model_for_fit
-    from ..surface_brightness import is_usable
+    from xmmext.core.fileio import read_record
+    from xmmext.fitting.inputs import find_spectra, model_for_fit
+    from xmmext.sky.surface_brightness import is_usable
     reason = None
     if opts.no_crosstalk:
         reason = "--no-crosstalk"
@@ -231,7 +231,7 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
         reason = "step 2 has no beta model of the source (regions.json surface_brightness)"
     if reason is not None:
         return {"modelled": False, "reason": reason}
-    from ..fitting import crosstalk as X
+    from xmmext.fitting import crosstalk as X
     spectra = [find_spectra(folder / r["folder"], tuple(r["cameras"])) for r in rows]
     edges = [a.r_in for a in annuli] + [annuli[-1].r_out]
     fopts = opts.fit_options(folder)
@@ -239,7 +239,7 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
     backgrounds = None
     used = read_record(folder / rows[0]["folder"] / "fit" / "fit.json").get("background_choice", {}).get("used")
     if used == "model":                 # each annulus's fitted background, held fixed
-        from ..fitting.background_fit import SOURCE_BACKGROUND_FILE, read_source_background
+        from xmmext.fitting.modelled_background import SOURCE_BACKGROUND_FILE, read_source_background
         backgrounds = [{cam: read_source_background(folder / r["folder"] / "fit" / SOURCE_BACKGROUND_FILE, cam)
                         for cam in r["cameras"]} for r in rows]
     try:
@@ -260,6 +260,6 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
 
 
 def main(argv=None) -> int:
-    from .cli import step_main
+    from xmmext.steps.cli import step_main
     return step_main(ProfileStep(), argv, "xspec_analysis.py --profile",
                      "Temperature profile: annuli for a target S/N, spectra and a thermal fit per annulus.")

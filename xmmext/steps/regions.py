@@ -3,19 +3,19 @@
 Options: :class:`RegionOptions`. Inputs: the cleaned event lists and filtering.json of
 step 1. Outputs in results/<OBSID>/regions/: src.reg, bkg.reg (physical), src_sky.reg,
 bkg_sky.reg (fk5), ptsrc.reg, <cam>_images.fits, <cam>_expmaps.fits, regions.png,
-profile.png; record regions.json. The work: :mod:`xmmext.regions` (SAS images, exposure
+profile.png; record regions.json. The work: :mod:`xmmext.sky.regions` (SAS images, exposure
 maps and detection: :mod:`xmmext.sas.images`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backends import choose_backend
-from ..errors import UsageError
-from ..layout import CAMERAS, ObsPaths
-from . import values as V
-from .base import Plan, Step, StepResult, finish_plan, option, require
-from .filtering import cleaned_event_inputs
+from xmmext.sas.backend import choose_backend
+from xmmext.core.errors import UsageError
+from xmmext.core.paths import CAMERAS, ObsPaths
+import xmmext.steps.values as V
+from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option, require
+from xmmext.steps.filtering import cleaned_event_inputs
 
 MAX_RADIUS_ARCMIN = 30.0        # twice the EPIC field of view
 MAX_BKG_FACTOR = 10.0           # background annulus out to at most 10 x R
@@ -79,7 +79,7 @@ class RegionsStep(Step):
                                 paths.regions / "regions.json", [paths.regions], paths))
 
     def run(self, plan: Plan) -> StepResult:
-        from ..regions import make_regions
+        from xmmext.sky.regions import make_regions
         result, written = make_regions(plan.context, plan.options, backend=plan.backend)
         return StepResult(result, written)
 
@@ -90,7 +90,7 @@ class RegionsStep(Step):
 
 
 def main(argv=None) -> int:
-    from .cli import step_main
+    from xmmext.steps.cli import step_main
     return step_main(RegionsStep(), argv, "generate_regions.sh",
                      "Step 2: images, point sources, source and background regions.", obsid_positional=True)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..layout import ObsPaths, validate_name
-from .base import Plan, Step, StepResult, finish_plan, option
+from xmmext.core.paths import ObsPaths, validate_name
+from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
 
 PRODUCTS = ("events/filtering.json", "regions/regions.json", "spectra/spectra.json", "fit/fit.json",
             "regions/regions.png", "regions/profile.png", "spectra/spectra.png", "fit/fit.png",
@@ -38,7 +38,7 @@ class ReportStep(Step):
                                 paths))
 
     def run(self, plan: Plan) -> StepResult:
-        from ..report import build_report
+        from xmmext.report import build_report
         dest = build_report(plan.context, plan.options.name, plan.options.commands)
         return StepResult({"name": plan.options.name, "report": dest.name}, [dest])
 

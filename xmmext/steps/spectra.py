@@ -4,20 +4,20 @@ Options: :class:`SpectraOptions`. Inputs: the cleaned event lists and filtering.
 step 1, the region files (step 2's, or the user's ``--src-reg/--bkg-reg``) and any user
 responses. Outputs in results/<OBSID>/spectra/: <cam>_src.pha, <cam>_bkg.pha,
 <cam>_src_grp.pha, <cam>.rmf, <cam>.arf, spectra.png; record spectra.json. The work:
-:mod:`xmmext.spectra` (native), :mod:`xmmext.sas.spectra` (SAS).
+:mod:`xmmext.spectra.extraction` (native), :mod:`xmmext.sas.spectra` (SAS).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..backends import choose_backend
-from ..errors import UsageError
-from ..grouping import DEFAULT_GROUP
-from ..layout import CAMERAS, ObsPaths
-from . import values as V
-from .base import Plan, Step, StepResult, finish_plan, no_usable, option, require
-from .filtering import cleaned_event_inputs
+from xmmext.sas.backend import choose_backend
+from xmmext.core.errors import UsageError
+from xmmext.spectra.grouping import DEFAULT_GROUP
+from xmmext.core.paths import CAMERAS, ObsPaths
+import xmmext.steps.values as V
+from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
+from xmmext.steps.filtering import cleaned_event_inputs
 
 
 @dataclass
@@ -40,12 +40,12 @@ class SpectraOptions:
                             fingerprint=False)
 
     def validate(self) -> None:
-        from ..grouping import parse_group
+        from xmmext.spectra.grouping import parse_group
         parse_group(self.group)
         self.cameras = V.camera_tuple(self.cameras)
         self.rmf, self.arf = V.per_camera(self.rmf), V.per_camera(self.arf)
         V.check(self, "timeout", V.positive_float)
-        from ..ogip import check_response
+        from xmmext.spectra.ogip import check_response
         for flag, files, kind in (("--rmf", self.rmf, "RMF"), ("--arf", self.arf, "ARF")):
             for cam, f in (files or {}).items():
                 if not Path(f).is_file():
@@ -69,7 +69,7 @@ class SpectraStep(Step):
             require(reg, "region file not found (run step 2, generate_regions.sh, or give --src-reg/--bkg-reg)")
         chosen = choose_backend(backend, paths)
         if chosen == "sas":
-            from ..grouping import parse_group
+            from xmmext.spectra.grouping import parse_group
             if parse_group(opts.group).kind != "mincounts" or opts.src_reg or opts.bkg_reg or opts.rmf or opts.arf:
                 raise UsageError("the SAS path supports the step-2 regions and --group mincounts=N only")
         return finish_plan(Plan(self, opts, chosen, inputs, paths.spectra / "spectra.json", [paths.spectra], paths))
@@ -77,12 +77,12 @@ class SpectraStep(Step):
     def run(self, plan: Plan) -> StepResult:
         paths, opts = plan.context, plan.options
         if plan.backend == "sas":
-            from ..sas.spectra import run_sas_spectra
-            from ..grouping import parse_group
+            from xmmext.sas.spectra import run_sas_spectra
+            from xmmext.spectra.grouping import parse_group
             spec = parse_group(opts.group)
             summary, written = run_sas_spectra(paths, opts.cameras, int(spec.value), opts.timeout, spec.oversample)
         else:
-            from ..spectra import extract_spectra
+            from xmmext.spectra.extraction import extract_spectra
             summary, written = extract_spectra(paths, opts)
         failure = None
         if not any(s.get("status") == "ok" for s in summary["cameras"].values()):
@@ -106,7 +106,7 @@ class SpectraStep(Step):
 
 
 def main(argv=None) -> int:
-    from .cli import step_main
+    from xmmext.steps.cli import step_main
     return step_main(SpectraStep(), argv, "spectral_analysis.py",
                      "Step 3: source/background spectra, RMF/ARF, BACKSCAL, grouping.")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..errors import UsageError as _UsageError
-from ..layout import CAMERAS, parse_cameras
+from xmmext.core.errors import UsageError as _UsageError
+from xmmext.core.paths import CAMERAS, parse_cameras
 
 
 class UsageError(_UsageError, argparse.ArgumentTypeError):

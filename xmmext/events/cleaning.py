@@ -1,0 +1,405 @@
+"""Step 1's work (native backend): flare-cleaned event lists, GTIs and light curves (the step: :mod:`xmmext.steps.filtering`).
+
+For each camera: the high-energy single-event light curve of the FOV (MOS PI>10 keV,
+pn 10-12 keV, PATTERN==0, 100 s bins, corrected for GTI coverage) and of the
+out-of-FOV corners; a flare GTI from it (histogram / fixed / ratio); and the cleaned
+list = standard filter AND (per-CCD GTI intersected with the flare GTI), with the
+exposure keywords and STDGTInn extensions updated as evselect's updateexposure does.
+
+Outputs (results/<OBSID>/events/): <cam>_clean_evt.fits, <cam>_gti.fits,
+<cam>_lc.fits, <cam>_lc.png (filtering.json: :mod:`xmmext.steps.filtering`).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+
+import xmmext.events.gti as G
+from xmmext.events.gti import gti_hdu
+import xmmext.events.soft_protons as SP
+import xmmext.instrument as ins
+from xmmext.core.errors import DataError, UsageError
+from xmmext.events.reader import EventList, exposures_to_use, find_event_files, is_prefiltered, read_events
+from xmmext.events.selection import compile_expression
+from xmmext.core.fileio import save_figure, write_fits
+from xmmext.core.paths import ObsPaths
+from xmmext.events.exposures import merge_cleaned_lists
+
+log = logging.getLogger("xmmext.events.cleaning")
+
+# Central CCD whose GTI defines the camera exposure (as SAS's EXPOSURE keyword does).
+REFERENCE_CCD = {"mos1": 1, "mos2": 1, "pn": 4}
+CORNER_EXPRESSION = f"((FLAG & {ins.OUT_OF_FOV_FLAG:#x})!=0) && (PATTERN<=12) && (PI>500)"
+
+
+@dataclass
+class FlareResult:
+    gti: np.ndarray
+    lc: G.LightCurve
+    corner: G.LightCurve
+    screening: G.Screening
+    note: str | None = None
+
+
+def observation_gti(ev: EventList) -> np.ndarray:
+    """Time the camera took data: the union of the per-CCD GTIs (else TSTART..TSTOP)."""
+    if ev.gtis:
+        return G.normalise(np.vstack(list(ev.gtis.values())))
+    return np.array([[ev.tstart, ev.tstop]])
+
+
+def reference_gti(ev: EventList) -> np.ndarray:
+    ref = REFERENCE_CCD[ev.camera]
+    if ref in ev.gtis:
+        return G.normalise(ev.gtis[ref])
+    return observation_gti(ev)
+
+
+def resolve_method(method: str, prefiltered: bool) -> str:
+    """``auto``: keep the good time of a list that was already screened, else histogram."""
+    if method == "auto":
+        return "input" if prefiltered else "histogram"
+    return method
+
+
+def flare_gti(ev: EventList, opts, prefiltered: bool = False) -> FlareResult:
+    """Screen the high-energy FOV light curve for soft-proton flares.
+
+    The light curve's exposure is the list's own good time (STDGTInn x its filter GTIs),
+    so the intervals a previous screening removed count as no time, not as zero rate."""
+    cam = ins.camera(ev.camera)
+    cols = ev.columns
+    fov_hard = compile_expression(f"({cam.flare_expression}) && #INFOV").evaluate(cols)
+    corner_sel = compile_expression(CORNER_EXPRESSION).evaluate(cols)
+    obs_gti = observation_gti(ev)
+    lc = G.light_curve(cols["TIME"][fov_hard], ev.tstart, ev.tstop, obs_gti, opts.binsize)
+    corner = G.light_curve(cols["TIME"][corner_sel], ev.tstart, ev.tstop, obs_gti, opts.binsize)
+    note = None
+    method = resolve_method(opts.method, prefiltered)
+    if method == "input":
+        scr = G.Screening("input", float("inf"), float("-inf"), lc.exposure > 0)
+        return FlareResult(obs_gti, lc, corner, scr, "already-filtered list: its own good time is kept "
+                           "(no new screening; give --method histogram to screen it again)")
+    if method == "fixed":
+        scr = G.fixed_screen(lc, opts.threshold(ev.camera))
+    elif method == "ratio":
+        if corner.counts.sum() < 20:
+            raise DataError("too few out-of-FOV corner events for the ratio method", ev.path)
+        scr = G.ratio_screen(lc, corner, opts.sigma)
+    else:
+        scr = G.histogram_screen(lc, opts.sigma)
+        # A quiescent level above the classic threshold means the whole exposure is
+        # flared (the Gaussian sits on flare bins): fall back to the fixed threshold.
+        if scr.mean is not None and scr.mean > opts.threshold(ev.camera):
+            note = (f"fitted quiescent rate {scr.mean:.3f} ct/s exceeds the {opts.threshold(ev.camera)} ct/s "
+                    "threshold: the observation is flared throughout; fixed threshold applied")
+            scr = G.fixed_screen(lc, opts.threshold(ev.camera))
+    good = G.bins_to_gti(lc.edges, scr.good_bins, obs_gti)
+    good = G.drop_short(good, opts.min_gti)
+    return FlareResult(good, lc, corner, scr, note)
+
+
+def clean_events(ev: EventList, flare: np.ndarray, expression: str, dest) -> dict:
+    """Apply the filter expression and the per-CCD GTIs intersected with ``flare``;
+    write the cleaned list to ``dest`` (atomically) and return event counts.
+
+    ``ev`` needs only the columns the selection uses (plus TIME and CCDNR); the output
+    rows are copied whole from the input table, so every column, its format and
+    scaling are carried over untouched.
+    """
+    cols = ev.columns
+    keep = compile_expression(expression).evaluate(cols)
+    ccd_gti = {c: G.intersect(g, flare) for c, g in ev.gtis.items()} if ev.gtis else \
+        {int(c): G.intersect([[ev.tstart, ev.tstop]], flare) for c in np.unique(cols["CCDNR"])}
+    keep &= _in_ccd_gtis(cols["TIME"], cols["CCDNR"], ccd_gti)
+    header = _cleaned_header(ev, keep, ccd_gti, flare, expression)
+    gti_hdus = [gti_hdu(g, f"STDGTI{c:02d}", ccd=c) for c, g in sorted(ccd_gti.items())]
+    write_selected_rows(ev.path, keep, ev.primary, header, gti_hdus + bad_pixel_hdus(ev.path), dest)
+    return {"events_before": int(ev.n), "events_after": int(keep.sum())}
+
+
+def bad_pixel_hdus(path) -> list:
+    """Copies of the input's BADPIXnn tables (the footprint of later steps needs them)."""
+    from xmmext.events.reader import open_fits
+    with open_fits(path) as hdul:
+        return [fits.BinTableHDU(data=h.data.copy(), header=h.header.copy(), name=h.name)
+                for h in hdul[1:] if (h.name or "").startswith("BADPIX") and h.data is not None]
+
+
+def write_selected_rows(src, keep: np.ndarray, primary: fits.Header, header: fits.Header,
+                        extra_hdus: list, dest) -> None:
+    """Write the rows of the EVENTS table of ``src`` where ``keep`` is true.
+
+    The binary-table bytes of the selected rows are copied as they are (FITS rows are
+    fixed-width records), which is several times faster than rebuilding the table in
+    astropy; the small GTI extensions are appended with astropy.
+    """
+    from xmmext.core.fileio import atomic_path
+    with fits.open(src, memmap=True) as hdul:
+        ev = hdul["EVENTS"]
+        if int(ev.header.get("PCOUNT", 0)) != 0:      # variable-length columns: let astropy do it
+            raw_hdu = fits.BinTableHDU(data=ev.data[keep], header=header, name="EVENTS")
+            with atomic_path(dest) as tmp:
+                fits.HDUList([fits.PrimaryHDU(header=primary.copy()), raw_hdu] + extra_hdus).writeto(tmp)
+            return
+        raw = np.asarray(ev.data).view(np.ndarray)
+        rows = raw.view(f"V{raw.dtype.itemsize}").take(np.flatnonzero(keep))
+    hdr = header.copy()
+    hdr["NAXIS2"] = len(rows)
+    for k in ("CHECKSUM", "DATASUM"):
+        hdr.remove(k, ignore_missing=True)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as fh:
+            fits.PrimaryHDU(header=primary.copy()).writeto(fh)
+            fh.write(hdr.tostring().encode("ascii"))
+            fh.write(memoryview(rows))          # no intermediate copy
+            fh.write(b"\0" * (-rows.nbytes % 2880))
+        for hdu in extra_hdus:
+            fits.append(tmp, hdu.data, hdu.header)
+
+
+def _in_ccd_gtis(time, ccdnr, ccd_gti: dict) -> np.ndarray:
+    """Events inside the GTI of their own CCD; one pass per distinct GTI set (usually one)."""
+    groups: dict[bytes, list[int]] = {}
+    for c, g in ccd_gti.items():
+        groups.setdefault(np.ascontiguousarray(g).tobytes(), []).append(c)
+    if len(groups) == 1:
+        (ccds,) = groups.values()
+        inside = G.in_gti(time, ccd_gti[ccds[0]])
+        known = np.isin(ccdnr, ccds) if set(np.unique(ccdnr)) - set(ccds) else True
+        return inside & known
+    out = np.zeros(len(time), bool)
+    for ccds in groups.values():
+        on = np.isin(ccdnr, ccds)
+        out[on] = G.in_gti(time[on], ccd_gti[ccds[0]])
+    return out
+
+
+def dead_time_fraction(header: fits.Header, ccd: int) -> float:
+    """Live/on time of a CCD from the input header (LIVETInn/ONTIMEnn; 1 when absent)."""
+    on, live = header.get(f"ONTIME{ccd:02d}"), header.get(f"LIVETI{ccd:02d}")
+    try:
+        on, live = float(on), float(live)
+    except (TypeError, ValueError):
+        return 1.0
+    return live / on if on > 0 and 0 < live <= on else 1.0
+
+
+def _cleaned_header(ev, keep, ccd_gti, flare, expression) -> fits.Header:
+    """EVENTS header with exposure keywords updated as evselect's updateexposure does:
+    ONTIMEnn = good time of the CCD, LIVETInn = that x the input's live fraction."""
+    h = ev.header.copy()
+    ref = REFERENCE_CCD[ev.camera]
+    live = {}
+    for c, g in ccd_gti.items():
+        t = G.total(g)
+        live[c] = t * dead_time_fraction(ev.header, c)
+        h[f"ONTIME{c:02d}"] = (t, "[s] sum of GTIs for this CCD")
+        h[f"LIVETI{c:02d}"] = (live[c], "[s] live time for this CCD")
+        h[f"EXPOSU{c:02d}"] = (live[c], "[s] exposure for this CCD")
+    ref = ref if ref in ccd_gti else (max(live, key=live.get) if live else ref)
+    ontime = G.total(ccd_gti.get(ref, flare))
+    livetime = live.get(ref, ontime)
+    h["ONTIME"] = (ontime, "[s] GTI sum, reference CCD, after filtering")
+    h["LIVETIME"] = (livetime, "[s] live time, reference CCD")
+    h["EXPOSURE"] = (livetime, "[s] live time, reference CCD")
+    h.remove("SLCTEXPR", ignore_missing=True)      # a long value keeps no comment (no truncation warning)
+    h["SLCTEXPR"] = expression
+    h["HISTORY"] = f"xmmext.events.cleaning: kept {int(keep.sum())} of {ev.n} events; expression {expression}"
+    return h
+
+
+def light_curve_hdulist(ev: EventList, res: FlareResult) -> fits.HDUList:
+    """OGIP light curves: RATE (FOV, high energy) and CORNER (out-of-FOV)."""
+    def table(lc: G.LightCurve, name: str):
+        hdu = fits.BinTableHDU.from_columns([
+            fits.Column("TIME", "D", unit="s", array=lc.centres),
+            fits.Column("COUNTS", "J", unit="count", array=lc.counts.astype(np.int32)),
+            fits.Column("RATE", "E", unit="count/s", array=np.nan_to_num(lc.rate)),
+            fits.Column("ERROR", "E", unit="count/s", array=np.nan_to_num(lc.rate_error)),
+            fits.Column("FRACEXP", "E", array=lc.exposure / (lc.edges[1] - lc.edges[0])),
+        ], name=name)
+        h = hdu.header
+        h["HDUCLASS"], h["HDUCLAS1"], h["HDUCLAS2"] = "OGIP", "LIGHTCURVE", "TOTAL"
+        h["TIMEDEL"] = (float(lc.edges[1] - lc.edges[0]), "[s] bin size")
+        h["TSTART"], h["TSTOP"] = float(lc.edges[0]), float(lc.edges[-1])
+        h["TIMESYS"], h["MJDREF"], h["TIMEUNIT"] = "TT", ins.MJDREF, "s"
+        h["INSTRUME"] = ins.camera(ev.camera).instrume
+        return hdu
+    rate = table(res.lc, "RATE")
+    rate.header["FLTMETH"] = (res.screening.method, "flare screening method")
+    if np.isfinite(res.screening.threshold):
+        rate.header["FLTTHR"] = (res.screening.threshold, "[count/s] upper limit applied")
+    rate.header["SELEXPR"] = ins.camera(ev.camera).flare_expression
+    return fits.HDUList([fits.PrimaryHDU(), rate, table(res.corner, "CORNER")])
+
+
+def plot_light_curve(ev: EventList, res: FlareResult, dest) -> None:
+    """Light curve with the threshold and rejected intervals shaded; corners beneath."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t0 = res.lc.edges[0]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True,
+                                 gridspec_kw={"height_ratios": [2.2, 1]})
+    x = (res.lc.centres - t0) / 1000.0
+    a1.step(x, res.lc.rate, where="mid", color="k", lw=0.8, label="FOV, high energy, PATTERN==0")
+    if np.isfinite(res.screening.threshold):
+        a1.axhline(res.screening.threshold, color="C3", ls="--", lw=1.2,
+                   label=f"{res.screening.method} cut {res.screening.threshold:.3f} ct/s")
+    bad = G.intersect([[res.lc.edges[0], res.lc.edges[-1]]], res.gti)
+    edges_bad = _complement(bad, res.lc.edges[0], res.lc.edges[-1])
+    for s, e in edges_bad:
+        for ax in (a1, a2):
+            ax.axvspan((s - t0) / 1000, (e - t0) / 1000, color="C3", alpha=0.15, lw=0)
+    a1.set_ylabel("rate (ct/s)")
+    kept = G.total(res.gti) / max(G.total(np.array([[res.lc.edges[0], res.lc.edges[-1]]])), 1)
+    a1.set_title(f"{ins.camera(ev.camera).instrume} {ev.key('OBS_ID', '')}: flare screening "
+                 f"(kept {100 * kept:.0f}% of the time; shaded = rejected)")
+    a1.legend(loc="upper right", fontsize=8)
+    a2.step(x, res.corner.rate, where="mid", color="C0", lw=0.8)
+    a2.set_ylabel("corner (ct/s)")
+    a2.set_xlabel(f"time since {t0:.0f} s (ks)")
+    fig.tight_layout()
+    save_figure(dest, fig)
+    plt.close(fig)
+
+
+def _complement(gti, t0, t1):
+    g = G.normalise(gti)
+    edges = [t0] + g.ravel().tolist() + [t1]
+    pairs = np.array(edges).reshape(-1, 2)
+    return pairs[pairs[:, 1] > pairs[:, 0]]
+
+
+# --- the step --------------------------------------------------------------------------
+def needed_columns(cam: str, opts) -> list[str]:
+    """Columns the light curves and the selection read (the rest is copied untouched)."""
+    need = {"TIME", "CCDNR", "FLAG", "PI", "PATTERN"}
+    need |= compile_expression(opts.expression(cam)).columns
+    need |= compile_expression(ins.camera(cam).flare_expression).columns
+    return sorted(need)
+
+
+def outputs_for(paths: ObsPaths, prefix: str) -> list:
+    """A camera's (or one exposure's, ``<cam>_e<k>``) cleaned list, GTI, light curve and plot."""
+    e = paths.events
+    return [e / f"{prefix}_clean_evt.fits", e / f"{prefix}_gti.fits", e / f"{prefix}_lc.fits", e / f"{prefix}_lc.png"]
+
+
+def residual_soft_protons(paths: ObsPaths, cam: str, clean, expression: str, gti, exposure_s: float) -> dict:
+    """The cleaned list's residual soft-proton measure (:mod:`xmmext.events.soft_protons`), with the
+    out-of-FOV corners of the input list when it has them."""
+    from xmmext.events.footprint import geometry_from_events
+    from xmmext.events.particles import corner_spectrum
+    geo = geometry_from_events(clean, cam)
+    ev = read_events(clean, columns=["X", "Y", "PI"])
+    corner, area = corner_spectrum(paths, ins.camera(cam), expression, np.asarray(gti), geo)
+    filt = str(ev.key("FILTER", "Medium")).strip() or "Medium"
+    return SP.measure(cam, ev.columns["X"], ev.columns["Y"], ev.columns["PI"], geo, corner, area, exposure_s,
+                      filt if filt.lower() in ("thin", "medium", "thick") else "Medium")
+
+
+def filter_observation(paths: ObsPaths, opts) -> tuple[dict, list]:
+    """Step 1 (native) for every requested camera: write the per-camera outputs; return
+    the filtering.json content and the files written.
+
+    A camera that is absent or unusable is skipped with a warning and recorded (the step
+    fails only when no camera is usable: see :mod:`xmmext.steps.filtering`)."""
+    found = find_event_files(paths)
+    summary: dict = {}
+    written: list = []
+    for cam in opts.cameras:
+        if cam not in found:
+            log.warning("%s: no event list in %s; camera skipped", cam, paths.event_dir)
+            summary[cam] = {"status": "skipped", "reason": "no event list"}
+            continue
+        infiles, choice = exposures_to_use(found[cam])
+        try:
+            summary[cam], files = _filter_camera(paths, cam, infiles, choice, opts)
+            written += files
+        except DataError as exc:
+            log.warning("%s: %s", cam, exc.message)
+            summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infiles[0])}
+    return summary, written
+
+
+def _filter_camera(paths: ObsPaths, cam: str, infiles: list, choice: str, opts) -> tuple[dict, list]:
+    """One camera: its exposure screened, or each of its exposures screened and the cleaned
+    lists merged (:mod:`xmmext.events.exposures`); the residual soft protons measured on the
+    result. Returns its filtering.json entry and the files written."""
+    if len(infiles) == 1:
+        rec = _filter_exposure(paths, cam, infiles[0], opts, cam)
+        rec["exposure_choice"] = choice
+        written = outputs_for(paths, cam)
+    else:
+        parts = [_filter_exposure(paths, cam, f, opts, f"{cam}_e{k}") for k, f in enumerate(infiles, start=1)]
+        written = [f for k in range(1, len(parts) + 1) for f in outputs_for(paths, f"{cam}_e{k}")]
+        clean, gti = outputs_for(paths, cam)[:2]
+        merged = merge_cleaned_lists([outputs_for(paths, f"{cam}_e{k}")[0] for k in range(1, len(parts) + 1)], clean)
+        union = G.normalise(np.concatenate([np.array(r["gti"]).reshape(-1, 2) for r in parts]))
+        write_fits(gti, fits.HDUList([fits.PrimaryHDU(), gti_hdu(union, "STDGTI")]))
+        written += [clean, gti]
+        rec = {**parts[0], "input": [str(f) for f in infiles], "exposure_choice": choice,
+               "exposures": [{k: r[k] for k in ("input", "method", "threshold", "exposure_before_s",
+                                                "exposure_after_s", "events_before", "events_after")} for r in parts],
+               "exposure_before_s": sum(r["exposure_before_s"] for r in parts),
+               "exposure_after_s": merged["livetime"], "events_before": sum(r["events_before"] for r in parts),
+               "events_after": merged["events"], "gti": union.tolist()}
+        rec["fraction_rejected"] = 1.0 - rec["exposure_after_s"] / rec["exposure_before_s"]
+        log.info("%s: %s", cam, choice)
+    rec["soft_protons"] = residual_soft_protons(paths, cam, outputs_for(paths, cam)[0], rec["expression"],
+                                                rec["gti"], rec["exposure_after_s"])
+    if rec["soft_protons"].get("warning"):
+        log.warning("%s; the fit models them (--background auto)", SP.describe(cam, rec["soft_protons"]))
+    return rec, written
+
+
+def _filter_exposure(paths: ObsPaths, cam: str, infile, opts, prefix: str) -> dict:
+    """Screen one exposure (light curve, flare GTI, selection): writes the files of
+    :func:`outputs_for` ``prefix``; returns its filtering.json entry."""
+    ev = read_events(infile, columns=needed_columns(cam, opts))
+    if ev.camera != cam:
+        raise UsageError(f"file name says {cam} but INSTRUME says {ev.camera}", infile)
+    prefiltered, evidence = is_prefiltered(ev)
+    res = flare_gti(ev, opts, prefiltered)
+    ref_before = reference_gti(ev)
+    if G.total(res.gti) <= 0:
+        raise DataError("no good time left after flare screening: the observation is 100% flared "
+                        f"(method {res.screening.method}, cut {res.screening.threshold:.3f} ct/s)", infile)
+    expression = opts.expression(cam)
+    out = outputs_for(paths, prefix)
+    write_fits(out[1], fits.HDUList([fits.PrimaryHDU(), gti_hdu(res.gti, "STDGTI")]))
+    write_fits(out[2], light_curve_hdulist(ev, res))
+    plot_light_curve(ev, res, out[3])
+    stats = clean_events(ev, res.gti, expression, out[0])   # last: it marks the camera as done
+    if stats["events_after"] == 0:
+        out[0].unlink()
+        raise DataError("no events left after cleaning", infile)
+    ref = REFERENCE_CCD[cam] if REFERENCE_CCD[cam] in ev.gtis else None
+    before = G.total(ref_before) * (dead_time_fraction(ev.header, ref) if ref else 1.0)
+    after = float(fits.getheader(out[0], "EVENTS")["LIVETIME"])
+    rec = {
+        "status": "ok", "input": str(infile),
+        "prefiltered": prefiltered, "prefilter_evidence": evidence,
+        "input_gti_tables": ["STDGTInn"] + ev.filter_gti_names,
+        "exposure_kind": "live time (LIVETInn/ONTIMEnn dead-time fraction of the input)",
+        "method": res.screening.method,
+        "threshold": res.screening.threshold if np.isfinite(res.screening.threshold) else None,
+        "lower_limit": None if not np.isfinite(res.screening.lower) else res.screening.lower,
+        "quiescent_mean": res.screening.mean, "quiescent_sigma": res.screening.sigma,
+        "sigma": opts.sigma, "binsize_s": opts.binsize, "min_gti_s": opts.min_gti,
+        "expression": expression,
+        "exposure_before_s": before, "exposure_after_s": after,
+        "fraction_rejected": 1.0 - after / before if before > 0 else None,
+        **stats, "gti": res.gti.tolist(),
+    }
+    if res.note:
+        rec["note"] = res.note
+        log.warning("%s: %s", cam, res.note)
+    log.info("%s: %s kept %.0f of %.0f s (%.1f%% rejected), %d of %d events", cam, rec["method"], after,
+             before, 100 * rec["fraction_rejected"], stats["events_after"], stats["events_before"])
+    return rec
