@@ -27,7 +27,7 @@ def step_parser(prog: str, description: str, with_obsid: bool = True):
     """Parser for a script of your own, with the options the pipeline's steps share:
     --obsid, --cameras, --backend, --force, --workdir, --debug, --quiet."""
     from xmmext.steps.cli import add_runner_options
-    from xmmext.steps.values import cameras
+    from xmmext.core.values import cameras
     p = base_parser(prog, description)
     if with_obsid:
         p.add_argument("--obsid", required=True, help="10-digit observation ID")

@@ -137,7 +137,6 @@ def model_realisation(job: tuple) -> list[tuple]:
 
 def photons_profile(paths: ObsPaths, truth: dict, rows: list) -> list[tuple]:
     """The annuli rebuilt from the cluster's own cleaned events, fitted."""
-    from xmmext.spectra.ogip import pi_spectrum
     from xmmext.sky.extraction_region import read_ds9
     from xmmext.simulate.truth import step1_selected
     folder = paths.workdir / f"cluster_only_{paths.obsid}"
@@ -151,7 +150,7 @@ def photons_profile(paths: ObsPaths, truth: dict, rows: list) -> list[tuple]:
         for cam in r["cameras"]:
             ev = events[cam]
             inside = region.contains(ev["X"], ev["Y"])
-            write_counts(src, folder / r["folder"], cam, pi_spectrum(ev["PI"][inside], ins.camera(cam)))
+            write_counts(src, folder / r["folder"], cam, ins.pi_spectrum(ev["PI"][inside], ins.camera(cam)))
     return fit_profile(folder, paths, truth, rows)
 
 

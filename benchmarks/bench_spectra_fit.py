@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from conftest import simulate_into  # noqa: E402
 from xmmext import instrument as ins  # noqa: E402
-from xmmext import xspec_models as xm  # noqa: E402
+import xmmext.xspec.library as xm  # noqa: E402
 from xmmext.events.reader import read_events  # noqa: E402
 from xmmext.steps import FilterOptions, run_filtering  # noqa: E402
 from xmmext.fitting.inputs import find_spectra  # noqa: E402

@@ -157,14 +157,14 @@ TASKS = {
     "rmfgen": """
         need_ccf()
         from xmmext import instrument as ins
-        from xmmext import responses
+        import xmmext.spectra.responses as responses
         inst = fits.getheader(ARGS['spectrumset'], 'SPECTRUM')['INSTRUME'].strip()
         responses.rmf_hdulist(ins.camera(inst)).writeto(ARGS['rmfset'])
     """,
     "arfgen": """
         need_ccf()
         from xmmext import instrument as ins
-        from xmmext import responses
+        import xmmext.spectra.responses as responses
         inst = fits.getheader(ARGS['spectrumset'], 'SPECTRUM')['INSTRUME'].strip()
         cam = ins.camera(inst)
         responses.arf_hdulist(cam, responses.point_source_arf(cam, 2.0)).writeto(ARGS['arfset'])

@@ -91,7 +91,7 @@ def test_pn_out_of_time_events_predicted_per_region(processed_obs):
     events, which carry other labels or none in the simulator: ~10% more here, 23% more
     over the whole band)."""
     import numpy as np
-    from xmmext import gti as G
+    import xmmext.events.gti as G
     from xmmext.spectra.model_inputs import read_oot
     from xmmext.events.reader import read_events
     from xmmext.events.selection import compile_expression

@@ -70,7 +70,7 @@ def _leftovers(wd):
 
 
 def _mains():
-    from xmmext import multi, pipeline, simulate
+    import xmmext.pipeline.many as multi, xmmext.pipeline.run as pipeline, xmmext.simulate.observation as simulate
     from xmmext.steps import filtering, fit, profile, regions, spectra
     return {"filtering": filtering.main, "regions": regions.main, "spectra": spectra.main, "fit": fit.main,
             "profile": profile.main,

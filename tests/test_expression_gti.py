@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xmmext import gti as G
+import xmmext.events.gti as G
 from xmmext.core.errors import UsageError
 from xmmext.events.selection import compile_expression
 

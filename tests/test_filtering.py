@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, run_cli, simulate_into
-from xmmext import gti as G
+import xmmext.events.gti as G
 from xmmext.events.selection import compile_expression
 from xmmext.steps import FilterOptions, run_filtering
 from xmmext.core.paths import ObsPaths

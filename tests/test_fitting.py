@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
-from xmmext import xspec_models as xm
+import xmmext.xspec.library as xm
 from xmmext.core.errors import UsageError
 from xmmext.fitting.pyxspec_engine import pyxspec_script
 from xmmext.fitting.sherpa_engine import fit_sherpa

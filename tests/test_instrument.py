@@ -7,8 +7,8 @@ from astropy.io import fits
 
 from conftest import SHARED_DATA, needs_shared
 from xmmext import instrument as ins
-from xmmext import responses
-from xmmext import xspec_models as xm
+import xmmext.spectra.responses as responses
+import xmmext.xspec.library as xm
 from xmmext.core.fileio import write_fits
 
 

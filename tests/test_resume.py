@@ -71,7 +71,7 @@ def test_killed_at_five_points_resumes_to_the_clean_result(clean, tmp_path, monk
     shutil.copytree(clean / "data", wd / "data")
     paths = ObsPaths.of(OBSID, wd)
     points = [("xmmext.events.cleaning", "_filter_camera", 1, paths.events / ".pn_clean_evt.fits.xmmext-k1.part"),
-              ("xmmext.sky.regions", "_plot_profile", 0, paths.regions / ".profile.png.xmmext-k2.part"),
+              ("xmmext.sky.regions", "plot_profile", 0, paths.regions / ".profile.png.xmmext-k2.part"),
               ("xmmext.spectra.extraction", "_plot", 0, None),
               ("xmmext.fitting.plots", "plot_fit", 0, paths.fit / ".fit.png.xmmext-k4.part"),
               ("xmmext.report", "write_text", 0, paths.results / ".report.html.xmmext-k5.part")]

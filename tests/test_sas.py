@@ -17,7 +17,7 @@ from astropy.io import fits
 
 from conftest import ROOT
 
-from xmmext import errors as errors_mod
+import xmmext.core.errors as errors_mod
 from xmmext.sas import filtering as sasf
 from xmmext.sas import images as sasi
 from xmmext.sas import spectra as sass

@@ -9,7 +9,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from conftest import DEMO_OBSID, run_cli, simulate_into
-from xmmext import gti as G
+import xmmext.events.gti as G
 from xmmext import instrument as ins
 
 REQUIRED = ["TIME", "RAWX", "RAWY", "DETX", "DETY", "X", "Y", "PI", "PATTERN", "FLAG", "CCDNR"]

@@ -10,7 +10,7 @@ from astropy.io import fits
 
 from conftest import assert_one_line_error, ROOT, SHARED_DATA, needs_shared, run_cli
 from xmmext import instrument as ins
-from xmmext import xspec_models as xm
+import xmmext.xspec.library as xm
 from xmmext.spectra.ogip import read_pha
 from xmmext.sky.extraction_region import read_ds9
 from xmmext.simulate.truth import cluster_flux_fraction, cluster_spectrum, step1_selected

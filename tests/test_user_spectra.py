@@ -149,7 +149,7 @@ def test_native_mos_rmf_against_sas_rmfgen(tmp_path):
     puts 2-5% of the response; the NGC 7793 MOS spectra fitted with the SAS RMFs find the
     published black body, with the native RMF they do not fit as well."""
     from xmmext import instrument as ins
-    from xmmext import responses
+    import xmmext.spectra.responses as responses
     from xmmext.spectra.ogip import read_rmf
     sas = read_rmf(MOS_RMF / "MOS1.rmf")
     responses.rmf_hdulist(ins.camera("mos1"), "Medium").writeto(tmp_path / "native.rmf")

@@ -1,11 +1,11 @@
-"""Derive the particle-background spectral template of xmmext.instrument.PARTICLE_TEMPLATE.
+"""Derive the particle-background spectral template of xmmext.events.particles.PARTICLE_TEMPLATE.
 
 Usage: python tools/derive_particle_template.py ../shared/data/xmm_epic_ngc7793_ulx4
 
 Reads the real SAS background spectra of NGC 7793 (MOS1, MOS2, pn; a source-free region
 of a 20-36 ks observation) and prints counts per keV in 1-keV bins from 6 keV to the top
 of each camera's particle band, relative to the per-keV level in that band
-(instrument.PARTICLE_BAND). Above 6 keV these spectra are dominated by the particle
+(particles.PARTICLE_BAND). Above 6 keV these spectra are dominated by the particle
 background (the sky's share there is small for a local region); below, the sky dominates
 them and the template holds its 6-7 keV value. MOS1/MOS2 are averaged.
 """

@@ -74,34 +74,6 @@ VIGNETTING = {"mos1": ((1.25, 13.597, 1.4445), (6.0, 13.079, 1.6659)),
               "mos2": ((1.25, 12.640, 1.2895), (6.0, 12.498, 1.5557)),
               "pn": ((1.25, 9.277, 0.8568), (6.0, 9.347, 1.0509))}
 
-# Band where the mirrors have almost no effective area: in-FOV counts there are particle
-# background (plus residual soft protons); used to set the particle level when a cleaned
-# list has no out-of-FOV corner events.
-PARTICLE_BAND = {"mos1": (10.0, 12.0), "mos2": (10.0, 12.0), "pn": (10.0, 12.0)}
-# Shape of the particle spectrum: counts per keV relative to the level in PARTICLE_BAND,
-# in 1-keV bins from 6 keV, measured on the real SAS background spectra of NGC 7793
-# (tools/derive_particle_template.py; MOS1/MOS2 averaged). pn shows its Cu/Ni/Zn complex
-# at 7-9 keV. Below 6 keV those spectra are sky-dominated: the 6-7 keV value is held.
-PARTICLE_TEMPLATE = {
-    "mos": ((6, 7, 1.58), (7, 8, 1.30), (8, 9, 1.20), (9, 10, 1.23), (10, 11, 1.02), (11, 12, 0.98)),
-    "pn": ((6, 7, 1.51), (7, 8, 2.07), (8, 9, 3.64), (9, 10, 1.15), (10, 11, 0.95), (11, 12, 1.05)),
-}
-
-
-def particle_shape(camera: str, energy_kev) -> np.ndarray:
-    """Relative particle counts per keV at ``energy_kev`` (1 in the reference band)."""
-    rows = PARTICLE_TEMPLATE["pn" if camera == "pn" else "mos"]
-    edges = np.array([r[0] for r in rows] + [rows[-1][1]], float)
-    vals = np.array([r[2] for r in rows])
-    k = np.clip(np.searchsorted(edges, np.asarray(energy_kev, float), side="right") - 1, 0, len(vals) - 1)
-    return vals[k]
-
-
-def particle_band_integral(camera: str, lo_kev: float, hi_kev: float, step: float = 0.005) -> float:
-    """Integral of :func:`particle_shape` over [lo, hi] keV (relative counts)."""
-    e = np.arange(lo_kev + step / 2, hi_kev, step)
-    return float(particle_shape(camera, e).sum() * step)
-
 # --- energy grids of the responses ------------------------------------------------
 # Same grid as the SAS pn RMF in ../shared/data (0.05-16 keV, 2067 rows is SAS's;
 # we use uniform 10 eV rows which is finer than the resolution everywhere).
@@ -266,6 +238,14 @@ def vignetting(camera: str, theta_arcmin, energy_kev) -> np.ndarray:
     return (1.0 + (th / theta0) ** 2) ** (-k)
 
 
+def pi_spectrum(pi: np.ndarray, cam) -> np.ndarray:
+    """Counts per spectral channel (5 eV of PI each) of a camera (:class:`Camera`)."""
+    ch = np.asarray(pi, np.int64) // int(CHANNEL_EV)
+    ch = ch[(ch >= 0) & (ch < cam.n_channels)]
+    return np.bincount(ch, minlength=cam.n_channels).astype(np.int32)
+
+
+
 # --- the three cameras --------------------------------------------------------------
 # MOS CCD centres in DET (arcsec) and RAWX directions, from the RAW->DET maps of the
 # real 0201903501 event lists (tools/derive_geometry.py): the central CCD 1 and six
@@ -403,50 +383,3 @@ def off_axis_arcmin(x, y) -> np.ndarray:
     elsewhere: see geometry.optical_axis)."""
     return np.hypot(np.asarray(x, float) - SKY_REF_PIX, np.asarray(y, float) - SKY_REF_PIX) \
         * SKY_PIX_ARCSEC / 60.0
-
-
-def exposed_mask(cam: Camera, x, y, pa_deg: float, active: list[int] | None = None,
-                 fov_only: bool = True) -> np.ndarray:
-    """True where sky pixels fall on an active CCD (and inside the FOV if asked)."""
-    dx, dy = sky_to_det(cam, x, y, pa_deg)
-    ccdnr, _, _ = cam.locate(dx, dy, active)
-    ok = ccdnr > 0
-    if fov_only:
-        ok &= cam.in_fov(dx, dy)
-    return ok
-
-
-# --- event grades and flags ------------------------------------------------------------
-# Share of events by PATTERN class: (singles, the rest of the standard range, outside it).
-# X-rays: UHB pattern distributions (pn singles+doubles ~96%, MOS 0-12 ~97%); particles
-# leave more multi-pixel events.
-XRAY_PATTERN_FRACTIONS = {"pn": (0.70, 0.26, 0.04), "mos": (0.65, 0.32, 0.03)}
-PARTICLE_PATTERN_FRACTIONS = {"pn": (0.45, 0.25, 0.30), "mos": (0.40, 0.30, 0.30)}
-# Random flags standing in for bad pixels: next to a bad pixel (0x4, not in the #XMMEA
-# masks) and in a bad column (0x80000, in both masks). Border pixels get 0x1.
-RANDOM_FLAGS = ((0x4, 0.010), (0x80000, 0.012))
-BORDER_FLAG = 0x1
-
-
-def draw_patterns(rng: np.random.Generator, cam: Camera, n: int, particle: bool = False) -> np.ndarray:
-    """PATTERN values for ``n`` events (X-ray or particle grade distribution)."""
-    kind = "pn" if cam.name == "pn" else "mos"
-    singles, rest, _ = (PARTICLE_PATTERN_FRACTIONS if particle else XRAY_PATTERN_FRACTIONS)[kind]
-    top_ok, top = (4, 12) if kind == "pn" else (12, 31)
-    u = rng.uniform(0, 1, n)
-    pat = np.zeros(n, np.uint8)
-    mid = (u >= singles) & (u < singles + rest)
-    pat[mid] = rng.integers(1, top_ok + 1, int(mid.sum()))
-    hi = u >= singles + rest
-    pat[hi] = rng.integers(top_ok + 1, top + 1, int(hi.sum()))
-    return pat
-
-
-def draw_random_flags(rng: np.random.Generator, n: int) -> np.ndarray:
-    flag = np.zeros(n, np.int32)
-    u = rng.uniform(0, 1, n)
-    lo = 0.0
-    for bit, frac in RANDOM_FLAGS:
-        flag[(u >= lo) & (u < lo + frac)] |= bit
-        lo += frac
-    return flag

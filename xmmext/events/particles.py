@@ -5,7 +5,7 @@ Two ways, said in spectra.json/regions.json:
     selection and good time as the cleaned list;
   * no corners (SAS-cleaned lists): the in-FOV counts at 10-12 keV, where the mirrors have
     almost no area, set the level, and the shape is the template measured on real
-    background spectra (instrument.PARTICLE_TEMPLATE).
+    background spectra (PARTICLE_TEMPLATE).
 Used by step 2 (profile, detection background) and step 3 (background scaling).
 """
 from __future__ import annotations
@@ -17,7 +17,35 @@ import xmmext.instrument as ins
 from xmmext.events.reader import read_events
 from xmmext.events.footprint import Geometry
 from xmmext.core.paths import ObsPaths
-from xmmext.spectra.ogip import pi_spectrum
+
+
+# Band where the mirrors have almost no effective area: in-FOV counts there are particle
+# background (plus residual soft protons); used to set the particle level when a cleaned
+# list has no out-of-FOV corner events.
+PARTICLE_BAND = {"mos1": (10.0, 12.0), "mos2": (10.0, 12.0), "pn": (10.0, 12.0)}
+# Shape of the particle spectrum: counts per keV relative to the level in PARTICLE_BAND,
+# in 1-keV bins from 6 keV, measured on the real SAS background spectra of NGC 7793
+# (tools/derive_particle_template.py; MOS1/MOS2 averaged). pn shows its Cu/Ni/Zn complex
+# at 7-9 keV. Below 6 keV those spectra are sky-dominated: the 6-7 keV value is held.
+PARTICLE_TEMPLATE = {
+    "mos": ((6, 7, 1.58), (7, 8, 1.30), (8, 9, 1.20), (9, 10, 1.23), (10, 11, 1.02), (11, 12, 0.98)),
+    "pn": ((6, 7, 1.51), (7, 8, 2.07), (8, 9, 3.64), (9, 10, 1.15), (10, 11, 0.95), (11, 12, 1.05)),
+}
+
+
+def particle_shape(camera: str, energy_kev) -> np.ndarray:
+    """Relative particle counts per keV at ``energy_kev`` (1 in the reference band)."""
+    rows = PARTICLE_TEMPLATE["pn" if camera == "pn" else "mos"]
+    edges = np.array([r[0] for r in rows] + [rows[-1][1]], float)
+    vals = np.array([r[2] for r in rows])
+    k = np.clip(np.searchsorted(edges, np.asarray(energy_kev, float), side="right") - 1, 0, len(vals) - 1)
+    return vals[k]
+
+
+def particle_band_integral(camera: str, lo_kev: float, hi_kev: float, step: float = 0.005) -> float:
+    """Integral of :func:`particle_shape` over [lo, hi] keV (relative counts)."""
+    e = np.arange(lo_kev + step / 2, hi_kev, step)
+    return float(particle_shape(camera, e).sum() * step)
 
 
 def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti,
@@ -42,7 +70,7 @@ def corner_spectrum(paths: ObsPaths, cam: ins.Camera, expression: str, flare_gti
             continue
         cols["FLAG"] = flag & ~ins.OUT_OF_FOV_FLAG          # judge the rest of the selection as usual
         sel = corner & compile_expression(expression).evaluate(cols) & G.in_gti(cols["TIME"], flare_gti)
-        total += pi_spectrum(cols["PI"][sel], cam)
+        total += ins.pi_spectrum(cols["PI"][sel], cam)
     return (total, corner_area(geo)) if total.sum() > 0 else (total, 0.0)
 
 
@@ -64,16 +92,16 @@ def particle_in_region(c_region: np.ndarray, cam: ins.Camera, corner: np.ndarray
 
     With out-of-FOV corner events: their spectrum scaled by area. Without (cleaned lists):
     the region's own counts in the band where the mirrors have almost no area
-    (:data:`instrument.PARTICLE_BAND`) set the level, and the shape is the template
-    measured on real background spectra (:data:`instrument.PARTICLE_TEMPLATE`); said so
+    (:data:`PARTICLE_BAND`) set the level, and the shape is the template
+    measured on real background spectra (:data:`PARTICLE_TEMPLATE`); said so
     in spectra.json."""
     if corner_area_px2 > 0 and corner.sum() > 0:
         return corner / corner_area_px2 * region_area_px2, "out-of-FOV corner events, scaled by area"
-    lo, hi = ins.PARTICLE_BAND[cam.name]
+    lo, hi = PARTICLE_BAND[cam.name]
     c0, c1 = int(lo * 1000 / ins.CHANNEL_EV), min(int(hi * 1000 / ins.CHANNEL_EV), cam.n_channels)
-    per_rel_kev = float(c_region[c0:c1].sum()) / ins.particle_band_integral(cam.name, lo, hi)
+    per_rel_kev = float(c_region[c0:c1].sum()) / particle_band_integral(cam.name, lo, hi)
     e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
-    shape = ins.particle_shape(cam.name, e_ch) * ins.CHANNEL_EV / 1000.0
+    shape = particle_shape(cam.name, e_ch) * ins.CHANNEL_EV / 1000.0
     return per_rel_kev * shape, (f"no corner events: in-FOV {lo:g}-{hi:g} keV counts of the background "
                                  "region, spectral shape from the NGC 7793 background template")
 
@@ -83,7 +111,7 @@ def particle_rates(c, paths: ObsPaths, filt: dict, bands: dict, image_pixel_arcs
 
     ``c`` is a camera's image data (regions.CameraData: name, pi, exposure_s, coverage,
     geometry); ``bands`` {name: (lo, hi) keV}. From the out-of-FOV corners when the input
-    list has them; otherwise from the in-FOV counts in :data:`instrument.PARTICLE_BAND`
+    list has them; otherwise from the in-FOV counts in :data:`PARTICLE_BAND`
     (no mirror area there) with the measured template shape, as for the spectra
     (:func:`particle_in_region`)."""
     cam = ins.camera(c.name)
@@ -95,9 +123,9 @@ def particle_rates(c, paths: ObsPaths, filt: dict, bands: dict, image_pixel_arcs
             ch = slice(int(lo * 1000 / ins.CHANNEL_EV), int(hi * 1000 / ins.CHANNEL_EV) + 1)
             out[band] = float(corner[ch].sum()) / area * pix_px2 / c.exposure_s
         return out, "out-of-FOV corners"
-    plo, phi = ins.PARTICLE_BAND[c.name]
+    plo, phi = PARTICLE_BAND[c.name]
     n_hard = np.count_nonzero((c.pi >= plo * 1000) & (c.pi <= phi * 1000))
-    per_rel = n_hard / max(float(c.coverage.sum()), 1e-9) / c.exposure_s / ins.particle_band_integral(c.name, plo, phi)
+    per_rel = n_hard / max(float(c.coverage.sum()), 1e-9) / c.exposure_s / particle_band_integral(c.name, plo, phi)
     for band, (lo, hi) in bands.items():
-        out[band] = per_rel * ins.particle_band_integral(c.name, lo, hi)
+        out[band] = per_rel * particle_band_integral(c.name, lo, hi)
     return out, f"in-FOV {plo:g}-{phi:g} keV counts, NGC 7793 template shape"

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+import xmmext.events.particles as particles
 import xmmext.instrument as ins
 
 log = logging.getLogger("xmmext.events.soft_protons")
@@ -79,11 +80,11 @@ def measure(camera: str, x, y, pi, geo, corner: np.ndarray, corner_area_px2: flo
         short = f"in/out-of-FOV {lo:g}-{hi:g} keV"
         var_expected = n_out * (area / corner_area_px2) ** 2
     else:
-        lo, hi = ins.PARTICLE_BAND[camera]
+        lo, hi = particles.PARTICLE_BAND[camera]
         n_hard = float(np.count_nonzero(ring & (pi >= lo * 1000) & (pi < hi * 1000)))
         m_lo, m_hi = MID_BAND_KEV
         n_in = float(np.count_nonzero(ring & (pi >= m_lo * 1000) & (pi < m_hi * 1000)))
-        share = ins.particle_band_integral(camera, m_lo, m_hi) / ins.particle_band_integral(camera, lo, hi)
+        share = particles.particle_band_integral(camera, m_lo, m_hi) / particles.particle_band_integral(camera, lo, hi)
         cxb = cxb_counts(camera, geo, r_in, r_out, area, exposure_s, filt)
         expected = n_hard * share + cxb
         var_expected = n_hard * share ** 2

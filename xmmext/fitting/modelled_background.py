@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+import xmmext.events.particles as particles
 import xmmext.instrument as ins
 import xmmext.xspec.library as xm
 from xmmext.spectra.model_inputs import read_oot
@@ -140,7 +141,7 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
             c = cross[cam] = cross_normalisation(cam)
             cluster = c * model
         e_ch = (np.arange(camera.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
-        shape = ins.particle_shape(cam, e_ch) * ins.CHANNEL_EV / 1000.0
+        shape = particles.particle_shape(cam, e_ch) * ins.CHANNEL_EV / 1000.0
         profiles = [_line_profile(camera, e_ch, e) for e in LINES_KEV["pn" if cam == "pn" else "mos"]]
         sp = PowLaw1D(f"soft_protons_{cam}")
         # soft-proton spectra unfolded through the RMF alone are flat-ish power laws (index
@@ -165,10 +166,10 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
                 ui.group(data_id)
             ui.ignore_id(data_id, None, None)
             ui.notice_id(data_id, opts.emin, opts.emax)
-            if key != "src" and opts.emax < ins.PARTICLE_BAND[cam][0]:
+            if key != "src" and opts.emax < particles.PARTICLE_BAND[cam][0]:
                 # their 10-12 keV counts, as one bin: they tie the particle level (through the
                 # template) where there are no corner events, whatever lines the band holds
-                ui.notice_id(data_id, *ins.PARTICLE_BAND[cam])
+                ui.notice_id(data_id, *particles.PARTICLE_BAND[cam])
             total, level, lines, bkg_part = _region_model(d, key, reg, folder, cam, cluster, sky, sp, shape, profiles,
                                                           level, opts)
             if key == "src":
@@ -238,7 +239,7 @@ def fit_background_model(spectra: list[tuple[str, Path]], expr, opts) -> dict:
 def _particle_band_group(grouping: np.ndarray, quality: np.ndarray, cam: str) -> tuple[np.ndarray, np.ndarray]:
     """The grouping with the particle band (10-12 keV) as one group of good channels."""
     g, q = np.array(grouping), np.array(quality)
-    lo, hi = (int(round(e * 1000 / ins.CHANNEL_EV)) for e in ins.PARTICLE_BAND[cam])
+    lo, hi = (int(round(e * 1000 / ins.CHANNEL_EV)) for e in particles.PARTICLE_BAND[cam])
     hi = min(hi, len(g))
     g[lo], g[lo + 1:hi], q[lo:hi] = 1, -1, 0
     if hi < len(g):

@@ -338,7 +338,7 @@ def main(argv=None) -> int:
     from xmmext.core.paths import validate_name
     from xmmext.steps.cli import add_runner_options
     from xmmext.steps.run import RunSettings, add_pipeline_options, step_options_from
-    from xmmext.steps.values import positive_int
+    from xmmext.core.values import positive_int
     p = base_parser("multi_observation_analysis.py", "Step 5: many observations: run, combine.")
     p.add_argument("--list", required=True, help="file with one OBSID per line (# comments allowed)")
     p.add_argument("--name", default="combined", help="name of the combined result (results/multi/<name>)")

@@ -18,7 +18,7 @@ from xmmext.core.errors import UsageError
 from xmmext.fitting.flags import summary_line
 from xmmext.core.paths import ObsPaths, validate_name
 from xmmext.steps.cli import add_runner_options
-from xmmext.steps.values import positive_int
+from xmmext.core.values import positive_int
 from xmmext.steps.run import RunSettings, add_pipeline_options, check_run, run_observation, step_options_from
 
 log = logging.getLogger("xmmext.pipeline.run")

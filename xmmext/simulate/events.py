@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import xmmext.events.grades as grades
+import xmmext.events.particles as particles
 import xmmext.instrument as ins
 from xmmext.events.footprint import optical_axis
 
@@ -149,7 +151,7 @@ def flare_profile_times(rng, intervals, amplitudes, peak_rate, n_max_factor=1.0)
 
 def particle_energies(rng, cam, n, r_det_arcmin):
     """QPB: continuum with the shape measured on real background spectra
-    (instrument.particle_shape: 1-keV bins above 6 keV, held below and above) + the
+    (particles.particle_shape: 1-keV bins above 6 keV, held below and above) + the
     instrumental lines, whose strength depends on where on the detector the event falls
     (``r_det_arcmin``: distance from the detector centre, of ``n`` events drawn uniformly
     over the CCDs).
@@ -162,7 +164,7 @@ def particle_energies(rng, cam, n, r_det_arcmin):
     kind = "pn" if cam.name == "pn" else "mos"
     emax = cam.max_pi / 1000.0
     grid = np.arange(0.2, emax, 0.01)
-    w = ins.particle_shape(cam.name, grid + 0.005)
+    w = particles.particle_shape(cam.name, grid + 0.005)
     e = rng.choice(grid, n, p=w / w.sum()) + rng.uniform(0, 0.01, n)
     is_line = np.zeros(n, bool)
     u = rng.uniform(0, 1, n)
@@ -236,8 +238,8 @@ def detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
     c_nx = np.array([cam.ccd(c).nx for c in ccdnr[idx]]) if n else np.zeros(0)
     c_ny = np.array([cam.ccd(c).ny for c in ccdnr[idx]]) if n else np.zeros(0)
     border = (rawx[idx] <= 1) | (rawy[idx] <= 1) | (rawx[idx] >= c_nx) | (rawy[idx] >= c_ny)
-    flag[border] |= ins.BORDER_FLAG                    # close to CCD border
-    flag |= ins.draw_random_flags(rng, n)              # bad pixels / columns
+    flag[border] |= grades.BORDER_FLAG                    # close to CCD border
+    flag |= grades.draw_random_flags(rng, n)              # bad pixels / columns
     flag[~inside[idx]] |= ins.OUT_OF_FOV_FLAG
     return dict(
         TIME=ev.time[idx],
@@ -246,7 +248,7 @@ def detect(rng, cam, cfg, ev: Events, active, fov_only: bool):
         DETY=np.round(dety[idx] / ins.SKY_PIX_ARCSEC).astype(np.int16),
         X=np.round(ev.x[idx]).astype(np.int32), Y=np.round(ev.y[idx]).astype(np.int32),
         PI=pi[idx].astype(np.int16),
-        PATTERN=ins.draw_patterns(rng, cam, n, ev.particle),
+        PATTERN=grades.draw_patterns(rng, cam, n, ev.particle),
         FLAG=flag, CCDNR=ccdnr[idx].astype(np.uint8),
     ), moved[idx]
 

@@ -427,7 +427,7 @@ _OPTION_FIELDS = {"obsid": "obsid", "seed": "seed", "exposure": "exposure", "kt"
 
 def build_parser():
     from argparse import SUPPRESS
-    from xmmext.steps.values import finite_float
+    from xmmext.core.values import finite_float
     p = base_parser("python -m xmmext.simulate.observation", "Simulate an XMM-Newton EPIC observation "
                     "of a galaxy cluster (event lists + truth.json).")
     d = SimConfig()

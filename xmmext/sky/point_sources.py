@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 import xmmext.instrument as ins
-from xmmext.spectra.model_inputs import out_of_time_image
+from xmmext.events.out_of_time import out_of_time_image
 from xmmext.sky.detect import Source, background_map, classify_sources, detect_candidates
 from xmmext.sky.images import CENTRE_BAND, DETECT_BAND, DETECT_BANDS, PIX_ARCSEC, ImageGrid, band_mask, exposure_map
 from xmmext.sky.source_lists import read_source_list

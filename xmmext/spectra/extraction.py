@@ -35,13 +35,14 @@ from scipy import ndimage
 import xmmext.instrument as ins
 import xmmext.spectra.responses as R
 import xmmext.events.soft_protons as SP
-from xmmext.spectra.model_inputs import oot_fraction, out_of_time_in_regions, write_background_model_files
+from xmmext.events.out_of_time import oot_fraction, out_of_time_in_regions
+from xmmext.spectra.model_inputs import write_background_model_files
 from xmmext.spectra.responses import extended_arf
 from xmmext.core.errors import DataError, UsageError
 from xmmext.events.reader import read_events
 from xmmext.events.footprint import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
 from xmmext.spectra.grouping import group_spectrum, parse_group
-from xmmext.spectra.ogip import check_response, pha_hdulist, pi_spectrum
+from xmmext.spectra.ogip import check_response, pha_hdulist
 from xmmext.events.particles import corner_spectrum, particle_in_region
 from xmmext.core.fileio import read_json, save_figure, write_fits
 from xmmext.sky.images import ImageGrid, coverage_map
@@ -286,7 +287,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
         raise DataError("the background region has zero exposed area on this camera", bkg_path)
     x, y, pi = ev.columns["X"].astype(float), ev.columns["Y"].astype(float), ev.columns["PI"]
     in_src, in_bkg = src.contains(x, y), bkg.contains(x, y)
-    c_src, c_bkg = pi_spectrum(pi[in_src], cam), pi_spectrum(pi[in_bkg], cam)
+    c_src, c_bkg = ins.pi_spectrum(pi[in_src], cam), ins.pi_spectrum(pi[in_bkg], cam)
     if c_src.sum() < MIN_SPECTRUM_COUNTS:
         raise DataError(f"too few counts in the source region for a spectrum ({int(c_src.sum())}; "
                         f"at least {MIN_SPECTRUM_COUNTS} are needed)", src_path)

@@ -3,7 +3,7 @@
 :func:`read_pha` resolves what a fitting program needs from a PHA file: counts (or
 rate x exposure), EXPOSURE, BACKSCAL/AREASCAL as keyword or per-channel column,
 GROUPING/QUALITY, and the RESPFILE/ANCRFILE/BACKFILE names resolved relative to the
-spectrum's folder. Works on SAS products and on this pipeline's. :func:`pi_spectrum`
+spectrum's folder. Works on SAS products and on this pipeline's. :func:`xmmext.instrument.pi_spectrum`
 bins event PI into the channels such a file holds; :func:`pha_hdulist` writes one in
 SAS's layout (GTIs and the region extension included).
 """
@@ -17,7 +17,6 @@ from astropy.io import fits
 
 import xmmext.instrument as ins
 from xmmext.core.errors import UsageError
-from xmmext.instrument import CHANNEL_EV
 from xmmext.sky.extraction_region import ExtractionRegion
 
 
@@ -123,13 +122,6 @@ def read_arf(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     np.asarray(d["SPECRESP"], float))
     except (OSError, KeyError, ValueError) as exc:
         raise UsageError(f"not a readable OGIP ARF: {exc}", path) from None
-
-
-def pi_spectrum(pi: np.ndarray, cam) -> np.ndarray:
-    """Counts per spectral channel (5 eV of PI each) of a camera (instrument.Camera)."""
-    ch = np.asarray(pi, np.int64) // int(CHANNEL_EV)
-    ch = ch[(ch >= 0) & (ch < cam.n_channels)]
-    return np.bincount(ch, minlength=cam.n_channels).astype(np.int32)
 
 
 def check_response(path: str | Path, kind: str) -> Path:

@@ -10,7 +10,8 @@ from astropy.io import fits
 from scipy.special import erf
 
 from xmmext.events.selection import compile_expression
-from xmmext.instrument import (CAMERAS, CHANNEL_EV, RESP_EHI, RESP_ELO, Camera, draw_patterns, draw_random_flags,
+from xmmext.events.grades import draw_patterns, draw_random_flags
+from xmmext.instrument import (CAMERAS, CHANNEL_EV, RESP_EHI, RESP_ELO, Camera,
                          vignetting)
 
 

@@ -14,7 +14,7 @@ from xmmext.sas.backend import choose_backend
 from xmmext.events.selection import compile_expression
 from xmmext.events.gti import validate_method
 from xmmext.core.paths import CAMERAS, ObsPaths
-import xmmext.steps.values as V
+import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
 
 

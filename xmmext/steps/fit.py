@@ -16,7 +16,7 @@ from pathlib import Path
 import xmmext.xspec.library as xm
 from xmmext.core.errors import DependencyError, UsageError
 from xmmext.core.paths import CAMERAS
-import xmmext.steps.values as V
+import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
 
 CONF_LEVELS = (68, 90, 95, 99)

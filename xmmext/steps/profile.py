@@ -21,7 +21,7 @@ from pathlib import Path
 from xmmext.core.errors import DataError, UsageError
 from xmmext.spectra.grouping import DEFAULT_GROUP
 from xmmext.core.paths import CAMERAS, ObsPaths
-import xmmext.steps.values as V
+import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, execute, finish_plan, option, require
 from xmmext.steps.filtering import cleaned_event_inputs
 from xmmext.steps.fit import CONF_LEVELS, FitOptions, FitStep

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from xmmext.sas.backend import choose_backend
 from xmmext.core.errors import UsageError
 from xmmext.core.paths import CAMERAS, ObsPaths
-import xmmext.steps.values as V
+import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option, require
 from xmmext.steps.filtering import cleaned_event_inputs
 
@@ -80,13 +80,23 @@ class RegionsStep(Step):
 
     def run(self, plan: Plan) -> StepResult:
         from xmmext.sky.regions import make_regions
-        result, written = make_regions(plan.context, plan.options, backend=plan.backend)
+        paths, opts = plan.context, plan.options
+        result, written = make_regions(paths, opts, _sas_maps(paths, opts) if plan.backend == "sas" else None)
         return StepResult(result, written)
 
     def describe(self, res: dict) -> str:
         return (f"R = {res['radius_arcmin']:.2f}' at ({res['center']['ra']:.5f}, {res['center']['dec']:.5f}), "
                 f"background {res['bkg_inner_arcmin']:.2f}'-{res['bkg_outer_arcmin']:.2f}', "
                 f"{len(res['excluded'])} point sources excluded")
+
+
+def _sas_maps(paths: ObsPaths, opts):
+    """Images, eexpmap exposure maps and edetect_chain's source list made by SAS."""
+    from xmmext.sas.images import run_sas_images
+
+    def maps(cams, grid):
+        return run_sas_images(paths, [c.name for c in cams], grid, opts.timeout)
+    return maps
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ from xmmext.sas.backend import choose_backend
 from xmmext.core.errors import UsageError
 from xmmext.spectra.grouping import DEFAULT_GROUP
 from xmmext.core.paths import CAMERAS, ObsPaths
-import xmmext.steps.values as V
+import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
 from xmmext.steps.filtering import cleaned_event_inputs
 
