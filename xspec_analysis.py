@@ -3,7 +3,7 @@
 
     python xspec_analysis.py --input results/<OBSID>/spectra [--model "tbabs*(apec+powerlaw)"]
         [--nh 0.03 --nh-free] [--redshift 0.05] [--abund-table aspl|angr|wilm] [--stat cstat|wstat|chi2]
-        [--no-background] [--emin 0.5 --emax 7.0] [--freeze ... --set par=value ...]
+        [--background auto|local|annulus|model|none] [--emin 0.5 --emax 7.0] [--freeze ... --set par=value ...]
         [--engine auto|pyxspec|sherpa] [--cameras ...] [--output DIR] [--conf 90|68]
 
 Outputs fit.json, fit.csv, fit.xcm, fit.png (and fit_pyxspec.py). See xmmext/steps/fit.py.

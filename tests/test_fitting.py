@@ -17,7 +17,7 @@ from xmmext.steps import FitOptions
 from xmmext.xspec.expression import parse_model
 from xmmext.spectra.ogip import read_arf, read_pha, read_rmf
 from xmmext.spectra.grouping import group_min_counts
-from xmmext.spectra.extraction import constant_within_groups
+from xmmext.spectra.local_background import constant_within_groups
 
 
 def test_model_expression_names():
@@ -36,7 +36,7 @@ def test_model_expression_names():
 def test_real_ngc7793_pn_matches_published_posterior():
     """tbabs*(bbodyrad+powerlaw), wilm, background ignored, cstat on grp20, 0.5-8 keV:
     within 2 sigma of the jaxspec posterior (kT 0.74+-0.04, Gamma 2.03+-0.10, nH 0.095+-0.028)."""
-    opts = FitOptions(model="tbabs*(bbodyrad+powerlaw)", abund_table="wilm", no_background=True,
+    opts = FitOptions(model="tbabs*(bbodyrad+powerlaw)", abund_table="wilm", background="none",
                       emin=0.5, emax=8.0, cameras=("pn",))
     r = fit_sherpa([("pn", SHARED_DATA / "PN" / "PN_spectrum_grp20.fits")], parse_model(opts.model), opts)
     p = r["parameters"]

@@ -17,7 +17,7 @@ from xmmext.simulate.truth import cluster_flux_fraction, cluster_spectrum, step1
 from xmmext.spectra.grouping import DEFAULT_GROUP, group_min_counts, group_min_sn, group_optimal, min_width_channels, parse_group
 from xmmext.core.errors import UsageError
 from xmmext.spectra.responses import extended_arf
-from xmmext.spectra.extraction import background_scaling, constant_within_groups
+from xmmext.spectra.local_background import background_scaling, constant_within_groups
 
 OBS = "0999994001"
 
@@ -121,15 +121,15 @@ def test_net_counts_match_truth(extracted):
         assert abs(own - true_own) < 3 * math.sqrt(own_err ** 2 + true_own), (cam, own, own_err, true_own)
 
 
-def test_own_emission_subtract_keeps_the_plain_annulus_subtraction(extracted, tmp_path):
-    """``--own-emission subtract``: the cluster's emission in the annulus is scaled and
+def test_background_annulus_keeps_the_plain_annulus_subtraction(extracted, tmp_path):
+    """``--background annulus``: the cluster's emission in the annulus is scaled and
     subtracted with the background again (net counts lower by about that emission x the
     vignetted area ratio), and spectra.json says so."""
     import shutil
     wd, truth, paths, summary = extracted
     copy = tmp_path / "w"
     shutil.copytree(wd, copy, symlinks=True)
-    r = _cli(copy, "--own-emission", "subtract", "--cameras", "mos1,pn")
+    r = _cli(copy, "--background", "annulus", "--cameras", "mos1,pn")
     assert r.returncode == 0, r.stderr
     plain = json.loads((copy / "results" / OBS / "spectra" / "spectra.json").read_text())["cameras"]
     for cam in ("mos1", "pn"):

@@ -47,9 +47,9 @@ def test_header_paths_missing_next_to_the_file_say_what_to_do(tmp_path):
     """MOS1.rmf named in the header is not next to the spectrum: a one-line exit 2 that
     names --rmf; with --rmf the fit runs and finds a sensible black body."""
     src = SHARED_DATA / "MOS1" / "MOS1_spectrum_grp.fits"
-    r, _ = _fit(["--input", str(src), "--no-background"], tmp_path)
+    r, _ = _fit(["--input", str(src), "--background", "none"], tmp_path)
     assert_one_line_error(r, 2, "--rmf mos1=FILE")
-    r, res = _fit(["--input", str(src), "--no-background", "--rmf", f"mos1={MOS_RMF / 'MOS1.rmf'}"], tmp_path)
+    r, res = _fit(["--input", str(src), "--background", "none", "--rmf", f"mos1={MOS_RMF / 'MOS1.rmf'}"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert 0.6 < res["parameters"]["bbodyrad.kT"]["value"] < 0.9
 
@@ -162,7 +162,7 @@ def test_native_mos_rmf_against_sas_rmfgen(tmp_path):
     fits_ = {}
     for name, (r1, r2) in {"sas": (MOS_RMF / "MOS1.rmf", MOS_RMF / "MOS2.rmf"),
                            "native": (tmp_path / "native.rmf", tmp_path / "native.rmf")}.items():
-        r, res = _fit(["--input", spectra, "--no-background", "--rmf", f"mos1={r1}", "--rmf", f"mos2={r2}"],
+        r, res = _fit(["--input", spectra, "--background", "none", "--rmf", f"mos1={r1}", "--rmf", f"mos2={r2}"],
                       tmp_path / name)
         assert r.returncode == 0, r.stderr
         fits_[name] = res["parameters"]

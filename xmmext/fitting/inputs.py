@@ -83,7 +83,7 @@ def _resolve(cam: str, path: Path, opts) -> dict:
             out[key] = None
         else:
             raise UsageError(f"{cam}: {key} {named.name} does not exist next to the spectrum; "
-                             f"give {flag[key]} {cam}=FILE" + (" or --no-background" if key == "BACKFILE" else ""),
+                             f"give {flag[key]} {cam}=FILE" + (" or --background none" if key == "BACKFILE" else ""),
                              path)
     return out
 
@@ -132,13 +132,15 @@ def choose_background(opts, spectra: list[tuple[str, Path]], engine: str, measur
     fitted as a power law with their own vignetting, with the source) when step 1 found
     significant residual soft protons in a camera and the spectra have what it needs; else
     the local background."""
+    if opts.background in ("local", "annulus"):        # annulus: step 3's plain subtraction, fitted as local
+        return "local", "as asked"
     if opts.background != "auto":
         return opts.background, "as asked"
     flagged = [c for c, m in measures.items() if m and m.get("significant")]
     if not flagged:
         return "local", "no significant residual soft protons"
     why = f"residual soft protons in {', '.join(flagged)}"
-    if engine != "sherpa" or opts.no_background or opts.stat != "cstat":
+    if engine != "sherpa" or opts.stat != "cstat":
         return "local", why + ", but the modelled background needs the sherpa engine and cstat with a background"
     missing = [c for c, p in spectra if not (Path(p).parent / f"{c}_bkgmodel.json").exists()]
     if missing:

@@ -26,30 +26,29 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
+import xmmext.events.soft_protons as SP
 import xmmext.instrument as ins
 import xmmext.spectra.responses as R
-import xmmext.events.soft_protons as SP
-from xmmext.events.out_of_time import oot_fraction, out_of_time_in_regions
-from xmmext.spectra.model_inputs import write_background_model_files
-from xmmext.spectra.responses import extended_arf
 from xmmext.core.errors import DataError, UsageError
-from xmmext.events.reader import read_events
-from xmmext.events.footprint import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
-from xmmext.spectra.grouping import group_spectrum, parse_group
-from xmmext.spectra.ogip import check_response, pha_hdulist
-from xmmext.events.particles import corner_spectrum, particle_in_region
 from xmmext.core.fileio import read_json, save_figure, write_fits
-from xmmext.sky.images import ImageGrid, coverage_map
 from xmmext.core.paths import ObsPaths
+from xmmext.events.footprint import Geometry, camera_livetime, ccd_livetimes, geometry_from_events
+from xmmext.events.reader import EventList, read_events
 from xmmext.sky.extraction_region import ExtractionRegion, area_fraction_map, read_ds9
-from xmmext.sky.surface_brightness import (brightness_image, flux_in_region, flux_ratio_rel_error, is_usable,
-                                 psf_spill_factors)
+from xmmext.sky.images import ImageGrid, coverage_map
+from xmmext.sky.surface_brightness import is_usable, psf_spill_factors
+from xmmext.spectra.grouping import group_spectrum, parse_group
+from xmmext.spectra.local_background import LocalBackground, constant_within_groups, local_background
+from xmmext.spectra.model_inputs import write_background_model_files
+from xmmext.spectra.ogip import check_response, pha_hdulist
+from xmmext.spectra.responses import extended_arf
 
 log = logging.getLogger("xmmext.spectra.extraction")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
@@ -57,7 +56,7 @@ ARF_REF_BAND = (0.5, 2.0)         # keV, band of the brightness map that weights
 MIN_SPECTRUM_COUNTS = 50          # fewer source counts give no fit worth writing down (2 groups of 25)
 
 
-# --- areas, spectra, responses -------------------------------------------------------------
+# --- areas, brightness ------------------------------------------------------------------------
 def backscal(region: ExtractionRegion, geo: Geometry, step: float = BACKSCAL_STEP_PX) -> float:
     """Exposed area of the region in sky pixels^2 (grid-sampled every ``step`` pixels)."""
     r = region.r_out
@@ -101,104 +100,6 @@ def brightness_map(x, y, pi, grid: ImageGrid, geo: Geometry, exposure_s, bkg_rat
         prof = np.where(s_n > 0, s_sum / np.maximum(s_n, 1), 0.0)
         rate = np.where(seen, rate, prof[ring])
     return rate
-
-
-def vignetted_area_ratio(src: ExtractionRegion, bkg: ExtractionRegion, grid: ImageGrid, cov: np.ndarray,
-                         energies_kev: np.ndarray, geo: Geometry) -> np.ndarray:
-    """Ratio source/background of the vignetting-weighted exposed areas, vs energy."""
-    fs, fb = area_fraction_map(src, grid) * cov, area_fraction_map(bkg, grid) * cov
-    return _vignetted_sum(fs, grid, energies_kev, geo) / _vignetted_sum(fb, grid, energies_kev, geo)
-
-
-def _vignetted_sum(weight: np.ndarray, grid: ImageGrid, energies_kev: np.ndarray, geo: Geometry) -> np.ndarray:
-    """sum(weight x vignetting(E)) over the image, for each energy."""
-    X, Y = grid.centres()
-    used = weight > 0
-    theta = geo.off_axis_arcmin(X[used], Y[used])
-    return np.array([np.sum(weight[used] * ins.vignetting(geo.camera, theta, e)) for e in energies_kev])
-
-
-def source_in_background(sb: dict, centre: tuple[float, float], src: ExtractionRegion, bkg: ExtractionRegion,
-                         grid: ImageGrid, cov: np.ndarray, energies_kev: np.ndarray, geo: Geometry,
-                         spill: dict) -> np.ndarray:
-    """The source's own counts recorded in the background region per count recorded in the
-    source region, vs energy, from step 2's beta model: flux ratio (fine sampling) x each
-    region's brightness-weighted mean of coverage x vignetting x the PSF's spill factor
-    (``spill``: {"src", "bkg"}, :func:`~xmmext.sky.surface_brightness.psf_spill_factors`)."""
-    image = brightness_image(sb, centre, grid)
-    ws, wb = area_fraction_map(src, grid) * image, area_fraction_map(bkg, grid) * image
-    if ws.sum() <= 0 or wb.sum() <= 0:
-        return np.zeros(len(energies_kev))
-    mean_s = _vignetted_sum(ws * cov, grid, energies_kev, geo) / ws.sum()
-    mean_b = _vignetted_sum(wb * cov, grid, energies_kev, geo) / wb.sum()
-    flux = flux_in_region(sb, centre, bkg) / max(flux_in_region(sb, centre, src), 1e-300)
-    return flux * spill["bkg"] / spill["src"] * np.where(mean_s > 0, mean_b / np.where(mean_s > 0, mean_s, 1.0), 0.0)
-
-
-def background_scaling(c_bkg: np.ndarray, particle_bkg: np.ndarray, bs_src: float, bs_bkg: float,
-                       vig_ratio_per_channel: np.ndarray, smooth_channels: float = 20.0,
-                       c_src: np.ndarray | None = None, source_per_net: np.ndarray | None = None,
-                       out_of_time: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel factor taking background-region counts to what is subtracted from the
-    source region, and the source's own counts in the background region left unsubtracted.
-
-    The background region's counts are split into the particle part (``particle_bkg``: its
-    expected counts there; not vignetted, so it scales with area), pn out-of-time events
-    (``out_of_time`` = their expected counts in the source and background regions: they
-    follow the CCD columns of the bright parts, not the sky, so the source region's own
-    are subtracted instead of a scaled share of the annulus's), the source's own emission
-    (``source_per_net`` x the source region's net counts, from step 2's beta model:
-    :func:`source_in_background`; not subtracted at all) and the sky (the rest: vignetted,
-    so it scales with the vignetting-weighted area). Scaled with the sky, the source's part
-    took 14% of a cluster's counts with a 3-4' annulus and raised the factor that also
-    applies to the particles; out-of-time events were 3% of the cluster counts left in the
-    outer annuli of a profile (both biased kT low).
-    All are smoothed over ``smooth_channels`` (sigma 0.1 keV) before the ratio is formed:
-    the particle fraction climbs from ~0.1 to ~0.95 across the band, and a 0.5 keV
-    smoothing blurred it enough to bias the fitted kT 2.5% low over 10 simulated
-    observations (benchmarks/bench_coverage.py).
-    """
-    a = bs_src / bs_bkg
-    n = len(c_bkg)
-    if particle_bkg.sum() == 0 and source_per_net is None and out_of_time is None:
-        return np.full(n, a), np.zeros(n)
-
-    def smooth(x):
-        return ndimage.gaussian_filter1d(np.asarray(x, float), smooth_channels)
-    b = smooth(c_bkg)
-    q = np.minimum(smooth(particle_bkg), b)
-    v = vig_ratio_per_channel
-    oot_s, oot_b = (smooth(x) for x in out_of_time) if out_of_time is not None else (np.zeros(n), np.zeros(n))
-    fixed = q * a + oot_s                  # subtracted whatever the sky is
-    rest = b - q - oot_b                   # sky + the source's own emission
-    own = np.zeros(n)
-    if source_per_net is not None and c_src is not None:
-        # net = s - subtracted, own = k net, subtracted = fixed + (rest - own) v: solved for own
-        s = smooth(c_src)
-        kv = np.clip(source_per_net * v, 0.0, 0.9)
-        subtracted = (fixed + rest * v - kv * s) / (1.0 - kv)
-        own = np.clip(source_per_net * (s - subtracted), 0.0, 0.999 * np.clip(rest, 0.0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        eff = np.where(b > 0, (fixed + np.clip(rest - own, 0.0, None) * v) / b, a)
-        own_share = np.where(b > 0, own / b, 0.0)
-    eff = np.where(np.isfinite(eff) & (eff > 0), eff, a)
-    # the unsmoothed background counts carry the source's share channel by channel
-    return eff, own_share * c_bkg
-
-
-def constant_within_groups(eff: np.ndarray, c_bkg: np.ndarray, grouping: np.ndarray) -> np.ndarray:
-    """The per-channel background scaling made constant within each group of the grouped
-    spectrum (background-count-weighted mean, so each group's subtracted counts are
-    unchanged): fitting programs reduce a per-channel BACKSCAL to one value per group
-    (sherpa takes the mid-range), which for a varying scaling is a bias."""
-    gid = np.cumsum(np.asarray(grouping) == 1) - 1
-    gid = np.clip(gid, 0, None)
-    n = gid.max() + 1
-    w = np.bincount(gid, c_bkg.astype(float), n)
-    num = np.bincount(gid, eff * c_bkg, n)
-    mean = np.bincount(gid, eff, n) / np.bincount(gid, minlength=n)
-    per_group = np.where(w > 0, num / np.where(w > 0, w, 1.0), mean)
-    return per_group[gid]
 
 
 # --- the step --------------------------------------------------------------------------------
@@ -251,27 +152,56 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
     return summary, written
 
 
-def _out_of_time(ev, cam: ins.Camera, geo, src, bkg) -> tuple[dict, float] | None:
-    """pn: the out-of-time events expected in the source and background regions and the
-    corners, per channel, with the mode's OOT fraction (an unknown mode is taken as full
-    frame, the commonest and the largest fraction); None for MOS."""
-    if cam.name != "pn":
-        return None
-    fraction = oot_fraction(cam.name, ev)
-    return out_of_time_in_regions(cam, geo, ev.columns, fraction, src, bkg), fraction
-
-
-def _corner_particles(corner: np.ndarray, oot) -> np.ndarray:
-    """The corner spectrum without its pn out-of-time events (the sources' columns run
-    through the corners: on a simulated cluster they are 20% of the pn corner counts at
-    0.5-2 keV), i.e. the particles alone, for the local background's scaling."""
-    if oot is None or corner.sum() == 0:
-        return corner
-    return np.clip(corner - oot[0]["corner"], 0.0, None)
+@dataclass
+class CameraInputs:
+    """What one camera's spectra are made of (events, regions, areas, footprint, model)."""
+    paths: ObsPaths
+    cam: ins.Camera
+    filt: dict                     # the camera's step-1 record
+    ev: EventList
+    meta: dict
+    src: ExtractionRegion
+    bkg: ExtractionRegion
+    src_path: Path
+    bkg_path: Path
+    geo: Geometry
+    bs_src: float                  # BACKSCAL (exposed area, sky pixels^2)
+    bs_bkg: float
+    c_src: np.ndarray              # counts per channel
+    c_bkg: np.ndarray
+    exposure: float                # live time (s)
+    grid: ImageGrid
+    cov: np.ndarray                # live-time-weighted coverage of each image pixel
+    own_emission: str              # model (the source's emission in the annulus kept) or subtract
+    sb: dict | None = None         # step 2's beta model, its centre, its PSF spill per region
+    sb_centre: tuple = ()
+    spill: dict | None = None
 
 
 def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out: Path) -> dict:
     """One camera's spectra and responses; ``filt`` is its step-1 record in filtering.json."""
+    c = _camera_inputs(paths, cam_name, opts, filt)
+    names = {"src": f"{cam_name}_src.pha", "bkg": f"{cam_name}_bkg.pha", "grp": f"{cam_name}_src_grp.pha",
+             "rmf": f"{cam_name}.rmf", "arf": f"{cam_name}.arf"}
+    responses = _write_responses(c, opts, out, names)
+    lb = local_background(c)
+    grouping, quality = group_spectrum(c.c_src, c.cam, spec, c.c_bkg, c.bs_src / c.bs_bkg)
+    lb.scaling = constant_within_groups(lb.scaling, c.c_bkg, grouping)
+    _write_spectra(c, lb, out, names, responses, grouping, quality)
+    # the files of the modelled background (step 4 --background model)
+    gtis = {k: g for k, g in c.ev.gtis.items()}
+    model_info, model_files = write_background_model_files(
+        out, c.cam, c.meta, {"src": (c.src, c.bs_src, names["grp"]), "bkg": (c.bkg, c.bs_bkg, names["bkg"])},
+        c.grid, c.cov, c.geo, responses["sel_eff"], lb.corner, lb.corner_area, c.exposure, gtis,
+        responses["rmf"], c.sb, c.sb_centre, c.spill, lb.oot)
+    rec = _record(c, lb, responses, grouping, quality)
+    rec["files"] = {**{k: str(out / v) for k, v in names.items()}, **{p.name: str(p) for p in model_files}}
+    rec["background_model_notes"] = model_info["notes"]
+    return rec
+
+
+def _camera_inputs(paths: ObsPaths, cam_name: str, opts, filt: dict) -> CameraInputs:
+    """Read one camera's cleaned events and regions; count the spectra; the beta model."""
     cam = ins.camera(cam_name)
     ev = read_events(paths.clean_events(cam_name), columns=["X", "Y", "PI", "CCDNR", "RAWX"])
     meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")),
@@ -279,111 +209,108 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
             "obsid": str(ev.key("OBS_ID", paths.obsid)), "date_obs": str(ev.key("DATE-OBS", ""))}
     src, bkg, src_path, bkg_path = _regions_for(paths, opts, meta)
     geo = geometry_from_events(paths.clean_events(cam_name), cam_name, sorted(ev.gtis) or None)
-    bs_src = backscal(src, geo)
-    bs_bkg = backscal(bkg, geo)
+    bs_src, bs_bkg = backscal(src, geo), backscal(bkg, geo)
     if bs_src <= 0:
         raise DataError("the source region has zero exposed area on this camera", src_path)
     if bs_bkg <= 0:
         raise DataError("the background region has zero exposed area on this camera", bkg_path)
     x, y, pi = ev.columns["X"].astype(float), ev.columns["Y"].astype(float), ev.columns["PI"]
-    in_src, in_bkg = src.contains(x, y), bkg.contains(x, y)
-    c_src, c_bkg = ins.pi_spectrum(pi[in_src], cam), ins.pi_spectrum(pi[in_bkg], cam)
+    c_src = ins.pi_spectrum(pi[src.contains(x, y)], cam)
+    c_bkg = ins.pi_spectrum(pi[bkg.contains(x, y)], cam)
     if c_src.sum() < MIN_SPECTRUM_COUNTS:
         raise DataError(f"too few counts in the source region for a spectrum ({int(c_src.sum())}; "
                         f"at least {MIN_SPECTRUM_COUNTS} are needed)", src_path)
     exposure = camera_livetime(ev.header)           # live time, as SAS's EXPOSURE
-    gtis = {c: g for c, g in ev.gtis.items()}
-    names = {"src": f"{cam_name}_src.pha", "bkg": f"{cam_name}_bkg.pha", "grp": f"{cam_name}_src_grp.pha",
-             "rmf": f"{cam_name}.rmf", "arf": f"{cam_name}.arf"}
-    # responses: user-supplied, or native
+    grid = ImageGrid.around_pointing()
+    cov = coverage_map(geo, grid, {k: t / exposure for k, t in ccd_livetimes(ev.header).items()})
+    c = CameraInputs(paths, cam, filt, ev, meta, src, bkg, Path(src_path), Path(bkg_path), geo, bs_src, bs_bkg,
+                     c_src, c_bkg, exposure, grid, cov, own_emission_of(opts))
+    c.sb, c.sb_centre = _surface_brightness(paths, src)
+    # the beta model blurred by the PSF once, for the source ARF and the background's parts
+    if is_usable(c.sb):
+        c.spill = dict(zip(("src", "bkg"), psf_spill_factors(c.sb, c.sb_centre, [src, bkg], cam, grid)))
+    return c
+
+
+def own_emission_of(opts) -> str:
+    """How the source's own emission in the background annulus is treated: predicted and
+    left in (``model``), or subtracted with the annulus (``subtract``: ``--background annulus``)."""
+    return "subtract" if getattr(opts, "background", "local") == "annulus" else "model"
+
+
+def _write_responses(c: CameraInputs, opts, out: Path, names: dict) -> dict:
+    """The RMF and the extended-source ARF (or the user's, copied); what they say."""
+    cam_name = c.cam.name
     rmf_name, arf_name = names["rmf"], names["arf"]
     if opts.rmf and opts.rmf.get(cam_name):
         rmf_name = _copy_user_file(opts.rmf[cam_name], out / names["rmf"], "RMF")
     else:
-        write_fits(out / names["rmf"], R.rmf_hdulist(cam, meta["filter"]))
-    grid = ImageGrid.around_pointing()
-    cov = coverage_map(geo, grid, {c: t / exposure for c, t in ccd_livetimes(ev.header).items()})
-    b_rate = float(in_bkg[(pi >= 500) & (pi < 2000)].sum()) / max(
-        _exposure_weighted_area(bkg, grid, cov, exposure, geo), 1e-9)
-    bright = brightness_map(x[in_src], y[in_src], pi[in_src], grid, geo, exposure,
-                            b_rate, cov, centre=(src.x, src.y))
-    sel_eff = R.selection_efficiency(cam, filt["expression"])
-    sb, sb_centre = _surface_brightness(paths, src)
-    # the beta model blurred by the PSF once, for the source ARF and the background's parts
-    spill = (dict(zip(("src", "bkg"), psf_spill_factors(sb, sb_centre, [src, bkg], cam, grid)))
-             if is_usable(sb) else None)
-    psf_factor = None
+        write_fits(out / names["rmf"], R.rmf_hdulist(c.cam, c.meta["filter"]))
+    sel_eff = R.selection_efficiency(c.cam, c.filt["expression"])
+    psf_factor = exposed_fraction = None
     if opts.arf and opts.arf.get(cam_name):
         arf_name = _copy_user_file(opts.arf[cam_name], out / names["arf"], "ARF")
-        exposed_fraction = None
     else:
-        specresp, exposed_fraction = extended_arf(cam, src, grid, bright, cov, geo, meta["filter"])
-        psf_factor = spill["src"] if spill else 1.0
-        specresp = specresp * sel_eff * psf_factor
-        write_fits(out / names["arf"], R.arf_hdulist(cam, specresp, meta["filter"], {
+        x, y, pi = (c.ev.columns[k] for k in ("X", "Y", "PI"))
+        x, y = x.astype(float), y.astype(float)
+        in_src, in_bkg = c.src.contains(x, y), c.bkg.contains(x, y)
+        b_rate = float(in_bkg[(pi >= 500) & (pi < 2000)].sum()) / max(
+            _exposure_weighted_area(c.bkg, c.grid, c.cov, c.exposure, c.geo), 1e-9)
+        bright = brightness_map(x[in_src], y[in_src], pi[in_src], c.grid, c.geo, c.exposure, b_rate, c.cov,
+                                centre=(c.src.x, c.src.y))
+        specresp, exposed_fraction = extended_arf(c.cam, c.src, c.grid, bright, c.cov, c.geo, c.meta["filter"])
+        psf_factor = c.spill["src"] if c.spill else 1.0
+        write_fits(out / names["arf"], R.arf_hdulist(c.cam, specresp * sel_eff * psf_factor, c.meta["filter"], {
             "EXTENDED": (True, "extended-source ARF, brightness-weighted"),
             "EXPFRAC": (exposed_fraction, "exposed fraction of the source brightness"),
             "SELEFF": (sel_eff, "X-ray events kept by the event selection"),
             "PSFCORR": (psf_factor, "PSF: recorded/own emission of the region (beta)")}))
-    files_src = {"RESPFILE": rmf_name, "ANCRFILE": arf_name, "BACKFILE": names["bkg"]}
-    corner, area_corner = corner_spectrum(paths, cam, filt["expression"], np.array(filt["gti"]), geo)
-    oot = _out_of_time(ev, cam, geo, src, bkg)
-    particle, particle_from = particle_in_region(c_bkg, cam, _corner_particles(corner, oot), area_corner, bs_bkg)
-    e_ch = (np.arange(cam.n_channels) + 0.5) * ins.CHANNEL_EV / 1000.0
-    e_grid = np.linspace(0.1, cam.max_pi / 1000.0, 60)
-    vig_ratio = np.interp(e_ch, e_grid, vignetted_area_ratio(src, bkg, grid, cov, e_grid, geo))
-    grouping, quality = group_spectrum(c_src, cam, spec, c_bkg, bs_src / bs_bkg)
-    source_per_net, own_note = None, "not modelled: subtracted with the background (--own-emission subtract)"
-    own_rel_error = 0.0
-    if opts.own_emission == "model":
-        if is_usable(sb):
-            source_per_net = np.interp(e_ch, e_grid, source_in_background(sb, sb_centre, src, bkg, grid, cov,
-                                                                          e_grid, geo, spill))
-            own_note = "predicted from step 2's beta model and not subtracted"
-            own_rel_error = flux_ratio_rel_error(sb, sb_centre, bkg, src)
-        else:
-            own_note = "no beta model in regions.json: subtracted with the background"
-    eff, own = background_scaling(c_bkg, particle, bs_src, bs_bkg, vig_ratio, c_src=c_src,
-                                  source_per_net=source_per_net,
-                                  out_of_time=(oot[0]["src"], oot[0]["bkg"]) if oot else None)
-    eff = constant_within_groups(eff, c_bkg, grouping)
-    bkg_backscal = bs_src / eff            # per channel: src BACKSCAL / bkg BACKSCAL(ch) = eff(ch)
-    bkg_hdul = pha_hdulist(c_bkg, cam, meta, exposure, bkg_backscal, bkg, gtis,
-                           {"RESPFILE": rmf_name, "ANCRFILE": arf_name}, hduclas2="BKG")
-    bkg_hdul["SPECTRUM"].header["BKGAREA"] = (bs_bkg, "exposed area of the region (sky pixels^2)")
+    return {"rmf": rmf_name, "arf": arf_name, "sel_eff": sel_eff, "psf_factor": psf_factor,
+            "exposed_fraction": exposed_fraction}
+
+
+def _write_spectra(c: CameraInputs, lb: LocalBackground, out: Path, names: dict, responses: dict,
+                   grouping, quality) -> None:
+    """The background spectrum (per-channel BACKSCAL: the local background's scaling), the
+    source spectrum and its grouped copy (the residual soft-proton measure in their headers)."""
+    gtis = {k: g for k, g in c.ev.gtis.items()}
+    rmf_arf = {"RESPFILE": responses["rmf"], "ANCRFILE": responses["arf"]}
+    bkg_hdul = pha_hdulist(c.c_bkg, c.cam, c.meta, c.exposure, c.bs_src / lb.scaling, c.bkg, gtis, rmf_arf,
+                           hduclas2="BKG")      # per channel: src BACKSCAL / bkg BACKSCAL(ch) = scaling(ch)
+    bkg_hdul["SPECTRUM"].header["BKGAREA"] = (c.bs_bkg, "exposed area of the region (sky pixels^2)")
     bkg_hdul["SPECTRUM"].header["COMMENT"] = ("BACKSCAL is per channel: particle part scaled by area, sky part "
                                               "by vignetting-weighted area, the source's own emission (beta "
-                                              "model) not subtracted (see xmmext/spectra.py)")
+                                              "model) not subtracted (see xmmext/spectra/local_background.py)")
     write_fits(out / names["bkg"], bkg_hdul)
-    sp_cards = SP.header_cards(filt.get("soft_protons"))
+    files_src = {**rmf_arf, "BACKFILE": names["bkg"]}
+    sp_cards = SP.header_cards(c.filt.get("soft_protons"))
     for name, extra in (("src", ()), ("grp", (grouping, quality))):
-        hdul = pha_hdulist(c_src, cam, meta, exposure, bs_src, src, gtis, files_src, *extra)
+        hdul = pha_hdulist(c.c_src, c.cam, c.meta, c.exposure, c.bs_src, c.src, gtis, files_src, *extra)
         hdul["SPECTRUM"].header.update(sp_cards)
         write_fits(out / names[name], hdul)
-    # the files of the modelled background (step 4 --background model)
-    model_info, model_files = write_background_model_files(
-        out, cam, meta, {"src": (src, bs_src, names["grp"]), "bkg": (bkg, bs_bkg, names["bkg"])}, grid, cov, geo,
-        sel_eff, corner, area_corner, exposure, gtis, rmf_name, sb, sb_centre, spill, oot)
-    scale = bs_src / bs_bkg
-    net = float(c_src.sum() - np.sum(eff * c_bkg))
+
+
+def _record(c: CameraInputs, lb: LocalBackground, responses: dict, grouping, quality) -> dict:
+    """The camera's entry of spectra.json."""
+    eff, scale = lb.scaling, c.bs_src / c.bs_bkg
+    net = float(c.c_src.sum() - np.sum(eff * c.c_bkg))
     return {
-        "status": "ok", "counts": int(c_src.sum()), "bkg_counts": int(c_bkg.sum()),
-        "net_counts": net, "net_counts_error": float(math.sqrt(c_src.sum() + np.sum(eff ** 2 * c_bkg))),
-        "net_counts_area_scaled": float(c_src.sum() - scale * c_bkg.sum()),
-        "exposure_s": exposure, "net_rate": net / exposure,
-        "backscal_src": bs_src, "backscal_bkg": bs_bkg, "backscal_ratio": scale,
-        "bkg_scaling_mean": float(np.sum(eff * c_bkg) / max(c_bkg.sum(), 1)),
-        "corner_counts": int(corner.sum()), "corner_area_sky_px2": area_corner,
-        "particle_background": particle_from, "particle_counts_bkg_region": float(particle.sum()),
-        "source_counts_bkg_region": float(own.sum()), "source_in_background": own_note,
-        "source_counts_bkg_region_error": float(own.sum() * own_rel_error),
-        "out_of_time_subtracted": float(oot[0]["src"].sum()) if oot else 0.0,
-        "geometry": geo.to_json(),
-        "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)), "exposed_fraction": exposed_fraction,
-        "psf_spill_factor": psf_factor,
-        "files": {**{k: str(out / v) for k, v in names.items()}, **{p.name: str(p) for p in model_files}},
-        "background_model_notes": model_info["notes"], "soft_protons": filt.get("soft_protons"),
-        "src_region": str(src_path), "bkg_region": str(bkg_path),
+        "status": "ok", "counts": int(c.c_src.sum()), "bkg_counts": int(c.c_bkg.sum()),
+        "net_counts": net, "net_counts_error": float(math.sqrt(c.c_src.sum() + np.sum(eff ** 2 * c.c_bkg))),
+        "net_counts_area_scaled": float(c.c_src.sum() - scale * c.c_bkg.sum()),
+        "exposure_s": c.exposure, "net_rate": net / c.exposure,
+        "backscal_src": c.bs_src, "backscal_bkg": c.bs_bkg, "backscal_ratio": scale,
+        "bkg_scaling_mean": float(np.sum(eff * c.c_bkg) / max(c.c_bkg.sum(), 1)),
+        "corner_counts": int(lb.corner.sum()), "corner_area_sky_px2": lb.corner_area,
+        "particle_background": lb.particle_from, "particle_counts_bkg_region": float(lb.particle.sum()),
+        "source_counts_bkg_region": float(lb.own.sum()), "source_in_background": lb.own_note,
+        "source_counts_bkg_region_error": float(lb.own.sum() * lb.own_rel_error),
+        "out_of_time_subtracted": float(lb.oot[0]["src"].sum()) if lb.oot else 0.0,
+        "geometry": c.geo.to_json(),
+        "groups": int(np.sum(grouping == 1) - np.sum(quality == 1)),
+        "exposed_fraction": responses["exposed_fraction"], "psf_spill_factor": responses["psf_factor"],
+        "soft_protons": c.filt.get("soft_protons"),
+        "src_region": str(c.src_path), "bkg_region": str(c.bkg_path),
     }
 
 

@@ -20,6 +20,7 @@ import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
 
 CONF_LEVELS = (68, 90, 95, 99)
+BACKGROUNDS = ("auto", "local", "annulus", "model", "none")
 MAX_NH = 1000.0            # 1e25 cm^-2: beyond any column that leaves X-rays to fit
 MAX_REDSHIFT = 10.0
 
@@ -38,12 +39,7 @@ class FitOptions:
     redshift: float | None = option(None, "source redshift (frozen)", parse=V.non_negative_float)
     abund_table: str = option("aspl", "abundance table", choices=sorted(xm.ABUNDANCE_TABLES))
     stat: str = option("cstat", "cstat (W-stat with a background), wstat or chi2", choices=["cstat", "wstat", "chi2"])
-    no_background: bool = option(False, "ignore the background spectra", switch=True)
-    background: str = option("auto", "local: subtract the background region's spectrum (W-stat); model: fit "
-                             "source, background-region and out-of-FOV corner spectra together (particles, soft "
-                             "protons, sky and the source's own emission modelled; sherpa engine, native step 3); "
-                             "auto: model when step 1 found residual soft protons, else local",
-                             choices=["auto", "local", "model"])
+    background: str = option("auto", "background: auto (local, or model when step 1 found residual soft protons), local (the background annulus subtracted, the source's own emission in it predicted from the beta model and left in), annulus (the plain annulus subtraction), model (source, background and corner spectra fitted together: particles, soft protons, sky and the source's own emission modelled), none", choices=list(BACKGROUNDS))
     emin: float = option(0.5, "lower end of the fitted band (keV)", parse=V.non_negative_float)
     emax: float = option(7.0, "upper end of the fitted band (keV)", parse=V.positive_float)
     freeze: list = option(help="component.par to freeze (repeatable)", factory=list, multiple=True,
@@ -84,10 +80,10 @@ class FitOptions:
             raise UsageError(f"--stat must be cstat, wstat or chi2, got {self.stat!r}")
         if self.conf not in CONF_LEVELS:
             raise UsageError(f"--conf must be one of {', '.join(map(str, CONF_LEVELS))}")
-        if self.background not in ("auto", "local", "model"):
-            raise UsageError(f"--background must be auto, local or model, got {self.background!r}")
-        if self.background == "model" and (self.no_background or self.stat != "cstat"):
-            raise UsageError("--background model fits every region's counts with cstat: drop --no-background/--stat")
+        if self.background not in BACKGROUNDS:
+            raise UsageError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
+        if self.background == "model" and self.stat != "cstat":
+            raise UsageError("--background model fits every region's counts with cstat: drop --stat")
         if self.engine not in ("auto", "sherpa", "pyxspec"):
             raise UsageError("--engine must be auto, sherpa or pyxspec")
         if self.goodness < 0:
@@ -99,6 +95,11 @@ class FitOptions:
                 raise UsageError(f"--set {k}: not a finite number")
         self.cameras = V.camera_tuple(self.cameras)
         self.rmf, self.arf, self.bkg = V.per_camera(self.rmf), V.per_camera(self.arf), V.per_camera(self.bkg)
+
+    @property
+    def no_background(self) -> bool:
+        """--background none: the spectra fitted without their background."""
+        return self.background == "none"
 
     def folders(self) -> tuple[Path, Path]:
         """(where the spectra are, where the fit goes)."""

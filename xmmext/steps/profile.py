@@ -24,7 +24,7 @@ from xmmext.core.paths import CAMERAS, ObsPaths
 import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, execute, finish_plan, option, require
 from xmmext.steps.filtering import cleaned_event_inputs
-from xmmext.steps.fit import CONF_LEVELS, FitOptions, FitStep
+from xmmext.steps.fit import BACKGROUNDS, CONF_LEVELS, FitOptions, FitStep
 
 MAX_ANNULI = 30
 log = logging.getLogger("xmmext.spectra.annuli")
@@ -46,8 +46,8 @@ class ProfileOptions:
     free_abund: bool = option(False, "fit the abundance in each annulus (apec; default frozen at 0.3)",
                               switch=True)
     group: str = option(DEFAULT_GROUP, "grouping of the annuli's spectra (as step 3's --group)")
-    background: str = option("auto", "background of each annulus: auto, local or model (as the fit's --background)",
-                             choices=["auto", "local", "model"])
+    background: str = option("auto", "background of each annulus (as the fit's --background)",
+                             choices=list(BACKGROUNDS))
     nh: float | None = option(None, "absorbing column (1e22 cm^-2), frozen", parse=V.non_negative_float)
     redshift: float | None = option(None, "source redshift (frozen)", parse=V.non_negative_float)
     emin: float = option(0.5, "lower end of the fitted band (keV)", parse=V.non_negative_float)
@@ -141,6 +141,7 @@ class ProfileStep(Step):
             sub = folder / f"annulus_{k:02d}"
             reg = write_text(sub / "src.reg", ann.region(prof["centre"], exclude).ds9_physical())
             sopts = SpectraOptions(src_reg=str(reg), bkg_reg=str(paths.regions / "bkg.reg"), group=opts.group,
+                                   background=opts.background,
                                    cameras=tuple(prof["cameras"]))
             spec, files = extract_spectra(paths, sopts, sub, plot=False)
             written += [reg] + files

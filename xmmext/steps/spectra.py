@@ -14,6 +14,7 @@ from pathlib import Path
 from xmmext.sas.backend import choose_backend
 from xmmext.core.errors import UsageError
 from xmmext.spectra.grouping import DEFAULT_GROUP
+from xmmext.steps.fit import BACKGROUNDS
 from xmmext.core.paths import CAMERAS, ObsPaths
 import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
@@ -32,10 +33,7 @@ class SpectraOptions:
                               multiple=True, collect=V.per_camera, metavar="CAM=FILE")
     arf: dict | None = option(None, "user ARF for a camera, CAMERA=FILE (repeatable)", parse=V.camera_file,
                               multiple=True, collect=V.per_camera, metavar="CAM=FILE")
-    own_emission: str = option("model", "the source's own emission in the background region (native backend): "
-                               "model = predicted from step 2's beta model and not subtracted; subtract = "
-                               "scaled and subtracted with the background, as a plain annulus would",
-                               choices=["model", "subtract"])
+    background: str = option("auto", "background: auto (local, or model when step 1 found residual soft protons), local (the background annulus subtracted, the source's own emission in it predicted from the beta model and left in), annulus (the plain annulus subtraction), model (source, background and corner spectra fitted together: particles, soft protons, sky and the source's own emission modelled), none", choices=list(BACKGROUNDS))
     timeout: float = option(7200.0, "SAS backend: per-task timeout (s)", parse=V.positive_float,
                             fingerprint=False)
 
