@@ -110,7 +110,7 @@ def test_profile_with_modelled_background_models_the_crosstalk(cool_core, tmp_pa
     of the source spectrum in fit/source_background.fits; the cross-talk fit holds those
     fixed (cstat). They agree with the local background's per-channel scaling at 2-7 keV."""
     import shutil
-    from xmmext.fitting.modelled_background import read_source_background
+    from xmmext.fitting.background_parts import read_source_background
     from xmmext.spectra.ogip import read_pha
     wd, truth = cool_core
     copy = tmp_path / "w"

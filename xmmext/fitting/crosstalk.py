@@ -33,8 +33,8 @@ import xmmext.xspec.library as xm
 from xmmext.sky.surface_brightness import beta_profile, beta_ring_flux, psf_ring_matrix
 from xmmext.fitting.inputs import check_spectrum
 from xmmext.fitting.session import sherpa_session
-from xmmext.fitting.sherpa_engine import (CONF_SIGMA, _apply_defaults, _load_spectrum, _minimise, _par_record, _response_edges,
-                            cross_normalisation)
+from xmmext.fitting.sherpa_setup import (CONF_SIGMA, apply_defaults, cross_normalisation, load_spectrum, minimise,
+                                         par_record, response_edges)
 from xmmext.fitting.sherpa_model import build_sherpa_model, register_energy_grids
 
 log = logging.getLogger("xmmext.crosstalk")
@@ -83,7 +83,7 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
     rings, ring_comps = [], []
     for j in range(n):
         model, comps = build_sherpa_model(expr, prefix=f"ring{j + 1}_")
-        _apply_defaults(expr, comps, opts)
+        apply_defaults(expr, comps, opts)
         _start_values(comps, start[j])
         rings.append(model)
         ring_comps.append(comps)
@@ -92,7 +92,7 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
     for i, spectra in enumerate(annuli):
         for cam, path in spectra:
             data_id = len(ids) + 1
-            notes += _load_spectrum(ui, data_id, cam, path, check_spectrum(cam, path, opts), opts)
+            notes += load_spectrum(ui, data_id, cam, path, check_spectrum(cam, path, opts), opts)
             ui.ignore_id(data_id, None, None)
             ui.notice_id(data_id, opts.emin, opts.emax)
             c = coefficients[cam][i]
@@ -107,11 +107,11 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
                 ui.set_full_model(data_id, _with_fixed_background(ui.get_data(data_id), source, backgrounds[i][cam],
                                                                   f"background_{i + 1}_{cam}"))
             ids.append(data_id)
-            grids.append(_response_edges(data_id))
+            grids.append(response_edges(data_id))
     register_energy_grids({f"{j}{k}": v for j, comps in enumerate(ring_comps) for k, v in comps.items()}, grids)
     has_bkg = backgrounds is None and all(ui.get_data(i).background_ids for i in ids)
     ui.set_stat("wstat" if has_bkg else "cstat")
-    _minimise(ids)
+    minimise(ids)
     fr = ui.get_fit_results()
     free = [p for comps in ring_comps for c in comps.values() for p in c.pars if not p.frozen and p.link is None]
     free += [c.c0 for c in cross.values()]
@@ -119,9 +119,9 @@ def fit_crosstalk(annuli: list[list[tuple[str, Path]]], coefficients: dict, expr
     notes.append(f"PSF cross-talk between the {n} annuli modelled (joint fit, {len(ids)} spectra); "
                  f"{opts.conf}% intervals from the covariance at the best fit"
                  + ("; each spectrum's modelled background held at its independent fit" if backgrounds else ""))
-    rows = [{f"{c.name}.{p}": _par_record(getattr(comps[c.name], p), errs)
+    rows = [{f"{c.name}.{p}": par_record(getattr(comps[c.name], p), errs)
              for c in expr.components for p in c.parameter_names()} for comps in ring_comps]
-    return {"annuli": rows, "cross_norm": {cam: _par_record(c.c0, errs) for cam, c in cross.items()},
+    return {"annuli": rows, "cross_norm": {cam: par_record(c.c0, errs) for cam, c in cross.items()},
             "statistic": {"name": "cstat (W-stat)" if has_bkg else "cstat", "value": float(fr.statval),
                           "dof": int(fr.dof)}, "notes": notes}
 
@@ -131,9 +131,9 @@ def _with_fixed_background(d, source, counts: np.ndarray, name: str):
     exposure, as sherpa's folded models give a rate) + known background counts per channel."""
     from sherpa.astro.instrument import RSPModelPHA
     from sherpa.models.basic import Scale1D
-    from xmmext.fitting.modelled_background import _channel_models, _fixed
-    _, _, FixedCounts = _channel_models()
-    folded = RSPModelPHA(d.get_arf(), d.get_rmf(), d, _fixed(Scale1D, f"exposure_{name}", float(d.exposure)) * source)
+    from xmmext.fitting.background_parts import channel_models, fixed
+    _, _, FixedCounts = channel_models()
+    folded = RSPModelPHA(d.get_arf(), d.get_rmf(), d, fixed(Scale1D, f"exposure_{name}", float(d.exposure)) * source)
     return folded + FixedCounts(name, np.asarray(counts, float))
 
 

@@ -223,7 +223,7 @@ def weighted_mean(values, lower, upper) -> dict:
 def combine(obsids: list[str], name: str, workdir=None) -> dict:
     """Table of every observation's fit, weighted means, plots (results/multi/<name>/)."""
     from astropy.table import Table
-    from xmmext.fitting.sherpa_engine import CONF_SIGMA
+    from xmmext.fitting.sherpa_setup import CONF_SIGMA
     from xmmext.core.fileio import remove_stale_parts
     out = multi_dir(name, workdir)
     remove_stale_parts(out)                   # leftovers of a killed combine

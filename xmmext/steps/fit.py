@@ -155,7 +155,7 @@ class FitStep(Step):
             files = check_spectrum(cam, path, opts)
             inputs += [path] + [Path(f) for f in files.values() if f is not None]
             if background == "model":
-                from xmmext.fitting.modelled_background import sidecar_inputs
+                from xmmext.fitting.background_parts import sidecar_inputs
                 inputs += sidecar_inputs(cam, path)
         choice = {"requested": opts.background, "used": background, "reason": why}
         return finish_plan(Plan(self, opts, engine, inputs, out / "fit.json", [out],
@@ -185,7 +185,7 @@ class FitStep(Step):
         result["flags"] = fit_flags(result, tuple(result.get("undetected", ())))
         written = [write_text(out / "fit.csv", csv_text(result))]
         if "source_region_background" in result:
-            from xmmext.fitting.modelled_background import SOURCE_BACKGROUND_FILE, write_source_background
+            from xmmext.fitting.background_parts import SOURCE_BACKGROUND_FILE, write_source_background
             written.append(write_source_background(out / SOURCE_BACKGROUND_FILE,
                                                    result.pop("source_region_background")))
         if opts.background == "local":

@@ -240,7 +240,7 @@ def _crosstalk(paths: ObsPaths, folder: Path, annuli, rows: list[dict], opts: Pr
     backgrounds = None
     used = read_record(folder / rows[0]["folder"] / "fit" / "fit.json").get("background_choice", {}).get("used")
     if used == "model":                 # each annulus's fitted background, held fixed
-        from xmmext.fitting.modelled_background import SOURCE_BACKGROUND_FILE, read_source_background
+        from xmmext.fitting.background_parts import SOURCE_BACKGROUND_FILE, read_source_background
         backgrounds = [{cam: read_source_background(folder / r["folder"] / "fit" / SOURCE_BACKGROUND_FILE, cam)
                         for cam in r["cameras"]} for r in rows]
     try:
