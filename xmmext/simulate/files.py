@@ -12,6 +12,25 @@ import xmmext.instrument as ins
 def event_hdulist(cam: ins.Camera, cfg, cols: dict, tstart: float, tstop: float,
                   active: list[int], ra_obj: float, dec_obj: float) -> fits.HDUList:
     """An EPIC event list in the PPS layout: EVENTS + one STDGTInn per CCD."""
+    common = _common_keywords(cam, cfg, tstart, tstop, ra_obj, dec_obj)
+    prim = fits.PrimaryHDU()
+    for k, v in common.items():
+        prim.header[k] = v
+    ev = _events_hdu(cam, cfg, cols, common)
+    ontime = tstop - tstart
+    h = ev.header
+    h["ONTIME"] = (ontime, "[s] sum of GTIs (central CCD)")
+    h["LIVETIME"] = (ontime, "[s] live time (no dead time simulated)")
+    h["EXPOSURE"] = (ontime, "[s] exposure (central CCD)")
+    for c in active:
+        h[f"ONTIME{c:02d}"] = ontime
+        h[f"LIVETI{c:02d}"] = ontime
+        h[f"EXPOSU{c:02d}"] = ontime
+    return fits.HDUList([prim, ev] + [_gti_hdu(c, tstart, tstop) for c in active])
+
+
+def _common_keywords(cam: ins.Camera, cfg, tstart: float, tstop: float, ra_obj: float, dec_obj: float) -> dict:
+    """The keywords of the primary and EVENTS headers, as SAS writes them."""
     date_end = (Time(cfg.date_obs, scale="utc") + TimeDelta(cfg.exposure, format="sec")).isot[:19]
     common = {
         "TELESCOP": ("XMM", "Telescope (mission) name"),
@@ -37,9 +56,11 @@ def event_hdulist(cam: ins.Camera, cfg, cols: dict, tstart: float, tstop: float,
         "EQUINOX": (2000.0, ""), "RADECSYS": ("FK5", ""),
         "CREATOR": ("xmmext.simulate.observation", "simulated, not real data"),
     }
-    prim = fits.PrimaryHDU()
-    for k, v in common.items():
-        prim.header[k] = v
+    return common
+
+
+def _events_hdu(cam: ins.Camera, cfg, cols: dict, common: dict) -> fits.BinTableHDU:
+    """The EVENTS table with its column limits and the sky WCS (TCTYP/TCRPX..., REFX...)."""
     fits_cols = [
         fits.Column("TIME", "D", unit="s", array=cols["TIME"]),
         fits.Column("RAWX", "I", unit="pixel", array=cols["RAWX"]),
@@ -74,24 +95,18 @@ def event_hdulist(cam: ins.Camera, cfg, cols: dict, tstart: float, tstop: float,
     h[f"TLMIN{ipi}"], h[f"TLMAX{ipi}"] = 0, cam.max_pi
     ipat = names.index("PATTERN") + 1
     h[f"TLMIN{ipat}"], h[f"TLMAX{ipat}"] = 0, 31 if cam.name != "pn" else 12
-    ontime = tstop - tstart
-    h["ONTIME"] = (ontime, "[s] sum of GTIs (central CCD)")
-    h["LIVETIME"] = (ontime, "[s] live time (no dead time simulated)")
-    h["EXPOSURE"] = (ontime, "[s] exposure (central CCD)")
-    for c in active:
-        h[f"ONTIME{c:02d}"] = ontime
-        h[f"LIVETI{c:02d}"] = ontime
-        h[f"EXPOSU{c:02d}"] = ontime
-    hdus = [prim, ev]
-    for c in active:
-        g = fits.BinTableHDU.from_columns([
-            fits.Column("START", "D", unit="s", array=np.array([tstart])),
-            fits.Column("STOP", "D", unit="s", array=np.array([tstop])),
-        ], name=f"STDGTI{c:02d}")
-        g.header["CCDID"] = (c, "CCD ID")
-        g.header["HDUCLASS"], g.header["HDUCLAS1"], g.header["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
-        g.header["ONTIME"] = ontime
-        g.header["TSTART"], g.header["TSTOP"] = tstart, tstop
-        g.header["TIMESYS"], g.header["MJDREF"] = "TT", ins.MJDREF
-        hdus.append(g)
-    return fits.HDUList(hdus)
+    return ev
+
+
+def _gti_hdu(ccd: int, tstart: float, tstop: float) -> fits.BinTableHDU:
+    """One CCD's STDGTInn table: the whole exposure."""
+    g = fits.BinTableHDU.from_columns([
+        fits.Column("START", "D", unit="s", array=np.array([tstart])),
+        fits.Column("STOP", "D", unit="s", array=np.array([tstop])),
+    ], name=f"STDGTI{ccd:02d}")
+    g.header["CCDID"] = (ccd, "CCD ID")
+    g.header["HDUCLASS"], g.header["HDUCLAS1"], g.header["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
+    g.header["ONTIME"] = tstop - tstart
+    g.header["TSTART"], g.header["TSTOP"] = tstart, tstop
+    g.header["TIMESYS"], g.header["MJDREF"] = "TT", ins.MJDREF
+    return g
