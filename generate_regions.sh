@@ -4,4 +4,4 @@
 #        [--bkg-inner 1.5 --bkg-outer 2.0] [--cameras ...] [--force]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools/ensure_venv.sh"
-exec "$XMMEXT_PY" -m xmmext.steps regions "$@"
+exec "$XMMEXT_PY" -m xmmext regions "$@"

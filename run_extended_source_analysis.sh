@@ -4,4 +4,4 @@
 # Sets up .venv on first use. Work directory: --workdir, $XMMEXT_WORKDIR or the current directory.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools/ensure_venv.sh"
-exec "$XMMEXT_PY" -m xmmext.pipeline.run "$@"
+exec "$XMMEXT_PY" -m xmmext run "$@"

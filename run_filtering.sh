@@ -4,4 +4,4 @@
 #        [--threshold-mos 0.35 --threshold-pn 0.4] [--sigma 3] [--cameras ...] [--force]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tools/ensure_venv.sh"
-exec "$XMMEXT_PY" -m xmmext.steps filtering "$@"
+exec "$XMMEXT_PY" -m xmmext filter "$@"

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT, run_cli, simulate_into
 from xmmext.core.errors import UsageError
-from xmmext.pipeline.many import read_obs_list, weighted_mean
+from xmmext.fitting.combined import weighted_mean
+from xmmext.pipeline.many import read_obs_list
 
 
 def test_obs_list_parsing(tmp_path):

@@ -113,8 +113,29 @@ def test_multi_table_killed_while_written(clean, tmp_path, monkeypatch):
             yield tmp
     monkeypatch.setattr(F, "atomic_path", killed)
     with pytest.raises(KeyboardInterrupt):
-        combine([OBSID], "t", wd)
+        combine([OBSID], "t", wd, force=True)
     monkeypatch.undo()
+    assert not (out / "summary.json").exists()      # the record goes first: the killed combine is not "done"
     again = combine([OBSID], "t", wd)
     assert again == first and (out / "table.csv").read_text() == table
     assert not list(out.glob("*.part")) and not list(out.glob(".*.part"))
+
+
+def test_combine_is_a_step(clean, tmp_path):
+    """The combine step is up to date with the same fits, and redone when a fit changes."""
+    import json
+    from xmmext.pipeline.many import combine
+    wd = tmp_path / "w"
+    shutil.copytree(clean, wd)
+    first = combine([OBSID], "t", wd)
+    rec = wd / "results/multi/t/summary.json"
+    stamp = rec.stat().st_mtime_ns
+    assert combine([OBSID], "t", wd) == first and rec.stat().st_mtime_ns == stamp
+    fit_json = wd / "results" / OBSID / "fit" / "fit.json"
+    fit = json.loads(fit_json.read_text())
+    kt = next(k for k in fit["parameters"] if k.endswith(".kT"))
+    for key in ("value", "lower", "upper"):
+        fit["parameters"][kt][key] += 1.0
+    fit_json.write_text(json.dumps(fit))
+    again = combine([OBSID], "t", wd)
+    assert again["weighted_means_1sigma"][kt]["mean"] == pytest.approx(first["weighted_means_1sigma"][kt]["mean"] + 1)

@@ -1,12 +1,14 @@
 # Sourced by the top-level scripts: make sure ./.venv exists with requirements.txt
-# installed, then export XMMEXT_PY (the interpreter to use). A stamp file holding the
-# hash of requirements.txt makes second runs skip the install entirely.
+# installed and the package itself installed in editable mode (`pip install -e .`: the
+# `xmmext` command, `import xmmext` from any folder), then export XMMEXT_PY (the
+# interpreter to use). A stamp file holding the hash of requirements.txt and
+# pyproject.toml makes second runs skip the install entirely.
 # Exit code 3 (missing dependency) when the set-up cannot be completed.
 
 XMMEXT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _venv="$XMMEXT_ROOT/.venv"
 _stamp="$_venv/.xmmext-installed"
-_want="$(sha256sum "$XMMEXT_ROOT/requirements.txt" | cut -d' ' -f1)"
+_want="$(cat "$XMMEXT_ROOT/requirements.txt" "$XMMEXT_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 
 _xmmext_build_deps() {
     # sherpa is built from source: it needs a parser generator and FFTW headers.
@@ -32,6 +34,8 @@ if [ ! -x "$_venv/bin/python" ] || [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" 
     "$_venv/bin/python" -m pip install -q --upgrade pip >&2 || exit 3
     "$_venv/bin/python" -m pip install -q -r "$XMMEXT_ROOT/requirements.txt" >&2 \
         || { echo "error: pip install failed (requirements.txt)" >&2; exit 3; }
+    "$_venv/bin/python" -m pip install -q --no-deps -e "$XMMEXT_ROOT" >&2 \
+        || { echo "error: pip install -e . failed (pyproject.toml)" >&2; exit 3; }
     echo "$_want" > "$_stamp"
 fi
 export XMMEXT_PY="$_venv/bin/python"

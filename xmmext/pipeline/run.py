@@ -19,6 +19,8 @@ from xmmext.fitting.flags import summary_line
 from xmmext.core.paths import ObsPaths, validate_name
 from xmmext.steps.cli import add_runner_options
 from xmmext.core.values import positive_int
+from xmmext.steps.base import execute
+from xmmext.steps.registry import OBSERVATION_STEPS
 from xmmext.steps.run import RunSettings, add_pipeline_options, check_run, run_observation, step_options_from
 
 log = logging.getLogger("xmmext.pipeline.run")
@@ -36,8 +38,9 @@ def build_parser():
     p.add_argument("--list", dest="obs_list", help="file of OBSIDs: run all, then combine (give <name> too)")
     p.add_argument("--workers", type=positive_int, default=None, help="--list: parallel processes (default cores-1)")
     p.add_argument("--scheduler", help="--list: dask scheduler address or 'local'")
-    p.add_argument("--profile", action="store_true",
-                   help="also the temperature profile (annuli, kT per annulus: results/<OBSID>/profile/)")
+    for step in OBSERVATION_STEPS:
+        if step.optional:
+            p.add_argument(f"--{step.name}", action="store_true", help=f"also {step.title}")
     add_runner_options(p)
     add_pipeline_options(p)
     return p
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
         obsid, name = args.obsid, args.name
     paths = ObsPaths.of(obsid, args.workdir)
     validate_name(name)
-    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, args.profile)
+    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, _extra_steps(args))
     check_run(settings, f"[{obsid}] ")                 # the model settled before anything runs (exit 3)
     if args.demo:
         settings = replace(settings, options=step_options_from(args, **_prepare_demo(args)))
@@ -67,17 +70,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def _extra_steps(args) -> tuple:
+    """The optional steps the command line asks for."""
+    return tuple(s.name for s in OBSERVATION_STEPS if s.optional and getattr(args, s.name, False))
+
+
 def _prepare_demo(args) -> dict:
     """Simulate the embedded observation (unless there); the fit options a user would give
     for it (Galactic nH and redshift from its truth) unless given. The model is settled
     like any run's (apec with AtomDB, else the zbremss fallback, said before step 1)."""
-    from xmmext.simulate.observation import SimConfig, simulate
+    from xmmext.simulate.config import SimConfig
+    from xmmext.steps.simulate import SimulateStep
     paths = ObsPaths.of(DEMO_OBSID, args.workdir)
-    if args.force or not paths.truth.exists():
-        print(f"[{DEMO_OBSID}] simulate   writing the simulated observation to {paths.data}", flush=True)
-        simulate(SimConfig(obsid=DEMO_OBSID, seed=DEMO_SEED), args.workdir)
-    else:
-        print(f"[{DEMO_OBSID}] simulate   skipped (already in {paths.data}; --force to redo)", flush=True)
+    rec = execute(SimulateStep().plan(paths, SimConfig(obsid=DEMO_OBSID, seed=DEMO_SEED)), force=args.force)
+    state = "skipped (up to date)" if rec.skipped else "done"
+    print(f"[{DEMO_OBSID}] simulate   {state}: {rec.message} in {paths.data}", flush=True)
     truth = json.loads(paths.truth.read_text())["cluster"]
     out = {}
     if not hasattr(args, "nh"):
@@ -107,7 +114,7 @@ def _run_list(args) -> int:
         raise UsageError("--list needs a name: run_extended_source_analysis.sh --list obs_list.txt <name>")
     validate_name(name)
     obsids = read_obs_list(args.obs_list)
-    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, args.profile)
+    settings = RunSettings(step_options_from(args), args.backend, args.force, args.workdir, name, _extra_steps(args))
     check_run(settings)                                # once, before any observation starts
     results = run_list(obsids, name, args.workdir, settings, args.workers, args.scheduler)
     print(summary_table(results))

@@ -1,17 +1,6 @@
-"""The analysis steps, each with the same shape (:mod:`xmmext.steps.base`):
-
-=========  ==========================  ===============================  ==============================
-step       script                      inputs                           outputs (record last)
-=========  ==========================  ===============================  ==============================
-filtering  run_filtering.sh            event lists (or the ODF: SAS)    events/: clean lists, GTIs,
-                                                                        light curves; filtering.json
-regions    generate_regions.sh         clean lists, filtering.json      regions/: images, exposure maps,
-                                                                        .reg files, plots; regions.json
-spectra    spectral_analysis.py        clean lists, region files,       spectra/: PHA, RMF, ARF,
-                                       user responses                   grouped PHA; spectra.json
-fit        xspec_analysis.py           spectra + the files they name    fit/: csv, xcm, png; fit.json
-report     (pipeline)                  every record and plot            report.html; report.json
-=========  ==========================  ===============================  ==============================
+"""The analysis steps, each with the same shape (:mod:`xmmext.steps.base`: Options ->
+plan -> run -> record, one up-to-date rule). The list of steps, in order, is
+:mod:`xmmext.steps.registry`; each step's module says its inputs and outputs.
 
 For notebooks: build an Options object, then ``run_filtering(paths, FilterOptions())``
 etc. (each returns the step's record content), or :func:`run_observation` for all.
@@ -27,7 +16,8 @@ from xmmext.steps.filtering import FilteringStep, FilterOptions
 from xmmext.steps.fit import FitOptions, FitStep
 from xmmext.steps.regions import RegionOptions, RegionsStep
 from xmmext.steps.report import ReportOptions, ReportStep
-from xmmext.steps.run import STEPS, RunSettings, run_observation
+from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
+from xmmext.steps.run import RunSettings, run_observation
 from xmmext.steps.spectra import SpectraOptions, SpectraStep
 
 __all__ = ["Step", "Plan", "StepResult", "StepRecord", "execute", "is_up_to_date", "STEPS", "RunSettings",

@@ -116,6 +116,29 @@ def options_from_namespace(options_cls, ns: argparse.Namespace, pipeline_only: b
     return opts
 
 
+def option_argv(opts) -> list[str]:
+    """The command-line options that give ``opts`` (those that differ from the defaults)."""
+    argv: list[str] = []
+    for f in option_fields(type(opts)):
+        v, m = getattr(opts, f.name), f.metadata
+        if v == default_of(f) or v is None or (isinstance(v, tuple) and list(v) == list(default_of(f))):
+            continue
+        flag = flag_of(f)
+        if m["switch"]:
+            argv.append(flag)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                argv += [flag, f"{k}={x}"]
+        elif isinstance(v, list):
+            for x in v:
+                argv += [flag, str(x)]
+        elif isinstance(v, tuple):
+            argv += [flag, ",".join(v)]
+        else:
+            argv += [flag, str(v)]
+    return argv
+
+
 def fingerprint_options(opts) -> dict:
     """The options that change a step's results, as JSON-able values."""
     out = {}
@@ -201,11 +224,34 @@ class StepRecord:
 
 class Step:
     """Base of every step. Subclasses set ``name`` and ``Options`` and implement
-    ``plan``, ``run`` and ``describe``."""
+    ``plan``, ``run`` and ``describe``; what a run of many steps needs to know about a
+    step (whether it runs unasked, how it takes its options from the run, the command
+    that redoes it) the step declares here, so the sequence names no step."""
     name = "step"
     Options: type = object
     needs_obsid = True          # False for a step that works on files anywhere (the fit)
     has_backend = True          # False for a step with no SAS variant
+    optional = False            # True: part of a run only when the run asks for it by name
+    title = ""                  # what it makes, in a few words (the run's --<name> help for optional steps)
+    script: str | None = None   # its own command ("{obsid}" filled in); None: no command of its own
+
+    def options_from_run(self, options, paths, settings):
+        """The options of this step in a run of one observation (``settings``: the run's
+        RunSettings); default: as given."""
+        return options
+
+    def command_line(self, plan: "Plan") -> str | None:
+        """The shell line that redoes this step on its own with the plan's options."""
+        if self.script is None:
+            return None
+        import shlex
+        paths = plan.context if self.needs_obsid else None
+        head = shlex.split(self.script.format(obsid=getattr(paths, "obsid", "")))
+        if paths is not None:
+            head += ["--workdir", str(paths.workdir)]
+        if self.has_backend:
+            head += ["--backend", plan.backend]
+        return shlex.join(head + option_argv(plan.options))
 
     def check_early(self, options) -> list[str]:
         """Checks that can be made before any step of a run starts (e.g. that the fit's
@@ -271,7 +317,7 @@ def execute(plan: Plan, force: bool = False) -> StepRecord:
     outputs = sorted({_rel(p, base) for p in result.outputs if Path(p).exists()})
     record = {"name": step.name, "complete": result.failure is None, "backend": plan.backend,
               "fingerprint": plan.fingerprint, "options": plan.described["options"],
-              "inputs": plan.described["inputs"], "outputs": outputs}
+              "inputs": plan.described["inputs"], "outputs": outputs, "command": step.command_line(plan)}
     summary = step.attach_record(result.summary, record)
     write_json(plan.record, summary)
     if result.failure is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import fields
 
 from xmmext.core.cli import base_parser, setup_logging
+from xmmext.core.errors import UsageError
 from xmmext.core.fileio import observation_lock
 from xmmext.core.paths import ObsPaths
 from xmmext.steps.base import Step, add_options, execute, options_from_namespace
@@ -20,21 +22,39 @@ def add_runner_options(p: argparse.ArgumentParser, backend: bool = True) -> None
     p.add_argument("--force", action="store_true", help="redo even if the step is up to date")
 
 
-def step_main(step: Step, argv, prog: str, description: str, obsid_positional: bool = False) -> int:
-    """Parse ``argv`` for ``step``, run it (unless up to date) and print its outcome."""
+def add_obsid(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The OBSID as every command takes it: first positional argument (``--obsid`` is
+    kept as another spelling)."""
+    more = "" if required else " (optional)"
+    p.add_argument("obsid", nargs="?", help=f"10-digit observation ID{more}")
+    p.add_argument("--obsid", dest="obsid_option", metavar="OBSID", help=argparse.SUPPRESS)
+
+
+def obsid_of(args, required: bool = True) -> str | None:
+    """The OBSID given positionally or with --obsid (exit 2 when missing or given twice, differently)."""
+    given = {o for o in (args.obsid, getattr(args, "obsid_option", None)) if o}
+    if len(given) > 1:
+        raise UsageError(f"two different OBSIDs given: {', '.join(sorted(given))}")
+    if required and not given:
+        raise UsageError("give the 10-digit OBSID")
+    return given.pop() if given else None
+
+
+def step_main(step: Step, argv, prog: str, description: str) -> int:
+    """Parse ``argv`` for ``step``, run it (unless up to date) and print its outcome.
+    A step that works on files anywhere (the fit) takes an OBSID too: then it works on
+    that observation's products, as in a full run."""
     p = base_parser(prog, description)
-    if step.needs_obsid:
-        if obsid_positional:
-            p.add_argument("obsid", help="10-digit observation ID")
-        else:
-            p.add_argument("--obsid", required=True, help="10-digit observation ID")
+    add_obsid(p, required=step.needs_obsid)
     add_options(p, step.Options)
     add_runner_options(p, backend=step.has_backend)
     args = p.parse_args(argv)
-    context = ObsPaths.of(args.obsid, args.workdir) if step.needs_obsid else None
-    logfile = context.logs / f"{step.name}.log" if context is not None and context.data.exists() else None
+    obsid = obsid_of(args, required=step.needs_obsid)
+    paths = ObsPaths.of(obsid, args.workdir) if obsid else None
+    context = paths if step.needs_obsid else None
+    logfile = paths.logs / f"{step.name}.log" if paths is not None and paths.data.exists() else None
     setup_logging(args.debug, args.quiet, logfile)
-    opts = options_from_namespace(step.Options, args)
+    opts = options_from_namespace(step.Options, args, **_from_obsid(step, paths, args))
     plan = step.plan(context, opts, getattr(args, "backend", "auto"))     # bad input fails here, touching nothing
     lock = observation_lock(context.results) if context is not None else contextlib.nullcontext()
     with lock:
@@ -42,3 +62,17 @@ def step_main(step: Step, argv, prog: str, description: str, obsid_positional: b
     state = "skipped (up to date)" if rec.skipped else "done"
     print(f"{step.name} ({plan.backend}) {state}: {step.console(rec.summary)}")
     return 0
+
+
+def _from_obsid(step: Step, paths: ObsPaths | None, args) -> dict:
+    """For a step that works on files anywhere, given an OBSID: the options a full run
+    would give it (the fit: that observation's spectra, into its fit/ folder)."""
+    if paths is None or step.needs_obsid:
+        return {}
+    default = step.Options()
+    run = step.options_from_run(default, paths, None)
+    given = {f.name: getattr(run, f.name) for f in fields(run) if getattr(run, f.name) != getattr(default, f.name)}
+    for name in given:
+        if hasattr(args, name):
+            raise UsageError(f"give the OBSID or --{name.replace('_', '-')}, not both")
+    return given

@@ -54,6 +54,7 @@ class FilterOptions:
 
 class FilteringStep(Step):
     name = "filtering"
+    script = "bash run_filtering.sh {obsid}"
     Options = FilterOptions
 
     def plan(self, paths: ObsPaths, opts: FilterOptions, backend: str = "auto") -> Plan:
@@ -106,5 +107,5 @@ def cleaned_event_inputs(paths: ObsPaths, cameras) -> list:
 def main(argv=None) -> int:
     from xmmext.steps.cli import step_main
     return step_main(FilteringStep(), argv, "run_filtering.sh",
-                     "Step 1: flare-cleaned event lists, GTIs and light curves.", obsid_positional=True)
+                     "Step 1: flare-cleaned event lists, GTIs and light curves.")
 

@@ -125,6 +125,12 @@ class FitStep(Step):
     Options = FitOptions
     needs_obsid = False
     has_backend = False
+    script = "python xspec_analysis.py"
+
+    def options_from_run(self, options, paths, settings):
+        """In a run of one observation: the observation's spectra, into its fit/ folder."""
+        from dataclasses import replace
+        return replace(options, input=str(paths.spectra), output=str(paths.fit))
 
     def check_early(self, opts: FitOptions) -> list[str]:
         """The model is settled before any step of a run (exit 3 at once when it cannot be

@@ -97,6 +97,9 @@ class ProfileStep(Step):
     name = "profile"
     Options = ProfileOptions
     has_backend = False
+    optional = True               # a run makes the profile only when asked (--profile)
+    title = "the temperature profile (annuli, kT per annulus: results/<OBSID>/profile/)"
+    script = "python xspec_analysis.py --profile {obsid}"
 
     def check_early(self, opts: ProfileOptions) -> list[str]:
         opts.validate()
@@ -117,8 +120,7 @@ class ProfileStep(Step):
         import xmmext.spectra.annuli as P
         from xmmext.core.fileio import write_text
         from xmmext.sky.extraction_region import read_ds9
-        from xmmext.spectra.extraction import extract_spectra
-        from xmmext.steps.spectra import SpectraOptions
+        from xmmext.steps.spectra import SpectraOptions, SpectraStep
         paths, opts = plan.context, plan.options
         folder = plan.record.parent
         bkg = read_ds9(paths.regions / "bkg.reg")
@@ -141,10 +143,11 @@ class ProfileStep(Step):
             sub = folder / f"annulus_{k:02d}"
             reg = write_text(sub / "src.reg", ann.region(prof["centre"], exclude).ds9_physical())
             sopts = SpectraOptions(src_reg=str(reg), bkg_reg=str(paths.regions / "bkg.reg"), group=opts.group,
-                                   background=opts.background,
-                                   cameras=tuple(prof["cameras"]))
-            spec, files = extract_spectra(paths, sopts, sub, plot=False)
-            written += [reg] + files
+                                   background=opts.background, cameras=tuple(prof["cameras"]), output=str(sub),
+                                   plot=False)
+            spec = execute(SpectraStep().plan(paths, sopts, "native"), force=True).summary
+            written += [reg, sub / "spectra.json"] + [Path(f) for s in spec["cameras"].values()
+                                                       for f in s.get("files", {}).values()]
             rows.append(_fit_annulus(ann, sub, spec, opts, written))
         crosstalk = _crosstalk(paths, folder, annuli, rows, opts)
         _flag_rows(folder, rows)

@@ -68,6 +68,7 @@ class RegionOptions:
 
 class RegionsStep(Step):
     name = "regions"
+    script = "bash generate_regions.sh {obsid}"
     Options = RegionOptions
 
     def plan(self, paths: ObsPaths, opts: RegionOptions, backend: str = "auto") -> Plan:
@@ -102,5 +103,5 @@ def _sas_maps(paths: ObsPaths, opts):
 def main(argv=None) -> int:
     from xmmext.steps.cli import step_main
     return step_main(RegionsStep(), argv, "generate_regions.sh",
-                     "Step 2: images, point sources, source and background regions.", obsid_positional=True)
+                     "Step 2: images, point sources, source and background regions.")
 

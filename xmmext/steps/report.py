@@ -6,7 +6,9 @@ results/<OBSID>/report.html; record report.json. The work: :mod:`xmmext.report`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
 from xmmext.core.paths import ObsPaths, validate_name
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
@@ -20,7 +22,6 @@ PRODUCTS = ("events/filtering.json", "regions/regions.json", "spectra/spectra.js
 class ReportOptions:
     """Report settings."""
     name: str = option("source", "source/run name shown in the report", pipeline=False)
-    commands: list = field(default_factory=list, metadata={"fingerprint": False})   # shell lines to reproduce
 
     def validate(self) -> None:
         validate_name(self.name)
@@ -31,6 +32,11 @@ class ReportStep(Step):
     Options = ReportOptions
     has_backend = False
 
+    def options_from_run(self, options, paths, settings):
+        """In a run: the run's name."""
+        from dataclasses import replace
+        return replace(options, name=settings.name)
+
     def plan(self, paths: ObsPaths, opts: ReportOptions, backend: str = "auto") -> Plan:
         opts.validate()
         inputs = [paths.results / p for p in PRODUCTS] + sorted(paths.events.glob("*_lc.png"))
@@ -39,8 +45,32 @@ class ReportStep(Step):
 
     def run(self, plan: Plan) -> StepResult:
         from xmmext.report import build_report
-        dest = build_report(plan.context, plan.options.name, plan.options.commands)
+        dest = build_report(plan.context, plan.options.name, reproduce_commands(plan.context))
         return StepResult({"name": plan.options.name, "report": dest.name}, [dest])
 
     def describe(self, summary: dict) -> str:
         return summary.get("report", "report.html")
+
+
+def reproduce_commands(paths: ObsPaths) -> list[str]:
+    """The commands that redo each step of the observation on its own, as the steps'
+    records state them, in the order the records were written (the order of the run)."""
+    found = []
+    for path in paths.results.glob("*/*.json"):
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        rec = _record_of(data)
+        if rec and rec.get("complete") and rec.get("command"):
+            found.append((path.stat().st_mtime_ns, rec["command"]))
+    return [c for _, c in sorted(found)]
+
+
+def _record_of(data) -> dict | None:
+    """The step record a JSON file holds (``step``, or per camera as step 1 keeps it)."""
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("step"), dict):
+        return data["step"]
+    return next((v["step"] for v in data.values() if isinstance(v, dict) and isinstance(v.get("step"), dict)), None)

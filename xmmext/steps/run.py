@@ -1,30 +1,19 @@
-"""The steps in order, for one observation: the options the full pipeline forwards to
-each step, and :func:`run_observation` (used by ``run_extended_source_analysis.sh`` and by
-the multi-observation runner)."""
+"""A run of the steps for one observation, whatever the steps are: the options the full
+pipeline forwards to each step, :func:`check_run` before anything starts, and
+:func:`run_observation` (used by ``run_extended_source_analysis.sh`` and by the
+multi-observation runner). The steps and their order: :mod:`xmmext.steps.registry`; what
+a step needs from a run it declares itself (:class:`~xmmext.steps.base.Step`)."""
 from __future__ import annotations
 
 import argparse
-import shlex
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from xmmext.core.errors import XmmextError
 from xmmext.core.fileio import observation_lock
 from xmmext.core.paths import ObsPaths
-from xmmext.steps.base import add_options, default_of, execute, flag_of, option_fields, options_from_namespace
-from xmmext.steps.filtering import FilteringStep
-from xmmext.steps.fit import FitStep
-from xmmext.steps.profile import ProfileStep
-from xmmext.steps.regions import RegionsStep
-from xmmext.steps.report import ReportStep
-from xmmext.steps.spectra import SpectraStep
-
-STEPS = (FilteringStep(), RegionsStep(), SpectraStep(), FitStep(), ProfileStep(), ReportStep())
-OPTIONAL = {"profile"}            # steps run only when asked (RunSettings.profile)
-SCRIPTS = {"filtering": "bash run_filtering.sh {obsid}", "regions": "bash generate_regions.sh {obsid}",
-           "spectra": "python spectral_analysis.py --obsid {obsid}", "fit": "python xspec_analysis.py",
-           "profile": "python xspec_analysis.py --profile --obsid {obsid}"}
-
+from xmmext.steps.base import add_options, execute, option_fields, options_from_namespace
+from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
 
 @dataclass
 class RunSettings:
@@ -35,7 +24,7 @@ class RunSettings:
     force: bool = False
     workdir: str | None = None
     name: str = "source"
-    profile: bool = False                             # also the temperature profile
+    extra: tuple = ()                                 # optional steps asked for (e.g. ("profile",))
     checked: bool = False                             # check_run already done (the pipeline does it first)
     stop_after: str | None = None                     # the last step to run (None: all)
 
@@ -46,7 +35,7 @@ class RunSettings:
             names = [s.name for s in STEPS]
             if names.index(step.name) > names.index(self.stop_after):
                 return False
-        return step.name not in OPTIONAL or (step.name == "profile" and self.profile)
+        return not step.optional or step.name in self.extra
 
 
 def default_options(**given) -> dict:
@@ -66,63 +55,13 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
 
 def step_options_from(ns: argparse.Namespace, **fit_overrides) -> dict:
     """{step name: Options} from the pipeline's parsed command line; ``fit_overrides``
-    (e.g. the demo's nH) go to the fit and to every step that has the same option."""
+    (e.g. the demo's nH) go to every step that has that option."""
     out = {}
     for step in STEPS:
         names = {f.name for f in option_fields(step.Options)}
-        extra = {k: v for k, v in fit_overrides.items() if step.name == "fit" or k in names}
+        extra = {k: v for k, v in fit_overrides.items() if k in names}
         out[step.name] = options_from_namespace(step.Options, ns, pipeline_only=True, **extra)
     return out
-
-
-def option_argv(opts) -> list[str]:
-    """The command-line options that give ``opts`` (those that differ from the defaults)."""
-    argv: list[str] = []
-    for f in option_fields(type(opts)):
-        v, m = getattr(opts, f.name), f.metadata
-        if v == default_of(f) or v is None or (isinstance(v, tuple) and list(v) == list(default_of(f))):
-            continue
-        flag = flag_of(f)
-        if m["switch"]:
-            argv.append(flag)
-        elif isinstance(v, dict):
-            for k, x in v.items():
-                argv += [flag, f"{k}={x}"]
-        elif isinstance(v, list):
-            for x in v:
-                argv += [flag, str(x)]
-        elif isinstance(v, tuple):
-            argv += [flag, ",".join(v)]
-        else:
-            argv += [flag, str(v)]
-    return argv
-
-
-def reproduce_commands(paths: ObsPaths, settings: RunSettings) -> list[str]:
-    """Shell lines (quoted) that redo each step on its own with the same options."""
-    lines = []
-    for step in STEPS:
-        if step.name not in SCRIPTS or not settings.runs(step):
-            continue
-        head = shlex.split(SCRIPTS[step.name].format(obsid=paths.obsid))
-        opts = settings.options[step.name]
-        if step.name == "fit":
-            head += ["--input", str(paths.spectra)]
-        else:
-            head += ["--workdir", str(paths.workdir)]
-            if settings.backend != "auto":
-                head += ["--backend", settings.backend]
-        lines.append(shlex.join(head + option_argv(opts)))
-    return lines
-
-
-def _options_for(step, paths: ObsPaths, settings: RunSettings):
-    opts = settings.options.get(step.name) or step.Options()
-    if step.name == "fit":
-        opts = replace(opts, input=str(paths.spectra), output=str(paths.fit))
-    elif step.name == "report":
-        opts = replace(opts, name=settings.name, commands=reproduce_commands(paths, settings))
-    return opts
 
 
 def check_run(settings: RunSettings, prefix: str = "", echo: bool = True) -> list[str]:
@@ -157,8 +96,8 @@ def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, 
             continue
         t0 = time.monotonic()
         try:
-            plan = step.plan(paths if step.needs_obsid else None, _options_for(step, paths, settings),
-                             settings.backend)
+            opts = step.options_from_run(settings.options.get(step.name) or step.Options(), paths, settings)
+            plan = step.plan(paths if step.needs_obsid else None, opts, settings.backend)
             rec = execute(plan, force=settings.force)
             outcome[step.name] = ("skipped (up to date)" if rec.skipped else "done") + f": {rec.message}"
         except XmmextError as exc:

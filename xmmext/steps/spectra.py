@@ -8,7 +8,7 @@ responses. Outputs in results/<OBSID>/spectra/: <cam>_src.pha, <cam>_bkg.pha,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xmmext.sas.backend import choose_backend
@@ -36,6 +36,12 @@ class SpectraOptions:
     background: str = option("auto", "background: auto (local, or model when step 1 found residual soft protons), local (the background annulus subtracted, the source's own emission in it predicted from the beta model and left in), annulus (the plain annulus subtraction), model (source, background and corner spectra fitted together: particles, soft protons, sky and the source's own emission modelled), none", choices=list(BACKGROUNDS))
     timeout: float = option(7200.0, "SAS backend: per-task timeout (s)", parse=V.positive_float,
                             fingerprint=False)
+    output: str | None = option(None, "output folder (default: results/<OBSID>/spectra)", pipeline=False)
+    plot: bool = field(default=True, metadata={"fingerprint": False})     # spectra.png (not for the annuli)
+
+    def folder(self, paths: ObsPaths) -> Path:
+        """Where the spectra go."""
+        return Path(self.output) if self.output else paths.spectra
 
     def validate(self) -> None:
         from xmmext.spectra.grouping import parse_group
@@ -58,6 +64,7 @@ class SpectraOptions:
 
 class SpectraStep(Step):
     name = "spectra"
+    script = "python spectral_analysis.py {obsid}"
     Options = SpectraOptions
 
     def plan(self, paths: ObsPaths, opts: SpectraOptions, backend: str = "auto") -> Plan:
@@ -70,7 +77,10 @@ class SpectraStep(Step):
             from xmmext.spectra.grouping import parse_group
             if parse_group(opts.group).kind != "mincounts" or opts.src_reg or opts.bkg_reg or opts.rmf or opts.arf:
                 raise UsageError("the SAS path supports the step-2 regions and --group mincounts=N only")
-        return finish_plan(Plan(self, opts, chosen, inputs, paths.spectra / "spectra.json", [paths.spectra], paths))
+        if chosen == "sas" and opts.output:
+            raise UsageError("the SAS path writes results/<OBSID>/spectra only: drop --output")
+        out = opts.folder(paths)
+        return finish_plan(Plan(self, opts, chosen, inputs, out / "spectra.json", [out], paths))
 
     def run(self, plan: Plan) -> StepResult:
         paths, opts = plan.context, plan.options
@@ -81,7 +91,7 @@ class SpectraStep(Step):
             summary, written = run_sas_spectra(paths, opts.cameras, int(spec.value), opts.timeout, spec.oversample)
         else:
             from xmmext.spectra.extraction import extract_spectra
-            summary, written = extract_spectra(paths, opts)
+            summary, written = extract_spectra(paths, opts, opts.folder(paths), plot=opts.plot)
         failure = None
         if not any(s.get("status") == "ok" for s in summary["cameras"].values()):
             failure = no_usable("no camera gives a spectrum",
