@@ -99,3 +99,15 @@ def processed_obs(tmp_path_factory):
     wd, truth = _built_once(tmp_path_factory, "processed", build)
     paths = ObsPaths.of(obsid, wd)
     return wd, truth, paths, json.loads((paths.spectra / "spectra.json").read_text())
+
+
+@pytest.fixture
+def fakebin(tmp_path, monkeypatch):
+    """A folder on PATH for stand-in SAS tasks (tests/sas_fakes.py writes them)."""
+    b = tmp_path / "bin"
+    b.mkdir()
+    monkeypatch.setenv("PATH", f"{b}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PFILES", "/user/pf;/sys/pf")
+    return b
+
+

@@ -1,206 +1,24 @@
-"""SAS backend: the command lines it builds, and how it runs and judges tasks.
+"""SAS backend: the chains of steps 1-3 (filtering, images, spectra) run against stand-in
+tasks that behave as the SAS documentation says.
 
 No SAS is installed here: tasks are replaced by stand-in executables on PATH.
 """
 from __future__ import annotations
 
-import json
-import os
-import stat
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from astropy.io import fits
 
 from conftest import ROOT
+from sas_fakes import fake_task
 
 import xmmext.core.errors as errors_mod
 from xmmext.sas import filtering as sasf
 from xmmext.sas import images as sasi
 from xmmext.sas import spectra as sass
-from xmmext.sas import tasks as sast
-from xmmext.core.errors import DependencyError
 from xmmext.steps import FilterOptions
 from xmmext.core.paths import ObsPaths
-
-
-def test_parse_version():
-    assert sast.parse_sas_version("xmmsas_20230412_1735-21.0.0") == (21, 0, 0)
-    assert sast.parse_sas_version("sasversion:- ... [xmmsas_20190531_1155-18.0.0]") == (18, 0, 0)
-    with pytest.raises(DependencyError):
-        sast.parse_sas_version("nothing here")
-
-
-def test_parse_version_takes_the_release_tag_not_a_task_version():
-    """Issue 13, item 1: the task's own version printed first is not the SAS release; SAS 22
-    prints '[22.0.0-<hash>-<date>]'."""
-    assert sast.parse_sas_version("sasversion (sasversion-1.3.2) [xmmsas_20211130_0941-21.0.0]") == (21, 0, 0)
-    assert sast.parse_sas_version("sasversion:- Executing (routine): sasversion (sasversion-1.3.2) "
-                                 "[22.0.0-a8f2c2afa-20250304]") == (22, 0, 0)
-    # the form real SAS files carry (../shared: CREATOR/XPROC0 of the A907 products)
-    assert sast.parse_sas_version("eexpmap (eexpmap-4.6.5) [xmmsas_20131209_1901-13.5.0]") == (13, 5, 0)
-
-
-def test_espfilt_command_sas21_pn():
-    t = sasf.espfilt(Path("/w/P01PNS003PIEVLI0000.FIT"), "pn", "S003", (21, 0, 0), Path("/w/ccf.cif"),
-                    ootfile=Path("/w/P01PNS003OOEVLI0000.FIT"))
-    assert t.argv == ["espfilt", "eventfile=/w/P01PNS003PIEVLI0000.FIT", "withoot=yes",
-                      "ootfile=/w/P01PNS003OOEVLI0000.FIT", "method=histogram", "withsmoothing=yes",
-                      "smooth=51", "withbinning=yes", "binsize=60", "ratio=1.2",
-                      "elow=2500", "ehigh=8500", "rangescale=25", "allowsigma=3", "keepinterfiles=no"]
-    assert t.outputs == ["pnS003-gti.fits"]
-    assert t.env == {"SAS_CCF": "/w/ccf.cif"}
-
-
-@pytest.mark.parametrize("version, longnames, gti", [
-    ((20, 0, 0), True, "mos1S001-gti-2500-8500.fits"),
-    ((21, 0, 0), False, "mos1S001-gti.fits"),
-    ((21, 1, 0), False, "mos1S001-gti.fits"),
-    ((22, 0, 0), False, "mos1S001-gti.fits")])
-def test_espfilt_version_matrix(version, longnames, gti):
-    """Issue 13, item 2: withlongnames and the energy-suffixed names are SAS 20 only."""
-    t = sasf.espfilt(Path("m1.fits"), "mos1", "S001", version, Path("ccf.cif"))
-    assert ("withlongnames=yes" in t.argv) == longnames
-    assert t.outputs == [gti]
-
-
-def test_espfilt_before_sas20_is_refused_with_the_reason():
-    """Issue 13, item 3: older espfilt is not guessed at (exit 3 with what to do)."""
-    with pytest.raises(DependencyError, match="needs SAS >= 20"):
-        sasf.espfilt(Path("m1.fits"), "mos1", "S001", (19, 1, 0), Path("ccf.cif"))
-
-
-def test_espfilt_ratio_method_uses_its_own_band():
-    """Issue 13, item 4: the ratio method needs elow=8000 ehigh=12000 (ESAS cookbook)."""
-    t = sasf.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif"), method="ratio")
-    args = dict(t.params)
-    assert (args["method"], args["elow"], args["ehigh"]) == ("ratio", "8000", "12000")
-    h = dict(sasf.espfilt(Path("m1.fits"), "mos1", "S001", (21, 0, 0), Path("ccf.cif")).params)
-    assert (h["elow"], h["ehigh"]) == ("2500", "8500")
-
-
-def test_evselect_and_tabgtigen_commands():
-    rate = sasf.evselect_rate(Path("m1.fits"), "mos1", "rate.fits", 100)
-    assert rate.argv == ["evselect", "table=m1.fits", "withrateset=yes", "rateset=rate.fits",
-                         "maketimecolumn=yes", "timecolumn=TIME", "timebinsize=100", "makeratecolumn=yes",
-                         "expression=#XMMEA_EM && (PI>10000) && (PATTERN==0)"]
-    gti = sasf.tabgtigen("rate.fits", 0.35, "gti.fits")
-    assert gti.argv == ["tabgtigen", "table=rate.fits", "expression=RATE<=0.35", "gtiset=gti.fits"]
-    clean = sasf.evselect_clean(Path("pn.fits"), Path("gti.fits"), "#XMMEA_EP && (PATTERN<=4) && (FLAG==0)")
-    assert clean.argv == ["evselect", "table=pn.fits", "withfilteredset=yes", "filteredset=clean.fits",
-                          "destruct=yes", "keepfilteroutput=yes", "filtertype=expression",
-                          "expression=#XMMEA_EP && (PATTERN<=4) && (FLAG==0) && GTI(gti.fits,TIME)",
-                          "updateexposure=yes", "filterexposure=yes"]
-    # an argument list: the expression stays one argument, nothing goes through a shell
-    assert sum(a.startswith("expression=") for a in clean.argv) == 1
-
-
-def test_chain_commands():
-    assert sasf.cifbuild(Path("/d/ODF")).argv == ["cifbuild", "withccfpath=no", "analysisdate=now",
-                                                 "category=XMMCCF", "calindexset=ccf.cif", "fullpath=yes"]
-    # odfingest reads odfdir only with withodfdir=yes (its documentation; default: SAS_ODF)
-    assert sasf.odfingest(Path("/d/ODF"), Path("ccf.cif")).argv == ["odfingest", "odfdir=/d/ODF", "withodfdir=yes",
-                                                                   "outdir=."]
-    # every imaging exposure (epchain documentation: the default is the first only)
-    assert sasf.epchain(Path("s.SAS"), Path("c.cif"), out_of_time=True).argv == [
-        "epchain", "datamode=IMAGING", "odfaccess=all", "withoutoftime=yes"]
-    assert "runradmonfix=N" in sasf.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(21, 0, 0)).argv
-    assert "runradmonfix=N" not in sasf.epchain(Path("s.SAS"), Path("c.cif"), sas_version=(22, 0, 0)).argv
-    assert sasf.emchain(Path("s.SAS"), Path("c.cif")).env == {"SAS_ODF": "s.SAS", "SAS_CCF": "c.cif"}
-
-
-def _fake(bindir: Path, name: str, body: str, prefix: str = ""):
-    """A stand-in SAS task written in Python."""
-    bindir.mkdir(exist_ok=True)
-    exe = bindir / name
-    exe.write_text(f"#!{sys.executable}\nimport os, sys, time, json, shutil\n" + prefix + textwrap.dedent(body))
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-
-
-@pytest.fixture
-def fakebin(tmp_path, monkeypatch):
-    b = tmp_path / "bin"
-    b.mkdir()
-    monkeypatch.setenv("PATH", f"{b}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("PFILES", "/user/pf;/sys/pf")
-    return b
-
-
-def test_runner_success_moves_outputs_and_isolates_pfiles(tmp_path, fakebin):
-    _fake(fakebin, "tabgtigen", """
-        args = dict(a.split("=", 1) for a in sys.argv[1:])
-        open(args["gtiset"], "w").write(json.dumps({"PFILES": os.environ["PFILES"],
-            "HEADASNOQUERY": os.environ.get("HEADASNOQUERY"), "cwd": os.getcwd()}))
-        print("tabgtigen:- done")
-    """)
-    out = sast.run_task(sasf.tabgtigen("rate.fits", 0.4, "g.fits"), tmp_path / "dest", tmp_path / "logs", 30)
-    assert out == [tmp_path / "dest" / "g.fits"]
-    info = json.loads(out[0].read_text())
-    assert info["HEADASNOQUERY"] == "1"
-    user, system = info["PFILES"].split(";")
-    assert user.startswith(info["cwd"]) and system == "/sys/pf"      # private user pfiles
-    assert not list((tmp_path / "dest").glob("xmmext_*"))            # temp dir removed
-    assert "tabgtigen:- done" in (tmp_path / "logs" / "sas_tabgtigen.log").read_text()
-
-
-def test_runner_error_line_fails(tmp_path, fakebin):
-    _fake(fakebin, "evselect", """
-        print("evselect:- Executing")
-        print("** evselect: error (NoSuchFile), The file m1.fits could not be opened")
-    """)
-    with pytest.raises(sast.SasTaskError) as exc:
-        sast.run_task(sasf.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
-    line = exc.value.one_line()
-    assert "NoSuchFile" in line and "sas_evselect.log" in line and exc.value.exit_code == 4
-
-
-@pytest.mark.parametrize("line", ["** backscale::arfgen: fatal error (FileNotFound), cannot open ccf.cif",
-                                  "** especget::rmfgen: error (NoCcf), no CCF"])
-def test_runner_nested_task_error_lines_fail(tmp_path, fakebin, line):
-    """Issue 13 (smaller): error lines of a task run by another task, as SAS prints them."""
-    _fake(fakebin, "evselect", f"""
-        print("evselect:- Executing")
-        print({line!r})
-    """)
-    with pytest.raises(sast.SasTaskError) as exc:
-        sast.run_task(sasf.evselect_rate(Path("m1.fits"), "mos1"), tmp_path, tmp_path / "logs", 30)
-    assert line.split("(")[1].split(")")[0] in exc.value.one_line()
-
-
-def test_runner_missing_output_fails(tmp_path, fakebin):
-    _fake(fakebin, "tabgtigen", "print('finished without writing anything')\n")
-    with pytest.raises(sast.SasTaskError, match="did not produce gti.fits"):
-        sast.run_task(sasf.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
-
-
-def test_runner_nonzero_exit_fails(tmp_path, fakebin):
-    _fake(fakebin, "tabgtigen", "sys.exit(5)\n")
-    with pytest.raises(sast.SasTaskError, match="status 5"):
-        sast.run_task(sasf.tabgtigen("rate.fits", 0.4), tmp_path, tmp_path / "logs", 30)
-
-
-def test_runner_timeout_kills_the_real_process(tmp_path, fakebin):
-    pidfile = tmp_path / "child.pid"
-    # the task starts a grandchild (as SAS perl wrappers do) and both hang
-    _fake(fakebin, "espfilt", f"""
-        import subprocess
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        open({str(pidfile)!r}, "w").write(str(child.pid))
-        time.sleep(60)
-    """)
-    t0 = time.monotonic()
-    with pytest.raises(sast.SasTaskError, match="timed out"):
-        sast.run_task(sasf.espfilt(Path("e.fits"), "mos1", "S001", (21, 0, 0), Path("c.cif")), tmp_path,
-                     tmp_path / "logs", timeout=2)
-    assert time.monotonic() - t0 < 20
-    pid = int(pidfile.read_text())
-    time.sleep(0.2)
-    status = Path(f"/proc/{pid}/status")
-    # gone, or a zombie waiting for PID 1 to reap it: either way no longer running
-    assert not status.exists() or "\nState:\tZ" in status.read_text()
 
 
 def _observation_with_odf(tmp_path, monkeypatch) -> ObsPaths:
@@ -223,15 +41,15 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
     paths = _observation_with_odf(tmp_path, monkeypatch)
     calls = tmp_path / "calls.txt"
     log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
-    _fake(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
-    _fake(fakebin, "cifbuild", prefix=log_call, body="open('ccf.cif', 'w').write('cif')\n")
-    _fake(fakebin, "odfingest", prefix=log_call, body="open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
-    _fake(fakebin, "epchain", prefix=log_call, body=f"""
+    fake_task(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
+    fake_task(fakebin, "cifbuild", prefix=log_call, body="open('ccf.cif', 'w').write('cif')\n")
+    fake_task(fakebin, "odfingest", prefix=log_call, body="open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
+    fake_task(fakebin, "epchain", prefix=log_call, body=f"""
         oot = 'withoutoftime=yes' in sys.argv
         name = 'P0999990201PNS003' + ('OOEVLI0000.FIT' if oot else 'PIEVLI0000.FIT')
         shutil.copy({str(evt)!r}, name)
     """)
-    _fake(fakebin, "espfilt", prefix=log_call, body="""
+    fake_task(fakebin, "espfilt", prefix=log_call, body="""
         from astropy.io import fits
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
@@ -243,7 +61,7 @@ def test_full_sas_chain_with_stand_ins(short_obs, tmp_path, fakebin, monkeypatch
         name = 'pnS003-gti-2500-8500.fits' if 'withlongnames=yes' in sys.argv else 'pnS003-gti.fits'
         fits.HDUList([fits.PrimaryHDU(), g]).writeto(name)
     """)
-    _fake(fakebin, "evselect", prefix=log_call, body="""
+    fake_task(fakebin, "evselect", prefix=log_call, body="""
         from astropy.io import fits
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         with fits.open(args['table']) as h:        # updateexposure=yes: ONTIME and a smaller LIVETIME
@@ -278,10 +96,10 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
     paths = _observation_with_odf(tmp_path, monkeypatch)
     calls = tmp_path / "calls.txt"
     log_call = f"open({str(calls)!r}, 'a').write(' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) + '\\n')\n"
-    _fake(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
-    _fake(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
-    _fake(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
-    _fake(fakebin, "epchain", prefix=log_call, body=f"""
+    fake_task(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
+    fake_task(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
+    fake_task(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
+    fake_task(fakebin, "epchain", prefix=log_call, body=f"""
         from astropy.io import fits
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         assert args.get('odfaccess') == 'all'
@@ -297,7 +115,7 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
                 h['EVENTS'].header['TSTOP'] = t0 + frac * (h['EVENTS'].header['TSTOP'] - t0)
                 h.writeto('P0999990201PN' + exp + kind + '0000.FIT')
     """)
-    _fake(fakebin, "espfilt", prefix=log_call, body="""
+    fake_task(fakebin, "espfilt", prefix=log_call, body="""
         from astropy.io import fits
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
@@ -305,7 +123,7 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
                                            fits.Column('STOP', 'D', array=np.array([1e10]))], name='STDGTI')
         fits.HDUList([fits.PrimaryHDU(), g]).writeto('pnS004-gti.fits')
     """)
-    _fake(fakebin, "evselect", "args = dict(a.split('=', 1) for a in sys.argv[1:]); shutil.copy(args['table'], args['filteredset'])\n")
+    fake_task(fakebin, "evselect", "args = dict(a.split('=', 1) for a in sys.argv[1:]); shutil.copy(args['table'], args['filteredset'])\n")
     summary, _ = sasf.run_sas_filtering(paths, FilterOptions(cameras=["pn"]), timeout=60)
     assert summary["pn"]["status"] == "ok"
     assert summary["pn"]["input"].endswith("PNS004PIEVLI0000.FIT")
@@ -321,12 +139,12 @@ def test_several_pn_exposures_longest_used_with_its_own_oot(short_obs, tmp_path,
 def test_sas_detection_says_when_lcurve_is_missing(tmp_path, fakebin, monkeypatch):
     """Issue 13 (smaller): emchain's flare light curves need HEASoft's lcurve."""
     from xmmext.pipeline.environment import detect_sas
-    _fake(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
+    fake_task(fakebin, "sasversion", "print('[xmmsas_20230412_1735-21.0.0]')\n")
     monkeypatch.setenv("SAS_DIR", str(tmp_path))
     monkeypatch.setenv("SAS_CCFPATH", str(tmp_path))
     monkeypatch.setenv("PATH", f"{fakebin}:/usr/bin:/bin")
     assert "lcurve" in detect_sas().detail
-    _fake(fakebin, "lcurve", "pass\n")
+    fake_task(fakebin, "lcurve", "pass\n")
     assert "lcurve" not in detect_sas().detail
 
 
@@ -336,16 +154,16 @@ def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, 
     wd, truth = short_obs
     evt = wd / "data/0999990201/event/mos1_evt.fits"
     paths = _observation_with_odf(tmp_path, monkeypatch)
-    _fake(fakebin, "sasversion", "print('sasversion (sasversion-1.3.2) [xmmsas_20230412_1735-21.0.0]')\n")
-    _fake(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
-    _fake(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
-    _fake(fakebin, "emchain", f"shutil.copy({str(evt)!r}, 'P0999990201M1S001MIEVLI0000.FIT')\n")
-    _fake(fakebin, "evselect", """
+    fake_task(fakebin, "sasversion", "print('sasversion (sasversion-1.3.2) [xmmsas_20230412_1735-21.0.0]')\n")
+    fake_task(fakebin, "cifbuild", "open('ccf.cif', 'w').write('cif')\n")
+    fake_task(fakebin, "odfingest", "open('0001_0999990201_SCX00000SUM.SAS', 'w').write('sum')\n")
+    fake_task(fakebin, "emchain", f"shutil.copy({str(evt)!r}, 'P0999990201M1S001MIEVLI0000.FIT')\n")
+    fake_task(fakebin, "evselect", """
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         out = args.get('rateset') or args.get('filteredset')
         shutil.copy(args['table'], out)
     """)
-    _fake(fakebin, "tabgtigen", """
+    fake_task(fakebin, "tabgtigen", """
         from astropy.io import fits
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
@@ -356,7 +174,7 @@ def test_fixed_method_chain_finds_its_light_curve(short_obs, tmp_path, fakebin, 
                                            fits.Column('STOP', 'D', array=np.array([1e10]))], name='STDGTI')
         fits.HDUList([fits.PrimaryHDU(), g]).writeto(args['gtiset'])
     """)
-    _fake(fakebin, "emanom", """
+    fake_task(fakebin, "emanom", """
         from astropy.io import fits
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         with fits.open(args['eventfile'], mode='update') as h:     # as emanom writekeys=yes does
@@ -416,19 +234,19 @@ def test_sas_spectra_chain_with_stand_ins(processed_obs, tmp_path, fakebin, monk
                 name='SPECTRUM')]).writeto(name)
         args = dict(a.split('=', 1) for a in sys.argv[1:])
     """
-    _fake(fakebin, "evselect", prefix=log_call, body=write_pha + """
+    fake_task(fakebin, "evselect", prefix=log_call, body=write_pha + """
         if 'spectrumset' in args: pha(args['spectrumset'])
         else: open(args['imageset'], 'w').write('detmap')
     """)
-    _fake(fakebin, "backscale", prefix=log_call, body="""
+    fake_task(fakebin, "backscale", prefix=log_call, body="""
         from astropy.io import fits
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         with fits.open(args['spectrumset'], mode='update') as h:
             h['SPECTRUM'].header['BACKSCAL'] = 12345.0
     """)
-    _fake(fakebin, "rmfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['rmfset'], 'w').write('rmf')\n")
-    _fake(fakebin, "arfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['arfset'], 'w').write('arf')\n")
-    _fake(fakebin, "specgroup", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['groupedset'], 'w').write('grp')\n")
+    fake_task(fakebin, "rmfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['rmfset'], 'w').write('rmf')\n")
+    fake_task(fakebin, "arfgen", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['arfset'], 'w').write('arf')\n")
+    fake_task(fakebin, "specgroup", prefix=log_call, body="args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['groupedset'], 'w').write('grp')\n")
     res, _ = sass.run_sas_spectra(p2, ["pn"], mincounts=25, timeout=60)
     assert res["cameras"]["pn"]["status"] == "ok"
     from astropy.io import fits
@@ -472,7 +290,7 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
     p2 = ObsPaths.of(paths.obsid, tmp_path)
     monkeypatch.setenv("SAS_DIR", str(tmp_path))               # an initialised (stand-in) SAS
     monkeypatch.setenv("SAS_CCFPATH", str(tmp_path))
-    _fake(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
+    fake_task(fakebin, "sasversion", "print('xmmsas_20230412_1735-21.0.0')\n")
     # issue 13, item 10: step 1 ran natively, so there is no ccf.cif/SUM.SAS: a clear error
     with pytest.raises(errors_mod.UsageError, match="run step 1 with --backend sas"):
         run_regions(p2, RegionOptions(), backend="sas")
@@ -484,8 +302,8 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
     # a point source near a cluster may get a small EXT with a low EXT_ML and stays a point source
     rows = [(0, p["ra"], p["dec"], 30.0, 200.0, e, ml) for p, (e, ml) in zip(ps, ((0.0, 0.0), (1.2, 3.0)))] + \
            [(0, truth["cluster"]["ra"], truth["cluster"]["dec"], 500.0, 5000.0, 40.0, 800.0)]
-    _fake(fakebin, "atthkgen", "args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['atthkset'], 'w').write('att')\n")
-    _fake(fakebin, "evselect", """
+    fake_task(fakebin, "atthkgen", "args = dict(a.split('=', 1) for a in sys.argv[1:]); open(args['atthkset'], 'w').write('att')\n")
+    fake_task(fakebin, "evselect", """
         from astropy.io import fits
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
@@ -500,14 +318,14 @@ def test_sas_regions_path_with_stand_ins(processed_obs, tmp_path, fakebin, monke
         img, _, _ = np.histogram2d(d['Y'], d['X'], bins=[ey, ex])
         fits.PrimaryHDU(img.astype('f4')).writeto(args['imageset'])
     """)
-    _fake(fakebin, "eexpmap", """
+    fake_task(fakebin, "eexpmap", """
         from astropy.io import fits
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
         img = fits.getdata(args['imageset'])
         fits.PrimaryHDU(np.full(img.shape, 20000.0, 'f4')).writeto(args['expimageset'])
     """)
-    _fake(fakebin, "edetect_chain", f"""
+    fake_task(fakebin, "edetect_chain", f"""
         from astropy.io import fits
         import numpy as np
         args = dict(a.split('=', 1) for a in sys.argv[1:])
