@@ -20,6 +20,8 @@ from xmmext.steps import RegionOptions, run_regions
 from xmmext.sky.extraction_region import read_ds9
 from xmmext.steps import SpectraOptions, run_spectra
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBSID = "0999995101"
 
 

@@ -13,6 +13,8 @@ from conftest import simulate_into
 from xmmext.core.paths import ObsPaths
 from xmmext.steps import FilterOptions, RegionOptions, SpectraOptions, run_filtering, run_regions, run_spectra
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBSID = "0999996401"
 
 

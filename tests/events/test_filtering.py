@@ -16,6 +16,8 @@ from xmmext.events.selection import compile_expression
 from xmmext.steps import FilterOptions, run_filtering
 from xmmext.core.paths import ObsPaths
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 
 def _quiet_gti(truth):
     fl = np.array(truth["flares"]).reshape(-1, 2)

@@ -11,6 +11,8 @@ from xmmext.core.paths import ObsPaths
 from xmmext.steps import FilterOptions, FitOptions, RegionOptions, SpectraOptions, run_filtering, run_fit, \
     run_regions, run_spectra
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBSID = "0999996301"
 
 

@@ -12,6 +12,8 @@ from conftest import ROOT, assert_one_line_error, run_cli
 from xmmext.sky.extraction_region import read_ds9
 from xmmext.simulate.truth import cluster_flux_fraction
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 
 def _fit(spectra, out, *extra):
     return run_cli(["python", str(ROOT / "xspec_analysis.py"), "--input", str(spectra), "--output", str(out),

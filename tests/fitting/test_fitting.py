@@ -19,6 +19,8 @@ from xmmext.spectra.ogip import read_arf, read_pha, read_rmf
 from xmmext.spectra.grouping import group_min_counts
 from xmmext.spectra.local_background import constant_within_groups
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 
 def test_model_expression_names():
     e = parse_model("tbabs*(apec+powerlaw)")

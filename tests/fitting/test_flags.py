@@ -2,6 +2,8 @@
 the multi table and every annulus of a profile."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import shutil
 
@@ -10,6 +12,8 @@ from astropy.io import fits
 
 from conftest import ROOT, run_cli
 from xmmext.fitting.flags import fit_flags, row_flags
+
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
 
 
 def _par(value, lower, upper, limits=(0.0, 100.0), frozen=False):

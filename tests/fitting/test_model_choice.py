@@ -56,6 +56,7 @@ def test_pipeline_stops_before_step_1_on_an_explicit_apec(short_obs, tmp_path):
 
 
 @no_atomdb
+@pytest.mark.slow
 def test_fit_step_states_the_fallback(processed_obs, tmp_path):
     """The fit step alone, no --model: zbremss at the redshift, said in fit.json, fit.xcm and
     on the terminal; an explicit bremss with a redshift gets the observed-frame note."""

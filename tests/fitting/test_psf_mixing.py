@@ -12,6 +12,8 @@ from xmmext.sky.images import ImageGrid
 from xmmext.sky.extraction_region import ExtractionRegion
 from xmmext.sky.surface_brightness import beta_ring_flux, fit_beta, psf_ring_matrix, psf_spill_factor
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 PN = ins.camera("pn")
 
 

@@ -13,6 +13,8 @@ from xmmext.core.errors import UsageError
 from xmmext.fitting.combined import weighted_mean
 from xmmext.pipeline.many import read_obs_list
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 
 def test_obs_list_parsing(tmp_path):
     f = tmp_path / "obs.txt"

@@ -17,7 +17,7 @@ from conftest import ROOT, run_cli
 
 A907 = ROOT.parent / "shared" / "data" / "xmm_a907_0201903501"
 OBSID = "0201903501"
-pytestmark = pytest.mark.skipif(not A907.is_dir(), reason=f"real XMM data not available ({A907})")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not A907.is_dir(), reason=f"real XMM data not available ({A907})")]
 BANDS = {"0.5-2": "0.50-2.00", "2-10": "2.00-10.00"}
 
 

@@ -20,6 +20,8 @@ from xmmext.sas import spectra as sass
 from xmmext.steps import FilterOptions
 from xmmext.core.paths import ObsPaths
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 
 def _observation_with_odf(tmp_path, monkeypatch) -> ObsPaths:
     """Observation 0999990201 with an ODF summary file in tmp_path, and an initialised

@@ -11,6 +11,8 @@ import pytest
 from conftest import ROOT, run_cli, simulate_into
 from sas_standins import install
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBSID = "0999996001"
 CALIBRATED = ("backscale", "rmfgen", "arfgen", "eexpmap", "atthkgen", "edetect_chain")
 

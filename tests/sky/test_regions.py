@@ -17,6 +17,8 @@ from xmmext.core.paths import ObsPaths
 from xmmext.steps import RegionOptions, run_regions
 from xmmext.sky.extraction_region import read_ds9
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 
 def _sep_arcsec(a, b):
     return math.hypot((a["ra"] - b["ra"]) * math.cos(math.radians(b["dec"])), a["dec"] - b["dec"]) * 3600

@@ -19,6 +19,8 @@ from xmmext.core.errors import UsageError
 from xmmext.spectra.responses import extended_arf
 from xmmext.spectra.local_background import background_scaling, constant_within_groups
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBS = "0999994001"
 
 

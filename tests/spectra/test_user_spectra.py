@@ -17,8 +17,8 @@ from astropy.io import fits
 from conftest import ROOT, SHARED_DATA, assert_one_line_error, run_cli
 
 MOS_RMF = ROOT.parent / "shared" / "data" / "xmm_epic_ngc7793_ulx4_mos_rmf"
-pytestmark = pytest.mark.skipif(not (SHARED_DATA.is_dir() and MOS_RMF.is_dir()),
-                                reason="real NGC 7793 spectra not available (../shared)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SHARED_DATA.is_dir() and MOS_RMF.is_dir()),
+                                reason="real NGC 7793 spectra not available (../shared)")]
 MODEL = ["--model", "tbabs*(bbodyrad+powerlaw)", "--abund-table", "wilm", "--emin", "0.5", "--emax", "8"]
 
 

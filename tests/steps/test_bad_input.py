@@ -330,6 +330,7 @@ def test_full_disk_is_exit_2_and_leaves_nothing(obs, tmp_path):
     assert not _leftovers(wd)
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_exit_3_quickly(obs, tmp_path):
     wd, _ = obs
     lst = tmp_path / "one.txt"
@@ -361,6 +362,7 @@ def test_part_cleanup_spares_other_programs_files(obs, tmp_path):
     assert (out / ".draft.tex.part").exists() and not (out / ".fit.json.xmmext-abc.part").exists()
 
 
+@pytest.mark.slow
 def test_xcm_and_report_quote_paths(obs, tmp_path):
     """A work directory named like a Tcl/shell command substitutes nothing: fit.xcm holds
     names relative to its spectra, the report's commands are shell-quoted."""

@@ -12,6 +12,8 @@ from xmmext.spectra.annuli import choose_annuli
 from xmmext.simulate.truth import emission_weighted_kt
 from xmmext.simulate.observation import cluster_shells, cool_core_kt, preset_config, simulate
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBSID = "0999990401"
 
 

@@ -14,6 +14,8 @@ from xmmext.core.paths import ObsPaths
 from xmmext.steps import FilterOptions, FitOptions, RunSettings, run_observation
 from xmmext.steps.run import STEPS
 
+pytestmark = pytest.mark.slow            # an end-to-end module: outside `-m "not slow"`
+
 OBSID = "0999998101"
 
 

@@ -51,6 +51,7 @@ def _without_record(d: dict) -> dict:
     return {k: v for k, v in d.items() if k != "step"}
 
 
+@pytest.mark.slow
 def test_a_copied_workdir_is_up_to_date(copy):
     """Fingerprints hold file contents and paths relative to the record: a copied (or
     moved) work directory needs no re-run."""
@@ -69,6 +70,7 @@ def test_changed_nh_refits(copy):
     assert execute(_fit_plan(copy, nh=0.5)).skipped          # and now it is up to date
 
 
+@pytest.mark.slow
 def test_region_file_edited_in_place_redoes_the_spectra(copy, tmp_path):
     user = tmp_path / "my_src.reg"
     shutil.copyfile(copy.regions / "src.reg", user)
@@ -154,6 +156,7 @@ def test_fit_leaves_the_users_sherpa_session_alone(copy):
     ui.clean()
 
 
+@pytest.mark.slow
 def test_pipeline_forwards_step_options_and_reruns_only_the_fit(copy):
     """run_extended_source_analysis.sh <OBSID> <name> --radius 3 --group mincounts=40 --emin 0.7
     reaches the steps that own them; then only --nh changes: only the fit is redone."""
@@ -247,3 +250,22 @@ def test_bad_model_leaves_the_previous_fit(copy):
         FitStep().plan(None, FitOptions(input=str(copy.spectra), output=str(copy.fit), model="tbabs*(zbremss+",
                                         cameras=CAMS))
     assert (copy.fit / "fit.json").read_text() == before
+
+
+def test_the_run_names_no_step(monkeypatch):
+    """What a run does with a step comes from the step itself: an optional step added to
+    the registry gets its --<name> in the pipeline and runs only when asked."""
+    from xmmext.pipeline.run import build_parser
+    from xmmext.steps import registry
+    from xmmext.steps.base import Step
+    from xmmext.steps.run import RunSettings
+
+    class Extra(Step):
+        name = "extra"
+        optional = True
+        title = "an extra product"
+    extra = Extra()
+    monkeypatch.setattr(registry, "OBSERVATION_STEPS", registry.OBSERVATION_STEPS + (extra,))
+    assert "--extra" in build_parser().format_help()
+    assert not RunSettings().runs(extra) and RunSettings(extra=("extra",)).runs(extra)
+    assert all(RunSettings().runs(s) for s in registry.OBSERVATION_STEPS if not s.optional)

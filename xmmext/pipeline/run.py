@@ -20,7 +20,7 @@ from xmmext.core.paths import ObsPaths, validate_name
 from xmmext.steps.cli import add_runner_options
 from xmmext.core.values import positive_int
 from xmmext.steps.base import execute
-from xmmext.steps.registry import OBSERVATION_STEPS
+from xmmext.steps import registry
 from xmmext.steps.run import RunSettings, add_pipeline_options, check_run, run_observation, step_options_from
 
 log = logging.getLogger("xmmext.pipeline.run")
@@ -38,7 +38,7 @@ def build_parser():
     p.add_argument("--list", dest="obs_list", help="file of OBSIDs: run all, then combine (give <name> too)")
     p.add_argument("--workers", type=positive_int, default=None, help="--list: parallel processes (default cores-1)")
     p.add_argument("--scheduler", help="--list: dask scheduler address or 'local'")
-    for step in OBSERVATION_STEPS:
+    for step in registry.OBSERVATION_STEPS:
         if step.optional:
             p.add_argument(f"--{step.name}", action="store_true", help=f"also {step.title}")
     add_runner_options(p)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
 def _extra_steps(args) -> tuple:
     """The optional steps the command line asks for."""
-    return tuple(s.name for s in OBSERVATION_STEPS if s.optional and getattr(args, s.name, False))
+    return tuple(s.name for s in registry.OBSERVATION_STEPS if s.optional and getattr(args, s.name, False))
 
 
 def _prepare_demo(args) -> dict:

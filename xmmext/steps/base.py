@@ -304,7 +304,7 @@ def execute(plan: Plan, force: bool = False) -> StepRecord:
     """Run a planned step unless it is up to date; write its record last."""
     step = plan.step
     if not force and is_up_to_date(plan):
-        summary = read_record(plan.record)
+        summary = _with_current_command(plan, read_record(plan.record))
         return StepRecord(step.name, summary, True, step.describe(summary))
     for folder in plan.folders:
         remove_stale_parts(folder)
@@ -323,6 +323,18 @@ def execute(plan: Plan, force: bool = False) -> StepRecord:
     if result.failure is not None:
         raise result.failure
     return StepRecord(step.name, summary, False, step.describe(summary))
+
+
+def _with_current_command(plan: Plan, summary: dict) -> dict:
+    """An up-to-date record keeps its results; the command that redoes the step is the
+    current one (a moved or copied work directory is not where the record was made)."""
+    rec = plan.step.record_in(summary)
+    command = plan.step.command_line(plan)
+    if rec is None or rec.get("command") == command:
+        return summary
+    summary = plan.step.attach_record(summary, {**rec, "command": command})
+    write_json(plan.record, summary)
+    return summary
 
 
 def require(path: Path, message: str) -> Path:
