@@ -147,5 +147,5 @@ def joint_fit(obsids: list[str], name: str, workdir, fit_opts) -> tuple[dict, li
     out = multi_dir(name, workdir) / "joint"
     written = [write_text(out / "fit.csv", csv_text(result)),
                write_text(out / "fit.xcm", xcm_text(result, expr, fit_opts, relative_to=out))]
-    plot_fit(out / "fit.png", len(spectra), [label for label, _ in spectra])
+    plot_fit(out / "fit.png", result.pop("folded_spectra"))
     return result, written + [out / "fit.png"]

@@ -33,6 +33,7 @@ from xmmext.fitting.background_parts import (CXB_PRIOR_PH, CXB_PRIOR_WIDTH, LINE
 from xmmext.fitting.fluxes import flux_table
 from xmmext.fitting.goodness import expected_goodness
 from xmmext.fitting.inputs import check_spectrum
+from xmmext.fitting.plots import folded_spectra
 from xmmext.fitting.session import sherpa_session
 from xmmext.fitting.sherpa_setup import (CONF_SIGMA, apply_defaults, check_model_not_zero, cross_normalisation,
                                          freeze_undetected,
@@ -177,6 +178,7 @@ def _result(ui, j: _JointData, spectra, expr, comps: dict, sky_comps: dict, opts
         # not in fit.json: the fitted background of each source spectrum, per channel
         "source_region_background": {cam: np.asarray(d.eval_model(part), float)
                                      for cam, (d, part) in j.src_background.items()},
+        "folded_spectra": folded_spectra([cam for cam, _ in spectra]),       # for fit.png, not fit.json
     }
 
 

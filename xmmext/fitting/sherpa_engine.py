@@ -101,6 +101,8 @@ def fit_sherpa(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> 
         result["statistic"]["null_hypothesis_probability"] = float(chi2_dist.sf(fr.statval, fr.dof))
     if goodness is not None:
         result["goodness"] = goodness
+    from xmmext.fitting.plots import folded_spectra
+    result["folded_spectra"] = folded_spectra([label for label, _ in spectra])   # for fit.png, not fit.json
     return result
 
 

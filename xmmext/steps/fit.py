@@ -199,9 +199,10 @@ class FitStep(Step):
                         write_text(out / "fit_pyxspec.py", "\n".join(pyxspec_script(spectra, expr, opts)) + "\n")]
         else:       # an XSPEC script of the modelled background is not written yet
             result["notes"].append("fit.xcm / fit_pyxspec.py are not written for --background model (not built yet)")
-        if plan.backend == "sherpa":
+        folded = result.pop("folded_spectra", None)
+        if folded:
             from xmmext.fitting.plots import plot_fit
-            plot_fit(out / "fit.png", len(spectra), [c for c, _ in spectra])
+            plot_fit(out / "fit.png", folded)
             written.append(out / "fit.png")
         return StepResult(result, written)
 
