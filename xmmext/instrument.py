@@ -42,6 +42,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.wcs import WCS
 
+__all__ = ["SKY_PIX_ARCSEC", "SKY_REF_PIX", "FOV_RADIUS_ARCMIN", "MJDREF", "OUT_OF_FOV_FLAG", "XMMEA_EM_MASK",
+           "XMMEA_EP_MASK", "PN_OOT_FRACTION", "RAW_SHAPE", "OPTICAL_AXIS_OFFSET", "VIGNETTING", "RESP_ELO",
+           "RESP_EHI", "CHANNEL_EV", "CCD", "Camera", "filter_ratio", "soft_proton_vignetting", "vignetting",
+           "pi_spectrum", "CAMERAS", "INSTRUME_TO_CAMERA", "camera", "sky_wcs", "radec_to_sky", "sky_to_radec",
+           "det_to_sky", "sky_to_det", "off_axis_arcmin"]
+
 # --- sky frame ---------------------------------------------------------------------
 SKY_PIX_ARCSEC = 0.05
 SKY_REF_PIX = 25921.0

@@ -10,6 +10,8 @@ from pathlib import Path
 from xmmext.core.fileio import read_record, write_text
 from xmmext.core.paths import ObsPaths
 
+__all__ = ["PACKAGES", "build_report"]
+
 PACKAGES = ("numpy", "scipy", "astropy", "regions", "photutils", "sherpa", "xspectrampoline", "matplotlib")
 
 

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 from xmmext.core.errors import EXIT_USAGE, XmmextError
 
+__all__ = ["Parser", "base_parser", "LIBRARIES", "quiet_library", "setup_logging", "run_main"]
+
 log = logging.getLogger("xmmext")
 
 

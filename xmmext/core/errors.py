@@ -5,6 +5,9 @@ wrapper (:mod:`xmmext.core.cli`) turns it into a single ``error: <what> (<file>)
 """
 from __future__ import annotations
 
+__all__ = ["EXIT_OK", "EXIT_USAGE", "EXIT_DEPENDENCY", "EXIT_DATA", "XmmextError", "UsageError", "DependencyError",
+           "DataError"]
+
 EXIT_OK = 0
 EXIT_USAGE = 2        # bad input or usage
 EXIT_DEPENDENCY = 3   # a needed tool or data file is missing (SAS, AtomDB, ...)

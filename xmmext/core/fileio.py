@@ -16,6 +16,9 @@ from typing import Iterator
 
 from xmmext.core.errors import UsageError
 
+__all__ = ["PART_TAG", "write_error", "atomic_path", "observation_lock", "read_record", "read_json", "write_json",
+           "write_text", "write_fits", "save_figure", "remove_stale_parts"]
+
 PART_TAG = "xmmext-"        # marks this program's temporary files (.<name>.xmmext-XXXX.part)
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from xmmext.core.errors import UsageError
 
+__all__ = ["CAMERAS", "validate_obsid", "validate_name", "parse_cameras", "resolve_workdir", "ObsPaths",
+           "multi_dir"]
+
 CAMERAS = ("mos1", "mos2", "pn")
 _OBSID_RE = re.compile(r"[0-9]{10}")           # used with fullmatch: no trailing newline passes
 _NAME_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from xmmext.core.errors import UsageError
 
+__all__ = ["RunResult", "run", "write_log"]
+
 
 @dataclass
 class RunResult:

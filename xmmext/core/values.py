@@ -8,6 +8,10 @@ import math
 from xmmext.core.errors import UsageError as _UsageError
 from xmmext.core.paths import CAMERAS, parse_cameras
 
+__all__ = ["UsageError", "finite_float", "positive_float", "non_negative_float", "non_negative_int",
+           "positive_int", "cameras", "radius", "camera_file", "per_camera", "parameter_value", "check",
+           "camera_tuple"]
+
 
 class UsageError(_UsageError, argparse.ArgumentTypeError):
     """A bad option value: argparse names the option in its one-line message (exit 2);

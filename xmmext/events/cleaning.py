@@ -28,6 +28,9 @@ from xmmext.core.fileio import write_fits
 from xmmext.core.paths import ObsPaths
 from xmmext.events.exposures import merge_cleaned_lists
 
+__all__ = ["clean_events", "bad_pixel_hdus", "write_selected_rows", "dead_time_fraction", "needed_columns",
+           "outputs_for", "residual_soft_protons", "filter_observation"]
+
 log = logging.getLogger("xmmext.events.cleaning")
 
 

@@ -19,6 +19,8 @@ from astropy.io import fits
 
 from xmmext.core.fileio import atomic_path
 
+__all__ = ["merge_cleaned_lists"]
+
 _SUMMED = re.compile(r"^(ONTIME|LIVETI|EXPOSU)\d\d$")
 
 

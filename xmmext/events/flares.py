@@ -19,6 +19,9 @@ from xmmext.core.fileio import save_figure
 from xmmext.events.reader import EventList
 from xmmext.events.selection import compile_expression
 
+__all__ = ["REFERENCE_CCD", "CORNER_EXPRESSION", "FlareResult", "observation_gti", "reference_gti",
+           "resolve_method", "flare_gti", "light_curve_hdulist", "plot_light_curve"]
+
 # Central CCD whose GTI defines the camera exposure (as SAS's EXPOSURE keyword does).
 REFERENCE_CCD = {"mos1": 1, "mos2": 1, "pn": 4}
 CORNER_EXPRESSION = f"((FLAG & {ins.OUT_OF_FOV_FLAG:#x})!=0) && (PATTERN<=12) && (PI>500)"

@@ -27,6 +27,9 @@ from astropy.io import fits
 import xmmext.instrument as ins
 from xmmext.core.errors import DataError
 
+__all__ = ["MIN_EVENTS_PER_CCD", "CcdMap", "Geometry", "ccd_livetimes", "camera_livetime", "optical_axis",
+           "fit_ccd_matrix", "bad_pixel_masks", "drop_empty_edges", "fit_fov_circle", "geometry_from_events"]
+
 MIN_EVENTS_PER_CCD = 30        # fewer than this: the CCD's map cannot be fitted (treated as off)
 _FOV_AZIMUTH_BINS = 72
 

@@ -7,6 +7,9 @@ import numpy as np
 
 from xmmext.instrument import Camera
 
+__all__ = ["XRAY_PATTERN_FRACTIONS", "PARTICLE_PATTERN_FRACTIONS", "RANDOM_FLAGS", "BORDER_FLAG", "draw_patterns",
+           "draw_random_flags"]
+
 
 # Share of events by PATTERN class: (singles, the rest of the standard range, outside it).
 # X-rays: UHB pattern distributions (pn singles+doubles ~96%, MOS 0-12 ~97%); particles

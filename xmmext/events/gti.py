@@ -23,6 +23,10 @@ from scipy.optimize import curve_fit
 from xmmext.core.errors import DataError, UsageError
 from xmmext.instrument import MJDREF
 
+__all__ = ["METHODS", "normalise", "intersect", "total", "drop_short", "in_gti", "overlap_per_bin", "LightCurve",
+           "light_curve", "Screening", "histogram_screen", "reject_flare_edges", "fixed_screen", "ratio_screen",
+           "bins_to_gti", "validate_method", "gti_hdu"]
+
 METHODS = ("auto", "histogram", "fixed", "ratio", "input")
 
 

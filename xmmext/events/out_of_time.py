@@ -8,6 +8,8 @@ import numpy as np
 
 import xmmext.instrument as ins
 
+__all__ = ["column_shares", "out_of_time_spectra", "oot_fraction", "out_of_time_image", "out_of_time_in_regions"]
+
 
 def column_shares(geo, inside) -> dict[int, np.ndarray]:
     """{ccd: share of each RAWX column's pixels that are usable and satisfy ``inside(x, y)``}."""

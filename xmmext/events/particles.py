@@ -18,6 +18,9 @@ from xmmext.events.reader import read_events
 from xmmext.events.footprint import Geometry
 from xmmext.core.paths import ObsPaths
 
+__all__ = ["PARTICLE_BAND", "PARTICLE_TEMPLATE", "particle_shape", "particle_band_integral", "corner_spectrum",
+           "corner_area", "particle_in_region", "particle_rates"]
+
 
 # Band where the mirrors have almost no effective area: in-FOV counts there are particle
 # background (plus residual soft protons); used to set the particle level when a cleaned

@@ -20,6 +20,10 @@ from xmmext.core.errors import DataError, UsageError
 from xmmext.instrument import INSTRUME_TO_CAMERA
 from xmmext.core.paths import ObsPaths
 
+__all__ = ["PPS_RE", "SAS_RE", "REQUIRED_COLUMNS", "REQUIRED_KEYWORDS", "EventList", "camera_of_file",
+           "EventFileInfo", "FITS_SUFFIXES", "identify_event_list", "find_event_files", "exposures_to_use",
+           "choose_exposure", "open_fits", "read_header", "read_events", "filter_gtis", "is_prefiltered"]
+
 log = logging.getLogger("xmmext.events.reader")
 
 # PPS product names, e.g. P0693760101PNS003PIEVLI0000.FTZ, P0693760101M1S001MIEVLI0000.FIT.gz

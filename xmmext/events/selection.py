@@ -26,6 +26,8 @@ from xmmext.core.errors import UsageError
 from xmmext.events.gti import in_gti
 from xmmext.instrument import OUT_OF_FOV_FLAG, XMMEA_EM_MASK, XMMEA_EP_MASK
 
+__all__ = ["MACROS", "Expression", "compile_expression"]
+
 MACROS = {
     "XMMEA_EM": f"((FLAG & {XMMEA_EM_MASK:#x})==0)",
     "XMMEA_EP": f"((FLAG & {XMMEA_EP_MASK:#x})==0)",

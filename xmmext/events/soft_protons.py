@@ -28,6 +28,10 @@ import numpy as np
 import xmmext.events.particles as particles
 import xmmext.instrument as ins
 
+__all__ = ["HARD_BAND_KEV", "MID_BAND_KEV", "OUTER_ANNULUS_ARCMIN", "SIGNIFICANT_RATIO", "WARNING_RATIO",
+           "CXB_1KEV", "CXB_INDEX", "LEVELS", "annulus_area_px2", "in_annulus", "measure", "cxb_counts",
+           "HEADER_KEYS", "header_cards", "from_header", "describe"]
+
 log = logging.getLogger("xmmext.events.soft_protons")
 HARD_BAND_KEV = {"mos1": (8.0, 12.0), "mos2": (8.0, 12.0), "pn": (10.0, 14.0)}
 MID_BAND_KEV = (2.5, 8.5)

@@ -37,6 +37,9 @@ from xmmext.fitting.sherpa_setup import (CONF_SIGMA, apply_defaults, cross_norma
                                          par_record, response_edges)
 from xmmext.fitting.sherpa_model import build_sherpa_model, register_energy_grids
 
+__all__ = ["OUTER_STEPS_ARCMIN", "MIN_COEFFICIENT", "ROW_PARAMETERS", "crosstalk_matrix", "fit_crosstalk",
+           "arf_psf_factor", "crosstalk_coefficients"]
+
 log = logging.getLogger("xmmext.crosstalk")
 # rings beyond the last annulus (arcmin past its edge) out to 10': the PSF model is
 # truncated at 600", so nothing comes from further out

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["REDUCED_STAT_LIMIT", "GOODNESS_P_LIMIT", "LIMIT_TOLERANCE", "SHAPE_PARAMETERS", "fit_flags",
+           "goodness_p", "FIT_LEVEL", "row_flags", "summary_line"]
+
 REDUCED_STAT_LIMIT = 1.5          # statistic / dof above this: the model does not describe the data
 GOODNESS_P_LIMIT = 0.01
 LIMIT_TOLERANCE = 1e-2            # a parameter within this share of its interval from a limit is at it

@@ -8,6 +8,8 @@ import numpy as np
 import xmmext.xspec.library as xm
 from xmmext.xspec.expression import ABSORBERS, ModelExpression
 
+__all__ = ["KEV_TO_ERG", "FLUX_BANDS", "model_photon_flux", "energy_flux", "flux_table"]
+
 KEV_TO_ERG = 1.602176634e-9
 FLUX_BANDS = {"0.5-2": (0.5, 2.0), "0.1-2.4": (0.1, 2.4)}
 

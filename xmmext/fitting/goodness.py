@@ -33,6 +33,9 @@ import logging
 import numpy as np
 from scipy import stats
 
+__all__ = ["LARGE_COUNTS", "SPAN_SIGMA", "wstat_terms", "profiled_background", "cstat_terms", "expected_terms",
+           "expected_goodness", "simulated_goodness"]
+
 log = logging.getLogger("xmmext.goodness")
 LARGE_COUNTS = 60.0            # expected counts above which a group's statistic is chi2(1)
 SPAN_SIGMA = 8.0               # Poisson sums cover the mean +- this many sigma

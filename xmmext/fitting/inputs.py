@@ -11,6 +11,9 @@ from xmmext.xspec.expression import ModelExpression, parse_model
 from xmmext.xspec.library import configure_xspec
 from xmmext.spectra.ogip import check_response, read_pha
 
+__all__ = ["find_spectra", "resolve_files", "check_spectrum", "model_for_fit", "soft_proton_measures",
+           "choose_background"]
+
 log = logging.getLogger("xmmext.fitting")
 
 

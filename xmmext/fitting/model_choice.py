@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 from xmmext.xspec.atomdb import find_apec_files, needs_atomdb
 
+__all__ = ["DEFAULT_MODEL", "FALLBACK_MODEL", "DEFAULT_PROFILE_MODEL", "FALLBACK_PROFILE_MODEL", "FALLBACK_REASON",
+           "SettledModel", "settle_model", "redshift_notes"]
+
 log = logging.getLogger("xmmext.fitting")
 
 DEFAULT_MODEL = "tbabs*(apec+powerlaw)"

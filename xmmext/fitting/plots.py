@@ -10,6 +10,8 @@ import numpy as np
 from xmmext.core.fileio import save_figure
 from xmmext.fitting.session import sherpa_session
 
+__all__ = ["folded_spectra", "plot_fit"]
+
 
 def folded_spectra(labels: list[str]) -> list[dict]:
     """What fit.png shows of data sets 1..N of the engine's session, as plain arrays (taken

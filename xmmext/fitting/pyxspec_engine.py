@@ -10,6 +10,8 @@ from xmmext.xspec.expression import ABSORBERS, ModelExpression
 from xmmext.fitting.fluxes import flux_table
 from xmmext.fitting.writers import SAFE_NAME
 
+__all__ = ["spectra_folder_and_names", "unsafe_names", "pyxspec_script", "run_pyxspec"]
+
 
 def spectra_folder_and_names(spectra: list[tuple[str, Path]]) -> tuple[Path, list[str]]:
     """The folder the spectra share and their names relative to it: XSPEC is given only

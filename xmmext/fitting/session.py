@@ -6,6 +6,8 @@ models and settings live there. The engine works in a private
 the user's session."""
 from __future__ import annotations
 
+__all__ = ["sherpa_session"]
+
 _SESSION = None
 
 

@@ -8,6 +8,8 @@ import xmmext.xspec.library as xm
 from xmmext.core.errors import UsageError
 from xmmext.xspec.expression import ModelExpression
 
+__all__ = ["EnergyGridCache", "register_energy_grids", "evaluate_on_bins", "build_sherpa_model"]
+
 
 # -------------------------------------------------------
 def _sherpa_component(comp, name: str | None = None):

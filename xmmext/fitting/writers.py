@@ -9,6 +9,8 @@ from pathlib import Path
 
 from xmmext.xspec.expression import ModelExpression
 
+__all__ = ["SAFE_NAME", "tcl_word", "xcm_text", "model_comment", "csv_text"]
+
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.+/-]+")
 

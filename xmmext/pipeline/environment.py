@@ -15,6 +15,8 @@ import sys
 from xmmext.core.cli import Parser
 from xmmext.sas.backend import Backend, detect_sas
 
+__all__ = ["detect_pyxspec", "detect_native", "detect_all", "table", "main"]
+
 
 def detect_pyxspec() -> Backend:
     headas = os.environ.get("HEADAS")

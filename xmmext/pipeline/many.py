@@ -21,6 +21,9 @@ from xmmext.core.errors import DependencyError, UsageError, XmmextError
 from xmmext.core.fileio import write_text
 from xmmext.core.paths import ObsPaths, multi_dir, resolve_workdir, validate_obsid
 
+__all__ = ["SCHEDULER_TIMEOUT_S", "read_obs_list", "process_observation", "run_many", "UNION_FILE", "run_list",
+           "write_union", "write_failed", "summary_table", "combine", "joint_fit", "main"]
+
 log = logging.getLogger("xmmext.pipeline.many")
 SCHEDULER_TIMEOUT_S = 10
 

@@ -23,6 +23,8 @@ from xmmext.steps.base import execute
 from xmmext.steps import registry
 from xmmext.steps.run import RunSettings, add_pipeline_options, check_run, run_observation, step_options_from
 
+__all__ = ["DEMO_OBSID", "DEMO_SEED", "build_parser", "main"]
+
 log = logging.getLogger("xmmext.pipeline.run")
 DEMO_OBSID = "0999990101"
 DEMO_SEED = 42

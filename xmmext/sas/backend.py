@@ -9,6 +9,8 @@ import xmmext.core.runner as runner
 from xmmext.core.errors import DependencyError, UsageError
 from xmmext.core.paths import ObsPaths
 
+__all__ = ["Backend", "detect_sas", "choose_backend"]
+
 
 @dataclass
 class Backend:

@@ -15,6 +15,9 @@ from xmmext.events.reader import choose_exposure
 from xmmext.core.paths import ObsPaths
 from xmmext.sas.tasks import PPS_CODE, SasTask, SasTaskError, run_task, run_tasks, sas_version
 
+__all__ = ["cifbuild", "odfingest", "emchain", "epchain", "ESPFILT_BAND", "espfilt", "emanom", "anomalous_ccds",
+           "evselect_rate", "tabgtigen", "evselect_clean", "run_sas_filtering"]
+
 log = logging.getLogger("xmmext.sas")
 
 

@@ -11,6 +11,9 @@ from xmmext.core.fileio import read_json
 from xmmext.core.paths import ObsPaths
 from xmmext.sas.tasks import SasTask, SasTaskError, observation_sas_env, run_in_folder
 
+__all__ = ["evselect_image_range", "evselect_image", "eexpmap", "edetect_chain", "EXT_ML_MIN", "read_emllist",
+           "atthkgen", "run_sas_images"]
+
 
 # --- step 2 with SAS ------------------------------------------------------------------------
 def evselect_image_range(x0: float, n: int, binsize: float) -> tuple[float, float]:

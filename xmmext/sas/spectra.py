@@ -9,6 +9,9 @@ from xmmext.core.fileio import read_json
 from xmmext.core.paths import ObsPaths
 from xmmext.sas.tasks import CALIBRATED_TASKS, SasTask, SasTaskError, observation_sas_env, run_in_folder
 
+__all__ = ["evselect_spectrum", "evselect_detmap", "backscale", "rmfgen", "arfgen_extended", "specgroup",
+           "sas_spectra_tasks", "run_sas_spectra"]
+
 log = logging.getLogger("xmmext.sas")
 
 

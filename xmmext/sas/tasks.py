@@ -15,6 +15,9 @@ import xmmext.core.runner as runner
 from xmmext.core.errors import DataError, DependencyError, UsageError
 from xmmext.core.paths import ObsPaths
 
+__all__ = ["ERROR_LINE", "SAS_INST", "PPS_CODE", "SasTaskError", "SasTask", "parse_sas_version", "run_task",
+           "run_in_folder", "run_tasks", "sas_version", "CALIBRATED_TASKS", "observation_sas_env"]
+
 log = logging.getLogger("xmmext.sas")
 # '** task: error (...)', and when a task runs another '** caller::task: error (...)' or
 # '** caller::task: fatal error (...)' (issue 13: e.g. backscale::arfgen, especget::rmfgen)

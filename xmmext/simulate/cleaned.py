@@ -20,6 +20,8 @@ import xmmext.events.gti as G
 from xmmext.events.selection import compile_expression
 from xmmext.core.fileio import write_fits
 
+__all__ = ["LIVE_FRACTION", "cleaned_name", "write_sas_cleaned"]
+
 LIVE_FRACTION = {"mos1": 0.9825, "mos2": 0.9845, "pn": 0.9930}   # LIVETIME/ONTIME as in real lists
 
 

@@ -12,6 +12,11 @@ import xmmext.events.particles as particles
 import xmmext.instrument as ins
 from xmmext.events.footprint import optical_axis
 
+__all__ = ["OOT_FRACTION_PN", "Events", "concat_events", "sample_energies", "uniform_times", "disk",
+           "photon_component", "vignetting", "psf_blur", "beta_cdf", "beta_positions", "flare_intervals",
+           "flare_profile_times", "particle_energies", "out_of_time", "detect", "ccd_area_arcmin2",
+           "ccd_uniform_positions", "soft_protons"]
+
 # Instrumental fluorescence lines of the particle background: (keV, mean fraction of the
 # particle events, how the strength varies across the detector). Kuntz & Snowden (2008):
 # MOS Al K is nearly flat, MOS Si K is stronger towards the outer CCDs, pn's Cu/Ni/Zn lines

@@ -8,6 +8,8 @@ from astropy.time import Time, TimeDelta
 
 import xmmext.instrument as ins
 
+__all__ = ["event_hdulist"]
+
 
 def event_hdulist(cam: ins.Camera, cfg, cols: dict, tstart: float, tstop: float,
                   active: list[int], ra_obj: float, dec_obj: float) -> fits.HDUList:

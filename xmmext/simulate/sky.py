@@ -8,6 +8,8 @@ import numpy as np
 import xmmext.instrument as ins
 from xmmext.simulate.events import disk
 
+__all__ = ["cluster_centre", "PS_REFERENCE_EXPOSURE_S", "draw_point_sources", "arc_positions"]
+
 
 def cluster_centre(cfg) -> tuple[float, float]:
     """Sky X/Y of the cluster centre: --cluster-ra/--cluster-dec, else the offset from the pointing."""

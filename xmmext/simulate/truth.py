@@ -8,6 +8,9 @@ import numpy as np
 
 import xmmext.instrument as ins
 
+__all__ = ["cluster_flux_fraction", "emission_weighted_kt", "cluster_spectrum", "expected_annulus_counts",
+           "step1_selected"]
+
 
 def _region_grid(region, n: int = 600):
     """Sample points (X, Y) over the region's bounding square and the area of one cell."""

@@ -20,6 +20,8 @@ from xmmext.events.reader import read_events
 from xmmext.sky.images import (BANDS_KEV, CENTRE_BAND, DETECT_BAND, DETECT_BANDS, PIX_ARCSEC, ImageGrid, band_mask,
                                counts_image, coverage_map, exposure_map, image_hdu)
 
+__all__ = ["CameraData", "load_cameras", "camera_weight", "native_band_maps", "write_band_products", "make_images"]
+
 log = logging.getLogger("xmmext.sky.camera_maps")
 
 

@@ -29,6 +29,9 @@ import xmmext.instrument as ins
 from xmmext.sky.images import PIX_ARCSEC, ImageGrid
 from xmmext.sky.extent import Extent, classify_candidate
 
+__all__ = ["Source", "BKG_SYSTEMATIC", "background_map", "poisson_sigma", "MIN_CONTRAST_SIGMA", "significance_map",
+           "detect_candidates", "find_candidates", "classify_sources", "exclusion_radius", "merge_close"]
+
 
 @dataclass
 class Source:

@@ -28,6 +28,10 @@ import numpy as np
 
 import xmmext.instrument as ins
 
+__all__ = ["CUTOUT_ARCSEC", "SIGMAS_ARCSEC", "EXTENT_MIN_DCSTAT", "EXTENT_MIN_SIGMA_ARCSEC",
+           "POINT_ON_STRUCTURE_DCSTAT", "CONTRAST_RADIUS_ARCSEC", "MIN_CONTRAST", "SUB", "Extent",
+           "classify_candidate"]
+
 CUTOUT_ARCSEC = 64.0              # radius of the fitted cut-out (~95% of a point source's flux)
 SIGMAS_ARCSEC = (0.0, 2.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0, 27.0, 36.0, 48.0)
 EXTENT_MIN_DCSTAT = 9.0           # 3 sigma for one more parameter

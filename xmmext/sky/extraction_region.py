@@ -17,6 +17,8 @@ import numpy as np
 import xmmext.instrument as ins
 from xmmext.core.errors import DataError, UsageError
 
+__all__ = ["HEADER", "ExtractionRegion", "read_ds9", "area_fraction_map"]
+
 HEADER = "# Region file format: DS9 version 4.1\n"
 
 

@@ -21,6 +21,10 @@ from astropy.wcs import WCS
 import xmmext.instrument as ins
 from xmmext.events.footprint import Geometry
 
+__all__ = ["BANDS_KEV", "DETECT_BAND", "DETECT_BANDS", "CENTRE_BAND", "PIX_ARCSEC", "BIN", "NPIX", "ImageGrid",
+           "counts_image", "band_mask", "subpixel_fraction", "coverage_map", "band_energy_kev", "exposure_map",
+           "image_hdu"]
+
 BANDS_KEV = {  # classic XMM bands plus the broad soft/hard ones
     "0.2-0.5": (0.2, 0.5), "0.5-1.0": (0.5, 1.0), "1.0-2.0": (1.0, 2.0), "2.0-4.5": (2.0, 4.5),
     "4.5-12": (4.5, 12.0), "0.5-2": (0.5, 2.0), "2-10": (2.0, 10.0), "0.5-10": (0.5, 10.0),

@@ -17,6 +17,9 @@ from xmmext.sky.detect import Source, background_map, classify_sources, detect_c
 from xmmext.sky.images import CENTRE_BAND, DETECT_BAND, DETECT_BANDS, PIX_ARCSEC, ImageGrid, band_mask, exposure_map
 from xmmext.sky.source_lists import read_source_list
 
+__all__ = ["EDGE_MARGIN_ARCSEC", "particle_map", "known_background_map", "find_point_sources", "target_dominance",
+           "detection_exposure"]
+
 EDGE_MARGIN_ARCSEC = 20.0
 
 

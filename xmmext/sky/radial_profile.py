@@ -14,6 +14,9 @@ from xmmext.sky.camera_maps import CameraData
 from xmmext.sky.detect import Source
 from xmmext.sky.images import CENTRE_BAND, PIX_ARCSEC, ImageGrid, band_mask
 
+__all__ = ["PROFILE_STEP_ARCSEC", "find_centre", "radial_profile", "auto_radius", "self_subtraction",
+           "fov_room_arcmin", "profile_psf", "plot_profile"]
+
 PROFILE_STEP_ARCSEC = 15.0
 
 

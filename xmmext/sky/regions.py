@@ -37,6 +37,9 @@ from xmmext.sky.radial_profile import (auto_radius, find_centre, fov_room_arcmin
 from xmmext.sky.source_lists import merge_lists, source_list_text
 from xmmext.sky.surface_brightness import fit_beta
 
+__all__ = ["PIX_ARCMIN2", "CENTRE_KEEP_ARCSEC", "Choice", "make_regions", "choose_radius", "background_fallback",
+           "extraction_regions", "exposed_areas"]
+
 log = logging.getLogger("xmmext.sky.regions")
 PIX_ARCMIN2 = (PIX_ARCSEC / 60.0) ** 2
 CENTRE_KEEP_ARCSEC = 30.0        # a detection this close to the centre is the source itself

@@ -10,6 +10,9 @@ from scipy.optimize import curve_fit
 
 import xmmext.instrument as ins
 
+__all__ = ["beta_profile", "beta_ring_flux", "psf_ring_matrix", "fit_beta", "brightness_image", "flux_in_region",
+           "flux_ratio_rel_error", "is_usable", "psf_spill_factor", "psf_spill_factors"]
+
 
 def beta_profile(r_arcmin, s0: float, rc_arcmin: float, beta: float) -> np.ndarray:
     """Projected beta model, per unit area."""

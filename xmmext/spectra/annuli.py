@@ -32,6 +32,9 @@ from xmmext.core.paths import ObsPaths
 from xmmext.sky.extraction_region import ExtractionRegion, read_ds9
 from xmmext.spectra.extraction import backscal
 
+__all__ = ["PROFILE_BAND_KEV", "RING_ARCSEC", "AREA_STEP_PX", "Annulus", "profile_regions", "counts_profile",
+           "choose_annuli", "write_annuli_regions", "plot_profile"]
+
 log = logging.getLogger("xmmext.spectra.annuli")
 PROFILE_BAND_KEV = (0.3, 2.0)
 RING_ARCSEC = 3.0

@@ -50,6 +50,9 @@ from xmmext.spectra.model_inputs import write_background_model_files
 from xmmext.spectra.ogip import check_response, pha_hdulist
 from xmmext.spectra.responses import extended_arf
 
+__all__ = ["BACKSCAL_STEP_PX", "ARF_REF_BAND", "MIN_SPECTRUM_COUNTS", "backscal", "brightness_map",
+           "extract_spectra", "CameraInputs", "own_emission_of"]
+
 log = logging.getLogger("xmmext.spectra.extraction")
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
 ARF_REF_BAND = (0.5, 2.0)         # keV, band of the brightness map that weights the ARF

@@ -11,6 +11,9 @@ import numpy as np
 import xmmext.instrument as ins
 from xmmext.core.errors import UsageError
 
+__all__ = ["GroupSpec", "DEFAULT_GROUP", "parse_group", "min_width_channels", "group_spectrum", "group_min_counts",
+           "group_min_sn", "group_optimal"]
+
 
 class GroupSpec(NamedTuple):
     """A parsed --group value: kind, its number, and specgroup's oversample (minimum group

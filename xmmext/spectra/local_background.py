@@ -22,6 +22,9 @@ from xmmext.sky.extraction_region import ExtractionRegion, area_fraction_map
 from xmmext.sky.images import ImageGrid
 from xmmext.sky.surface_brightness import brightness_image, flux_in_region, flux_ratio_rel_error, is_usable
 
+__all__ = ["LocalBackground", "local_background", "vignetted_area_ratio", "source_in_background",
+           "background_scaling", "constant_within_groups"]
+
 
 @dataclass
 class LocalBackground:

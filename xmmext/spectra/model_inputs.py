@@ -28,6 +28,8 @@ from xmmext.spectra.responses import extended_arf
 from xmmext.sky.extraction_region import ExtractionRegion, area_fraction_map
 from xmmext.sky.surface_brightness import brightness_image, flux_in_region, is_usable
 
+__all__ = ["ARCMIN2_PER_PX2", "region_areas", "soft_proton_weight", "read_oot", "write_background_model_files"]
+
 ARCMIN2_PER_PX2 = (ins.SKY_PIX_ARCSEC / 60.0) ** 2
 
 

@@ -19,6 +19,8 @@ import xmmext.instrument as ins
 from xmmext.core.errors import UsageError
 from xmmext.sky.extraction_region import ExtractionRegion
 
+__all__ = ["Spectrum", "read_pha", "Response", "read_rmf", "read_arf", "check_response", "pha_hdulist"]
+
 
 @dataclass
 class Spectrum:

@@ -14,6 +14,9 @@ from xmmext.events.grades import draw_patterns, draw_random_flags
 from xmmext.instrument import (CAMERAS, CHANNEL_EV, RESP_EHI, RESP_ELO, Camera,
                          vignetting)
 
+__all__ = ["selection_efficiency", "channel_edges_kev", "redistribution", "dense_rmf", "rmf_hdulist",
+           "arf_hdulist", "point_source_arf", "extended_arf"]
+
 
 def selection_efficiency(cam: Camera, expression: str, n: int = 200_000, seed: int = 0) -> float:
     """Fraction of X-ray events that pass an event selection (PATTERN/FLAG terms).

@@ -27,6 +27,11 @@ from typing import Any, Callable
 from xmmext.core.errors import DataError, UsageError
 from xmmext.core.fileio import read_record, remove_stale_parts, write_json
 
+__all__ = ["RECORD_KEY", "RECORD_VERSION", "HASH_LIMIT_BYTES", "option", "option_fields", "default_of", "flag_of",
+           "add_options", "options_from_namespace", "option_argv", "fingerprint_options", "file_signature",
+           "fingerprint", "Plan", "StepResult", "StepRecord", "Step", "is_up_to_date", "finish_plan", "execute",
+           "require", "no_usable"]
+
 log = logging.getLogger("xmmext.steps")
 RECORD_KEY = "step"                     # key of the record inside <step>.json
 RECORD_VERSION = 1

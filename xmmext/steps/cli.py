@@ -12,6 +12,8 @@ from xmmext.core.fileio import observation_lock
 from xmmext.core.paths import ObsPaths
 from xmmext.steps.base import Step, add_options, execute, options_from_namespace
 
+__all__ = ["add_runner_options", "add_obsid", "obsid_of", "step_main"]
+
 
 def add_runner_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
     """Options of the runner rather than of a step: backend and --force."""

@@ -15,6 +15,8 @@ from pathlib import Path
 from xmmext.core.paths import ObsPaths, multi_dir, validate_name
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan
 
+__all__ = ["CombineOptions", "JointFitOptions", "CombineStep", "JointFitStep"]
+
 
 @dataclass
 class CombineOptions:

@@ -17,6 +17,8 @@ from xmmext.core.paths import CAMERAS, ObsPaths
 import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
 
+__all__ = ["FilterOptions", "FilteringStep", "cleaned_event_inputs", "main"]
+
 
 @dataclass
 class FilterOptions:

@@ -19,6 +19,9 @@ from xmmext.core.paths import CAMERAS
 import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
 
+__all__ = ["CONF_LEVELS", "BACKGROUNDS", "MAX_NH", "MAX_REDSHIFT", "FitOptions", "choose_engine", "FitStep",
+           "main"]
+
 CONF_LEVELS = (68, 90, 95, 99)
 BACKGROUNDS = ("auto", "local", "annulus", "model", "none")
 MAX_NH = 1000.0            # 1e25 cm^-2: beyond any column that leaves X-rays to fit

@@ -26,6 +26,8 @@ from xmmext.steps.base import Plan, Step, StepResult, execute, finish_plan, opti
 from xmmext.steps.filtering import cleaned_event_inputs
 from xmmext.steps.fit import BACKGROUNDS, CONF_LEVELS, FitOptions, FitStep
 
+__all__ = ["MAX_ANNULI", "ProfileOptions", "ProfileStep", "main"]
+
 MAX_ANNULI = 30
 log = logging.getLogger("xmmext.spectra.annuli")
 

@@ -17,6 +17,8 @@ import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option, require
 from xmmext.steps.filtering import cleaned_event_inputs
 
+__all__ = ["MAX_RADIUS_ARCMIN", "MAX_BKG_FACTOR", "RegionOptions", "RegionsStep", "main"]
+
 MAX_RADIUS_ARCMIN = 30.0        # twice the EPIC field of view
 MAX_BKG_FACTOR = 10.0           # background annulus out to at most 10 x R
 

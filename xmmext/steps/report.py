@@ -13,6 +13,8 @@ from pathlib import Path
 from xmmext.core.paths import ObsPaths, validate_name
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, option
 
+__all__ = ["PRODUCTS", "ReportOptions", "ReportStep", "reproduce_commands"]
+
 PRODUCTS = ("events/filtering.json", "regions/regions.json", "spectra/spectra.json", "fit/fit.json",
             "regions/regions.png", "regions/profile.png", "spectra/spectra.png", "fit/fit.png",
             "profile/profile.json", "profile/profile.png")

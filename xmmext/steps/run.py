@@ -15,6 +15,9 @@ from xmmext.core.paths import ObsPaths
 from xmmext.steps.base import add_options, execute, option_fields, options_from_namespace
 from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
 
+__all__ = ["RunSettings", "default_options", "add_pipeline_options", "step_options_from", "check_run",
+           "run_observation"]
+
 @dataclass
 class RunSettings:
     """Everything one observation's run needs besides its OBSID (picklable, so it travels

@@ -10,6 +10,8 @@ from xmmext.core.paths import ObsPaths
 from xmmext.simulate.config import SimConfig, validate
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan
 
+__all__ = ["SimulateStep"]
+
 
 class SimulateStep(Step):
     name = "simulate"

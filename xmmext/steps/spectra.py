@@ -20,6 +20,8 @@ import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
 from xmmext.steps.filtering import cleaned_event_inputs
 
+__all__ = ["SpectraOptions", "SpectraStep", "main"]
+
 
 @dataclass
 class SpectraOptions:

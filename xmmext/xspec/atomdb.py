@@ -13,6 +13,9 @@ import re
 import sys
 from pathlib import Path
 
+__all__ = ["THERMAL_MODELS", "candidate_dirs", "find_apec_files", "target_dir", "missing_data_message",
+           "needs_atomdb", "status_text", "main"]
+
 THERMAL_MODELS = {"apec", "vapec", "vvapec", "bapec", "bvapec", "vvbapec", "nei", "vnei",
                   "pshock", "vpshock", "sedov", "vsedov", "gnei", "npshock", "mekal", "vmekal",
                   "cemekl", "cevmkl", "mkcflow", "vmcflow", "c6mekl", "c6vmekl"}

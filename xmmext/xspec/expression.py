@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from xmmext.core.errors import UsageError
 from xmmext.xspec.library import ModelDef, model_def
 
+__all__ = ["MAX_EXPRESSION_CHARS", "MAX_NESTING", "ABSORBERS", "Component", "Node", "ModelExpression",
+           "parse_model"]
+
 MAX_EXPRESSION_CHARS = 2000
 MAX_NESTING = 32               # XSPEC expressions in practice nest 2-3 deep
 

@@ -21,6 +21,9 @@ import numpy as np
 
 from xmmext.core.errors import DependencyError, UsageError
 
+__all__ = ["ABUNDANCE_TABLES", "ParamDef", "ModelDef", "library", "available", "model_def", "set_abundances",
+           "set_cross_sections", "set_xset", "evaluate", "configure_xspec"]
+
 ABUNDANCE_TABLES = ("angr", "aspl", "wilm", "lodd", "feld", "aneb", "grsa", "lpgp", "lpgs")
 
 

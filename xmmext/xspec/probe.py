@@ -21,6 +21,8 @@ from pathlib import Path
 
 from xmmext.core.errors import DependencyError
 
+__all__ = ["OK_MARK", "DATA_MARK", "PROBE_TIMEOUT_S", "cache_file", "library_key", "check_components", "probe"]
+
 OK_MARK = "XMMEXT-PROBE-OK"
 DATA_MARK = "XMMEXT-PROBE-DATA:"
 PROBE_TIMEOUT_S = 120.0
