@@ -2,7 +2,8 @@
 """The structure of the package in numbers (docs/design.md quotes them): modules and
 their lines, the longest functions, and the import graph - arrows between modules,
 import circles, and floors (the longest chain of imports from a module down to one that
-imports nothing of the package; a module's floor is 1 + the highest floor it imports).
+imports nothing of the package; a module's floor is 1 + the highest floor it imports),
+also with the modules folded into their subpackages.
 
     python tools/structure.py [--root DIR] [--package xmmext] [--top 10] [--json]
 
@@ -59,7 +60,16 @@ def analyse(root: Path, package: str) -> dict:
     # that is not a module points at the package)
     graph = {m: {t for t in targets if t in mods and t != m and not m.startswith(t + ".")} for m, targets in raw.items()}
     floors, circles = _floors(graph)
+    # the same graph with every module folded into its subpackage (xmmext.<sub>): the rooms
+    # of a picture of the package
+    room = {m: ".".join(m.split(".")[:2]) for m in graph}
+    rooms = {r: set() for r in room.values()}
+    for m, targets in graph.items():
+        rooms[room[m]] |= {room[t] for t in targets if room[t] != room[m]}
+    room_floors, room_circles = _floors(rooms)
     return {"modules": len(mods), "lines": sum(mods.values()),
+            "rooms": len(rooms), "room_arrows": sum(len(v) for v in rooms.values()),
+            "room_floors": max(room_floors.values(), default=0), "room_circles": room_circles,
             "over_400_lines": sorted(((n, m) for m, n in mods.items() if n > 400), reverse=True),
             "functions_over_80_lines": sorted((f for f in funcs if f[0] > 80), reverse=True),
             "longest_functions": sorted(funcs, reverse=True),
@@ -118,6 +128,8 @@ def main(argv=None) -> int:
         return 0
     print(f"{res['modules']} modules, {res['lines']} lines; {res['arrows']} import arrows, {res['floors']} floors, "
           f"{len(res['circles'])} circles")
+    print(f"folded into subpackages: {res['rooms']} rooms, {res['room_arrows']} arrows, {res['room_floors']} floors, "
+          f"{len(res['room_circles'])} circles")
     print(f"modules over 400 lines: {len(res['over_400_lines'])}; functions over 80 lines: "
           f"{len(res['functions_over_80_lines'])}")
     print("longest functions:")

@@ -1,2 +1,2 @@
 """The package version (shown by --version and in report.html)."""
-__version__ = "0.6.0"
+__version__ = "0.7.0"
