@@ -64,3 +64,14 @@ def test_fit_takes_an_obsid(tmp_path):
     assert r.returncode == 2 and str(tmp_path / "results" / "0999990101" / "spectra") in r.stderr, r.stderr
     r = run_cli(["python", "-m", "xmmext", "fit", "0999990101", "--input", str(tmp_path), "--workdir", str(tmp_path)])
     assert_one_line_error(r, 2, "not both")
+
+
+def test_many_takes_the_name_as_the_pipeline_does(tmp_path):
+    """``xmmext many --list L <name>`` like ``xmmext run --list L <name>`` (``--name`` kept)."""
+    lst = tmp_path / "obs.txt"
+    lst.write_text("0999990101\n")
+    r = run_cli(["python", "-m", "xmmext", "many", "--list", str(lst), "a", "--name", "b", "--workdir", str(tmp_path)])
+    assert_one_line_error(r, 2, "two different names")
+    r = run_cli(["python", "-m", "xmmext", "many", "--list", str(lst), "sample", "--workdir", str(tmp_path)])
+    assert_one_line_error(r, 2, "no observation of the list has a fit")
+    assert str(tmp_path / "results" / "multi" / "sample") in r.stderr       # the positional name was taken

@@ -225,7 +225,9 @@ def main(argv=None) -> int:
     from xmmext.core.values import positive_int
     p = base_parser("multi_observation_analysis.py", "Step 5: many observations: run, combine.")
     p.add_argument("--list", required=True, help="file with one OBSID per line (# comments allowed)")
-    p.add_argument("--name", default="combined", help="name of the combined result (results/multi/<name>)")
+    p.add_argument("name_positional", nargs="?", metavar="name",
+                   help="name of the combined result (results/multi/<name>), as the pipeline's --list takes it")
+    p.add_argument("--name", default=None, help="the same, as an option (default: combined)")
     p.add_argument("--run-missing", action="store_true", help="run the pipeline for observations without a fit")
     p.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: cores - 1)")
     p.add_argument("--scheduler", help="dask scheduler address, or 'local' for a local dask cluster")
@@ -234,6 +236,9 @@ def main(argv=None) -> int:
     add_pipeline_options(p)
     args = p.parse_args(argv)
     setup_logging(args.debug, args.quiet)
+    if args.name and args.name_positional and args.name != args.name_positional:
+        raise UsageError(f"two different names given: {args.name_positional}, {args.name}")
+    args.name = args.name or args.name_positional or "combined"
     validate_name(args.name)
     obsids = read_obs_list(args.list)
     step_options = step_options_from(args)
