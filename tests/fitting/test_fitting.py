@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,7 +96,8 @@ def test_xcm_is_xspec_syntax(demo_fit):
     truth, paths, res = demo_fit
     lines = (paths.fit / "fit.xcm").read_text().splitlines()
     assert "statistic cstat" in lines and "abund aspl" in lines and "ignore bad" in lines
-    assert lines[lines.index("ignore bad") - 2].startswith("data 1:1 mos1_src_grp.pha 2:2 mos2_src_grp.pha 3:3 pn_src_grp.pha")
+    assert lines[lines.index("ignore bad") - 2].startswith(
+        "data 1:1 ../spectra/mos1_src_grp.pha 2:2 ../spectra/mos2_src_grp.pha 3:3 ../spectra/pn_src_grp.pha")
     assert "ignore 1:**-0.5 7.0-** 2:**-0.5 7.0-** 3:**-0.5 7.0-**" in lines
     i = lines.index("model  constant*TBabs*(zbremss+powerlaw)")
     par_lines = lines[i + 1:]
@@ -105,6 +107,46 @@ def test_xcm_is_xspec_syntax(demo_fit):
     assert float(par_lines[1].split()[0]) == truth["cluster"]["nH"] and par_lines[1].split()[1] == "-1"
     assert par_lines[n + 1:2 * n] == [f"= p{j}" for j in range(2, n + 1)]
     assert float(par_lines[n].split()[1]) > 0      # group 2 constant free
+
+
+def _header_files(pha: Path) -> list[Path]:
+    """The background and responses a spectrum names, where XSPEC and sherpa look for
+    them: relative to the spectrum's own folder."""
+    from astropy.io import fits
+    with fits.open(pha) as h:
+        hdr = h["SPECTRUM"].header
+        names = [str(hdr.get(k, "none")).strip() for k in ("BACKFILE", "RESPFILE", "ANCRFILE")]
+    return [pha.parent / n for n in names if n.lower() not in ("none", "")]
+
+
+def test_fit_scripts_name_files_that_exist_where_they_run(demo_fit, tmp_path):
+    """fit.xcm runs with @fit.xcm from its own folder; fit_pyxspec.py from anywhere (it finds
+    the spectra from its own place); both still work when the results are moved."""
+    import ast
+    import re
+    truth, paths, res = demo_fit
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(paths.results, moved)             # a copy, so no machine path can help
+    fit_dir = moved / "fit"
+    xcm = (fit_dir / "fit.xcm").read_text()
+    data = next(line for line in xcm.splitlines() if line.startswith("data "))
+    phas = [fit_dir / w for w in data.split()[2::2]]
+    assert [p.name for p in phas] == ["mos1_src_grp.pha", "mos2_src_grp.pha", "pn_src_grp.pha"]
+    for pha in phas:
+        assert pha.is_file(), pha
+        assert all(f.is_file() for f in _header_files(pha))
+    assert xcm.startswith("# Reloads the data") and "@fit.xcm" in xcm.splitlines()[0]
+    script = (fit_dir / "fit_pyxspec.py").read_text()
+    ast.parse(script)
+    rel = ast.literal_eval(re.search(r"os\.path\.abspath\(__file__\)\), ('[^']*')\)", script).group(1))
+    spectra_dir = (fit_dir / rel).resolve()
+    loaded = ast.literal_eval(re.search(r"xspec\.AllData\(('[^']*')\)", script).group(1))
+    for name in loaded.split()[1::2]:
+        assert (spectra_dir / name).is_file() and all(f.is_file() for f in _header_files(spectra_dir / name))
+    assert str(paths.workdir) not in script and str(paths.workdir) not in xcm
+    # every free parameter gets its error, the cross-normalisations of MOS2 and pn too
+    n = 1 + 6
+    assert script.rstrip().endswith(f"xspec.Fit.error('maximum 1000 2.706 2-{n} {n + 1} {2 * n + 1}')")
 
 
 def test_pyxspec_script(processed_obs):
@@ -122,7 +164,8 @@ def test_pyxspec_script(processed_obs):
     assert "m.setPars({5: '0.05 -1'})" in s                  # redshift frozen
     assert "m(4).frozen = False" in s                        # abundance free
     assert "xspec.AllModels(2)(1).untie()" in s
-    assert s[-2:] == ["xspec.Fit.perform()", "xspec.Fit.error('maximum 1000 2.706 2-8')"]
+    # errors of the model's parameters and of the pn cross-normalisation (group 2's constant, number 9)
+    assert s[-2:] == ["xspec.Fit.perform()", "xspec.Fit.error('maximum 1000 2.706 2-8 9')"]
     opts.goodness = 200
     assert pyxspec_script(spectra, expr, opts)[-1] == "goodness_percent = xspec.Fit.goodness(200, sim=False, fit=True)"
 

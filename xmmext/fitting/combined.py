@@ -146,6 +146,6 @@ def joint_fit(obsids: list[str], name: str, workdir, fit_opts) -> tuple[dict, li
     result["joint_observations"] = obsids
     out = multi_dir(name, workdir) / "joint"
     written = [write_text(out / "fit.csv", csv_text(result)),
-               write_text(out / "fit.xcm", xcm_text(result, expr, fit_opts, relative_to=out))]
+               write_text(out / "fit.xcm", xcm_text(result, expr, fit_opts, out))]
     plot_fit(out / "fit.png", result.pop("folded_spectra"))
     return result, written + [out / "fit.png"]

@@ -10,7 +10,7 @@ from xmmext.xspec.expression import ABSORBERS, ModelExpression
 from xmmext.fitting.fluxes import flux_table
 from xmmext.fitting.writers import SAFE_NAME
 
-__all__ = ["spectra_folder_and_names", "unsafe_names", "pyxspec_script", "run_pyxspec"]
+__all__ = ["spectra_folder_and_names", "unsafe_names", "pyxspec_script", "error_parameters", "run_pyxspec"]
 
 
 def spectra_folder_and_names(spectra: list[tuple[str, Path]]) -> tuple[Path, list[str]]:
@@ -24,14 +24,21 @@ def unsafe_names(names: list[str]) -> list[str]:
     return [n for n in names if not SAFE_NAME.fullmatch(n)]
 
 
-def pyxspec_script(spectra: list[tuple[str, Path]], expr: ModelExpression, opts) -> list[str]:
-    """The PyXspec statements for the same joint fit (executed when PyXspec imports);
-    they change to the spectra's folder and load the spectra by relative name."""
+def pyxspec_script(spectra: list[tuple[str, Path]], expr: ModelExpression, opts,
+                   script_dir: Path | None = None) -> list[str]:
+    """The PyXspec statements for the same joint fit; they change to the spectra's folder
+    and load the spectra by relative name. Written as a file (``script_dir``: its folder)
+    the folder is found from the script's own place, so it runs from anywhere and after
+    the results are moved; executed in-process (the pyxspec engine) it is the absolute one."""
     conf_delta = {90: 2.706, 68: 1.0, 95: 3.841, 99: 6.635}[opts.conf]
     folder, names = spectra_folder_and_names(spectra)
     bad = unsafe_names(names)
-    lines = ["import os",
-             f"os.chdir({str(folder)!r})"]
+    if script_dir is None:
+        lines = ["import os", f"os.chdir({str(folder)!r})"]
+    else:
+        rel = os.path.relpath(folder, Path(script_dir).resolve())
+        lines = ["import os", "# the spectra, relative to this script (they name their background and responses)",
+                 f"os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), {rel!r}))"]
     if bad:
         lines.append(f"raise SystemExit('rename {', '.join(bad)}: XSPEC cannot be given these names safely')")
     lines += ["import xspec",
@@ -65,11 +72,18 @@ def pyxspec_script(spectra: list[tuple[str, Path]], expr: ModelExpression, opts)
     stat = "cstat" if opts.stat in ("cstat", "wstat") else "chi"
     lines += [f"xspec.Fit.statMethod = {stat!r}", "xspec.Fit.query = 'yes'", "xspec.Fit.nIterations = 1000",
               "xspec.Fit.perform()",
-              f"xspec.Fit.error('maximum 1000 {conf_delta} 2-{npar_total}')"]
+              f"xspec.Fit.error('maximum 1000 {conf_delta} {error_parameters(npar_total, len(spectra))}')"]
     if opts.goodness:
         # percentage of simulations with a statistic below the data's, each refitted
         lines.append(f"goodness_percent = xspec.Fit.goodness({opts.goodness}, sim=False, fit=True)")
     return lines
+
+
+def error_parameters(npar_total: int, n_spectra: int) -> str:
+    """XSPEC's numbers of every parameter the errors are wanted for: the model's (data
+    group 1, after its constant) and each later group's cross-normalisation (its constant;
+    the rest of its parameters are tied to group 1's)."""
+    return " ".join([f"2-{npar_total}"] + [str((g - 1) * npar_total + 1) for g in range(2, n_spectra + 1)])
 
 
 def run_pyxspec(spectra, expr, opts) -> dict:

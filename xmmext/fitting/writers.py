@@ -26,19 +26,17 @@ def tcl_word(name: str) -> str | None:
     return "{" + name + "}"
 
 
-def xcm_text(result: dict, expr: ModelExpression, opts, relative_to: Path | None = None) -> str:
-    """An XSPEC command file that reloads the data and the fitted model (@fit.xcm).
-
-    File names are relative to the spectra folder (run XSPEC there), or, with
-    ``relative_to``, relative to that folder (joint fits of spectra from several
-    observations: run XSPEC in the folder of fit.xcm). Never a work-directory path, so
-    nothing in it is substituted by Tcl."""
+def xcm_text(result: dict, expr: ModelExpression, opts, folder: Path) -> str:
+    """An XSPEC command file that reloads the data and the fitted model: ``@fit.xcm`` in
+    XSPEC started in ``folder``, the folder fit.xcm is written to. The spectra are named
+    relative to it (never a work-directory path, so nothing in it is substituted by Tcl);
+    each spectrum names its background and responses in its header, relative to itself."""
     stat = "cstat" if opts.stat in ("cstat", "wstat") else "chi"
-    lines = [f"# {line}" for line in model_comment(result)]
+    files = [os.path.relpath(Path(s["file"]).resolve(), Path(folder).resolve()) for s in result["spectra"]]
+    lines = [f"# {line}" for line in xcm_header(result, files)]
+    lines += [f"# {line}" for line in model_comment(result)]
     lines += [f"statistic {stat}", "method leven 10 0.01", f"abund {opts.abund_table}", "xsect vern",
              "cosmo 67.7 0 0.689", "xset delta 0.01", "systematic 0"]
-    files = [os.path.relpath(s["file"], relative_to) if relative_to else Path(s["file"]).name
-             for s in result["spectra"]]
     words = [tcl_word(f) for f in files]
     if all(words):
         lines.append("data " + " ".join(f"{i}:{i} {w}" for i, w in enumerate(words, 1)))
@@ -68,6 +66,17 @@ def xcm_text(result: dict, expr: ModelExpression, opts, relative_to: Path | None
         for j in range(n_model):
             lines.append(f"= p{j + 2}")
     return "\n".join(lines) + "\n"
+
+
+def xcm_header(result: dict, files: list[str]) -> list[str]:
+    """What the file does, where its data are and what was fitted (comment lines)."""
+    st = result["statistic"]
+    lines = ["Reloads the data and the best fit of this folder's fit.json: start XSPEC here and type @fit.xcm",
+             "data (relative to this folder; each names its background, RMF and ARF in its header):"]
+    lines += [f"  {i}: {f} ({s['camera']})" for i, (f, s) in enumerate(zip(files, result["spectra"]), 1)]
+    lines.append(f"fitted: {result['model']}, {result['energy_range_keV'][0]}-{result['energy_range_keV'][1]} keV, "
+                 f"{st['name']} {st['value']:.2f} for {st['dof']} dof, {result['conf_level']}% intervals in fit.json")
+    return lines
 
 
 def model_comment(result: dict) -> list[str]:

@@ -198,8 +198,9 @@ class FitStep(Step):
             written.append(write_source_background(out / SOURCE_BACKGROUND_FILE,
                                                    result.pop("source_region_background")))
         if opts.background == "local":
-            written += [write_text(out / "fit.xcm", xcm_text(result, expr, opts)),
-                        write_text(out / "fit_pyxspec.py", "\n".join(pyxspec_script(spectra, expr, opts)) + "\n")]
+            written += [write_text(out / "fit.xcm", xcm_text(result, expr, opts, out)),
+                        write_text(out / "fit_pyxspec.py",
+                                   "\n".join(pyxspec_script(spectra, expr, opts, script_dir=out)) + "\n")]
         else:       # an XSPEC script of the modelled background is not written yet
             result["notes"].append("fit.xcm / fit_pyxspec.py are not written for --background model (not built yet)")
         folded = result.pop("folded_spectra", None)
