@@ -238,6 +238,28 @@ def test_grouping_oversample_like_specgroup():
             parse_group(bad)
 
 
+def test_grouping_options_merge_with_the_defaults():
+    """Issue 26: --group mincounts=20 keeps specgroup's oversample 3 (it used to drop it);
+    oversample=none lifts the width limit; the text says every part."""
+    assert parse_group("mincounts=20") == ("mincounts", 20.0, 3.0)
+    assert parse_group("minsn=4") == ("minsn", 4.0, 3.0)
+    assert parse_group("mincounts=20,oversample=none") == ("mincounts", 20.0, None)
+    assert parse_group("mincounts=20").text() == "mincounts=20,oversample=3"
+    assert parse_group("mincounts=20,oversample=none").text() == "mincounts=20,oversample=none"
+    assert parse_group("optimal").text() == "optimal"
+
+
+def test_grouping_recorded_in_the_spectrum(extracted):
+    """The grouped spectrum says how it was grouped (and spectra.json in the full form)."""
+    from astropy.io import fits
+    wd, truth, paths, spec = extracted
+    assert spec["grouping"] == "mincounts=25,oversample=3"
+    with fits.open(paths.spectra / "pn_src_grp.pha") as h:
+        hdr = h["SPECTRUM"].header
+        assert (hdr["GRPMETH"], hdr["GRPVALUE"], hdr["GRPOVRSM"]) == ("mincounts", 25.0, 3.0)
+        assert "grouped by xmmext: mincounts=25,oversample=3" in str(hdr["HISTORY"])
+
+
 def _cli(wd, *args):
     return run_cli(["python", str(ROOT / "spectral_analysis.py"), "--obsid", OBS, "--workdir", str(wd), *args])
 

@@ -133,7 +133,7 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
     out = Path(out) if out is not None else paths.spectra
     spec = parse_group(opts.group)
     filt = read_json(paths.events / "filtering.json", "filtering.json of step 1")
-    summary: dict = {"grouping": opts.group, "cameras": {}}
+    summary: dict = {"grouping": spec.text(), "cameras": {}}
     written: list = []
     for cam_name in opts.cameras:
         if filt.get(cam_name, {}).get("status") != "ok" or not paths.clean_events(cam_name).exists():
@@ -190,7 +190,7 @@ def _camera_spectra(paths: ObsPaths, cam_name: str, opts, spec, filt: dict, out:
     lb = local_background(c)
     grouping, quality = group_spectrum(c.c_src, c.cam, spec, c.c_bkg, c.bs_src / c.bs_bkg)
     lb.scaling = constant_within_groups(lb.scaling, c.c_bkg, grouping)
-    _write_spectra(c, lb, out, names, responses, grouping, quality)
+    _write_spectra(c, lb, out, names, responses, grouping, quality, spec)
     # the files of the modelled background (step 4 --background model)
     gtis = {k: g for k, g in c.ev.gtis.items()}
     model_info, model_files = write_background_model_files(
@@ -273,7 +273,7 @@ def _write_responses(c: CameraInputs, opts, out: Path, names: dict) -> dict:
 
 
 def _write_spectra(c: CameraInputs, lb: LocalBackground, out: Path, names: dict, responses: dict,
-                   grouping, quality) -> None:
+                   grouping, quality, spec) -> None:
     """The background spectrum (per-channel BACKSCAL: the local background's scaling), the
     source spectrum and its grouped copy (the residual soft-proton measure in their headers)."""
     gtis = {k: g for k, g in c.ev.gtis.items()}
@@ -290,6 +290,9 @@ def _write_spectra(c: CameraInputs, lb: LocalBackground, out: Path, names: dict,
     for name, extra in (("src", ()), ("grp", (grouping, quality))):
         hdul = pha_hdulist(c.c_src, c.cam, c.meta, c.exposure, c.bs_src, c.src, gtis, files_src, *extra)
         hdul["SPECTRUM"].header.update(sp_cards)
+        if name == "grp":
+            hdul["SPECTRUM"].header.update(spec.header_cards())
+            hdul["SPECTRUM"].header["HISTORY"] = f"grouped by xmmext: {spec.text()}"
         write_fits(out / names[name], hdul)
 
 

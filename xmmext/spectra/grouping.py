@@ -11,7 +11,7 @@ import numpy as np
 import xmmext.instrument as ins
 from xmmext.core.errors import UsageError
 
-__all__ = ["GroupSpec", "DEFAULT_GROUP", "parse_group", "min_width_channels", "group_spectrum", "group_min_counts",
+__all__ = ["GroupSpec", "DEFAULT_GROUP", "DEFAULT_OVERSAMPLE", "parse_group", "min_width_channels", "group_spectrum", "group_min_counts",
            "group_min_sn", "group_optimal"]
 
 
@@ -22,12 +22,27 @@ class GroupSpec(NamedTuple):
     value: float | None
     oversample: float | None = None
 
+    def text(self) -> str:
+        """The grouping in the --group syntax, every part spelled out."""
+        if self.kind in ("optimal", "none"):
+            return self.kind
+        return f"{self.kind}={self.value:g},oversample={'none' if self.oversample is None else f'{self.oversample:g}'}"
 
+    def header_cards(self) -> dict:
+        """FITS cards that record the grouping in a grouped spectrum."""
+        return {"GRPMETH": (self.kind, "grouping: mincounts, minsn, optimal or none"),
+                "GRPVALUE": (-1.0 if self.value is None else float(self.value), "its minimum counts or S/N"),
+                "GRPOVRSM": (-1.0 if self.oversample is None else float(self.oversample),
+                             "groups >= resolution FWHM / this (-1: no limit)")}
+
+
+DEFAULT_OVERSAMPLE = 3.0                        # specgroup's oversample, kept unless --group gives another
 DEFAULT_GROUP = "mincounts=25,oversample=3"     # what SAS users get from specgroup
 
 
 def parse_group(text: str) -> GroupSpec:
-    """'mincounts=25[,oversample=3]' | 'minsn=5[,oversample=3]' | 'optimal' | 'none'."""
+    """'mincounts=25[,oversample=3]' | 'minsn=5[,oversample=3]' | 'optimal' | 'none'. Parts
+    not given keep the default (oversample 3); 'oversample=none' lifts the width limit."""
     t = (text or "").strip().lower()
     if t in ("optimal", "opt"):
         return GroupSpec("optimal", None)
@@ -37,6 +52,9 @@ def parse_group(text: str) -> GroupSpec:
     values = {}
     for part in parts:
         kind, _, val = part.partition("=")
+        if kind == "oversample" and val == "none" and kind not in values:
+            values[kind] = None
+            continue
         try:
             v = float(val)
         except ValueError:
@@ -47,8 +65,9 @@ def parse_group(text: str) -> GroupSpec:
         values[kind] = v
     main = [k for k in values if k != "oversample"]
     if len(main) == 1:
-        return GroupSpec(main[0], values[main[0]], values.get("oversample"))
-    raise UsageError("--group must be mincounts=N or minsn=S (each optionally with ,oversample=F), "
+        return GroupSpec(main[0], values[main[0]], values.get("oversample", DEFAULT_OVERSAMPLE))
+    raise UsageError("--group must be mincounts=N or minsn=S (each optionally with ,oversample=F or "
+                     ",oversample=none), "
                      f"optimal or none, got {text!r}")
 
 
