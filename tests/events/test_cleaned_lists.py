@@ -95,3 +95,32 @@ def test_modelled_background_without_corners_is_stable(cleaned, tmp_path):
     kt = fit["parameters"]["zbremss.kT"]
     assert kt["lower"] - 0.1 < c["kT"] < kt["upper"] + 0.1, kt
     assert not any(f.startswith("at-limit") for f in fit["flags"]), fit["flags"]
+
+
+def test_light_curve_title_states_what_filtering_json_states(cleaned, monkeypatch, tmp_path):
+    """Issue 26: a SAS-cleaned list keeps all its good time; the plot said "kept 65% of the
+    time" (its gaps over the light curve's span) while filtering.json said all of it."""
+    import xmmext.events.flares as FL
+    from xmmext.events.reader import read_events
+    truth, paths, filt, _ = cleaned
+    titles = []
+    monkeypatch.setattr(FL, "save_figure", lambda dest, fig: titles.append(fig.axes[0].get_title()))
+    ev = read_events(truth["files"]["pn"])
+    res = FL.flare_gti(ev, FilterOptions(), True)
+    rec = filt["pn"]
+    FL.plot_light_curve(ev, res, tmp_path / "lc.png", (rec["exposure_before_s"], rec["exposure_after_s"]))
+    assert f"kept {rec['exposure_after_s']:.0f} of {rec['exposure_before_s']:.0f} s" in titles[0]
+    assert f"{100 * rec['exposure_after_s'] / rec['exposure_before_s']:.0f}%" in titles[0]
+
+
+def test_images_carry_the_standard_keywords(cleaned):
+    """Issue 26: ds9/fv users see what an image is (they lacked TELESCOP ... and had MJDREF 0)."""
+    truth, paths, filt, _ = cleaned
+    for name, instrume, exposure in (("pn_images.fits", "EPN", filt["pn"]["exposure_after_s"]),
+                                     ("epic_expmaps.fits", "EMOS2+EPN", None)):
+        h = fits.getheader(paths.regions / name, 1)
+        assert (h["TELESCOP"], h["INSTRUME"], h["OBS_ID"]) == ("XMM", instrume, OBSID)
+        assert h["DATE-OBS"].startswith(truth["date_obs"][:10]) and h["DATE-END"]
+        assert h["MJDREF"] == 50814.0 and h["BUNIT"] == ("count" if "images" in name else "s")
+        if exposure is not None:
+            assert h["EXPOSURE"] == pytest.approx(exposure, rel=1e-6)

@@ -244,14 +244,14 @@ def _filter_exposure(paths: ObsPaths, cam: str, infile, opts, prefix: str) -> di
     out = outputs_for(paths, prefix)
     write_fits(out[1], fits.HDUList([fits.PrimaryHDU(), gti_hdu(res.gti, "STDGTI")]))
     write_fits(out[2], light_curve_hdulist(ev, res))
-    plot_light_curve(ev, res, out[3])
-    stats = clean_events(ev, res.gti, expression, out[0])   # last: it marks the camera as done
+    stats = clean_events(ev, res.gti, expression, out[0])
     if stats["events_after"] == 0:
         out[0].unlink()
         raise DataError("no events left after cleaning", infile)
     ref = REFERENCE_CCD[cam] if REFERENCE_CCD[cam] in ev.gtis else None
     before = G.total(ref_before) * (dead_time_fraction(ev.header, ref) if ref else 1.0)
     after = float(fits.getheader(out[0], "EVENTS")["LIVETIME"])
+    plot_light_curve(ev, res, out[3], (before, after))      # its title states what filtering.json states
     rec = {
         "status": "ok", "input": str(infile),
         "prefiltered": prefiltered, "prefilter_evidence": evidence,

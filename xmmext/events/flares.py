@@ -119,8 +119,10 @@ def light_curve_hdulist(ev: EventList, res: FlareResult) -> fits.HDUList:
     return fits.HDUList([fits.PrimaryHDU(), rate, table(res.corner, "CORNER")])
 
 
-def plot_light_curve(ev: EventList, res: FlareResult, dest) -> None:
-    """Light curve with the threshold and rejected intervals shaded; corners beneath."""
+def plot_light_curve(ev: EventList, res: FlareResult, dest, exposure: tuple[float, float] | None = None) -> None:
+    """Light curve with the threshold and rejected intervals shaded; corners beneath. The
+    title gives the live time kept of the good time before screening (``exposure``:
+    before, after in s, as filtering.json has them; else the share of the curve's span)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -138,9 +140,14 @@ def plot_light_curve(ev: EventList, res: FlareResult, dest) -> None:
         for ax in (a1, a2):
             ax.axvspan((s - t0) / 1000, (e - t0) / 1000, color="C3", alpha=0.15, lw=0)
     a1.set_ylabel("rate (ct/s)")
-    kept = G.total(res.gti) / max(G.total(np.array([[res.lc.edges[0], res.lc.edges[-1]]])), 1)
+    if exposure is not None and exposure[0] > 0:
+        kept = (f"kept {exposure[1]:.0f} of {exposure[0]:.0f} s of good time, "
+                f"{100 * exposure[1] / exposure[0]:.0f}%")
+    else:
+        share = G.total(res.gti) / max(G.total(np.array([[res.lc.edges[0], res.lc.edges[-1]]])), 1)
+        kept = f"kept {100 * share:.0f}% of the light curve's span"
     a1.set_title(f"{ins.camera(ev.camera).instrume} {ev.key('OBS_ID', '')}: flare screening "
-                 f"(kept {100 * kept:.0f}% of the time; shaded = rejected)")
+                 f"({kept}; shaded = rejected)", fontsize=10)
     a1.legend(loc="upper right", fontsize=8)
     a2.step(x, res.corner.rate, where="mid", color="C0", lw=0.8)
     a2.set_ylabel("corner (ct/s)")

@@ -54,7 +54,9 @@ def load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
             continue
         ev = read_events(paths.clean_events(cam), columns=["X", "Y", "PI", "CCDNR", "RAWX"])
         meta = {"ra_pnt": float(ev.key("RA_PNT")), "dec_pnt": float(ev.key("DEC_PNT")),
-                "pa_pnt": float(ev.key("PA_PNT")), "date_obs": str(ev.key("DATE-OBS", ""))}
+                "pa_pnt": float(ev.key("PA_PNT")), "date_obs": str(ev.key("DATE-OBS", "")),
+                "date_end": str(ev.key("DATE-END", "")), "obsid": str(ev.key("OBS_ID", paths.obsid)),
+                "object": str(ev.key("OBJECT", "")), "mjdref": _mjdref(ev.header)}
         geo = geometry_from_events(paths.clean_events(cam), cam, sorted(ev.gtis) or None)
         live = camera_livetime(ev.header)
         cov = coverage_map(geo, grid, {c: t / live for c, t in ccd_livetimes(ev.header).items()})
@@ -66,6 +68,26 @@ def load_cameras(paths: ObsPaths, cameras) -> tuple[list[CameraData], dict]:
     if not data:
         raise DataError("no camera has cleaned events", summary_path)
     return data, meta
+
+
+def _mjdref(header) -> float:
+    """MJDREF of an event list (MJDREFI + MJDREFF, or MJDREF; the XMM origin when absent)."""
+    if "MJDREFI" in header:
+        return float(header["MJDREFI"]) + float(header.get("MJDREFF", 0.0))
+    return float(header.get("MJDREF", ins.MJDREF))
+
+
+def standard_keywords(meta: dict, instrume: str, bunit: str, exposure: float | None) -> dict:
+    """The keywords a FITS image of an observation carries (as SAS's evselect/eexpmap write
+    them), so that ds9, fv and astropy users see what it is."""
+    cards = {"TELESCOP": ("XMM", "mission"), "INSTRUME": (instrume, "camera(s)"),
+             "OBS_ID": (meta.get("obsid", ""), "observation"), "OBJECT": (meta.get("object", ""), "target"),
+             "DATE-OBS": (meta.get("date_obs", ""), "start (UTC)"), "DATE-END": (meta.get("date_end", ""), "end (UTC)"),
+             "MJDREF": (meta.get("mjdref", ins.MJDREF), "[d] time origin (TT)"), "TIMESYS": ("TT", ""),
+             "BUNIT": (bunit, "unit of the pixel values")}
+    if exposure is not None:
+        cards["EXPOSURE"] = (float(exposure), "[s] live time")
+    return cards
 
 
 def camera_weight(cam: str) -> float:
@@ -98,18 +120,23 @@ def write_band_products(maps: dict, cams: list[CameraData], grid: ImageGrid, met
             img, expo = maps[c.name][band]
             epic_counts[band] += img
             epic_expo[band] += expo * camera_weight(c.name)
-            extra = {"INSTRUME": cam.instrume, "BAND": band, "EXPOSURE": c.exposure_s}
-            hi = image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"], extra)
-            he = image_hdu(expo, grid, meta["ra_pnt"], meta["dec_pnt"], extra)
+            extra = {"BAND": band}
+            hi = image_hdu(img, grid, meta["ra_pnt"], meta["dec_pnt"],
+                           {**standard_keywords(meta, cam.instrume, "count", c.exposure_s), **extra})
+            he = image_hdu(expo, grid, meta["ra_pnt"], meta["dec_pnt"],
+                           {**standard_keywords(meta, cam.instrume, "s", c.exposure_s), **extra})
             img_hdus.append(fits.ImageHDU(hi.data, header=hi.header, name=f"IMG_{band}"))
             exp_hdus.append(fits.ImageHDU(he.data, header=he.header, name=f"EXP_{band}"))
         write_fits(outdir / f"{c.name}_images.fits", fits.HDUList(img_hdus))
         write_fits(outdir / f"{c.name}_expmaps.fits", fits.HDUList(exp_hdus))
     hdus_i, hdus_e = [fits.PrimaryHDU()], [fits.PrimaryHDU()]
     for band in BANDS_KEV:
-        extra = {"INSTRUME": "EPIC", "BAND": band, "EXPWEIGH": "pn-equivalent seconds"}
-        hi = image_hdu(epic_counts[band], grid, meta["ra_pnt"], meta["dec_pnt"], extra)
-        he = image_hdu(epic_expo[band], grid, meta["ra_pnt"], meta["dec_pnt"], extra)
+        cams_names = "+".join(ins.camera(c.name).instrume for c in cams)
+        extra = {"BAND": band, "EXPWEIGH": "pn-equivalent seconds"}
+        hi = image_hdu(epic_counts[band], grid, meta["ra_pnt"], meta["dec_pnt"],
+                       {**standard_keywords(meta, cams_names, "count", None), **extra})
+        he = image_hdu(epic_expo[band], grid, meta["ra_pnt"], meta["dec_pnt"],
+                       {**standard_keywords(meta, cams_names, "s", None), **extra})
         hdus_i.append(fits.ImageHDU(hi.data, header=hi.header, name=f"IMG_{band}"))
         hdus_e.append(fits.ImageHDU(he.data, header=he.header, name=f"EXP_{band}"))
     write_fits(outdir / "epic_images.fits", fits.HDUList(hdus_i))
