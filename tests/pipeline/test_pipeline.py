@@ -281,3 +281,23 @@ def test_report_renders_in_headless_chromium(list_run, tmp_path):
     import matplotlib.image as mpimg
     img = mpimg.imread(shot)
     assert img.std() > 0.05                       # not a blank page
+
+
+def test_a_run_logs_each_step_says_a_skipped_camera_once_and_removes_its_lock(tmp_path):
+    """Issue 26: results/<OBSID>/logs/<step>.log for every step of a run; the MOS-only
+    observation's "pn: no cleaned events" said once on the terminal (the logs keep each);
+    the lock file gone at the end; no library chatter on the terminal."""
+    obsid = "0999995901"
+    simulate_into(tmp_path, obsid=obsid, seed=5, exposure=15000.0, cameras=["mos1", "mos2"], n_point_sources=3)
+    r = run_cli(["bash", str(ROOT / "run_extended_source_analysis.sh"), obsid, "logs", "--workdir", str(tmp_path),
+                 "--model", "tbabs*zbremss", "--nh", "0.03", "--redshift", "0.05"])
+    assert r.returncode == 0, r.stderr
+    res = tmp_path / "results" / obsid
+    for step in ("filtering", "regions", "spectra", "fit", "report"):
+        log = res / "logs" / f"{step}.log"
+        assert log.is_file() and log.stat().st_size > 0, step
+    said = (r.stdout + r.stderr).count("pn: no cleaned events; camera skipped")
+    logged = sum((res / "logs" / f"{s}.log").read_text().count("pn: no cleaned events") for s in ("regions", "spectra"))
+    assert said == 1 and logged >= 2
+    assert not (res / ".xmmext.lock").exists()
+    assert "sherpa" not in r.stderr.lower() and "ds9" not in r.stderr.lower()

@@ -169,7 +169,7 @@ def test_pipeline_forwards_step_options_and_reruns_only_the_fit(copy):
     spec = json.loads((copy.spectra / "spectra.json").read_text())
     fit = json.loads((copy.fit / "fit.json").read_text())
     assert reg["radius_arcmin"] == pytest.approx(3.0) and reg["radius_from"] == "user"
-    assert spec["grouping"] == "mincounts=40"
+    assert spec["grouping"] == "mincounts=40,oversample=3"     # the default oversample kept
     assert fit["energy_range_keV"] == [0.7, 7.0]
     assert "filtering  skipped (up to date)" in r.stdout         # step-1 options unchanged
     page = (copy.results / "report.html").read_text()

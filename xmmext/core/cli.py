@@ -7,13 +7,15 @@ with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Callable, Sequence
 
 from xmmext.core.errors import EXIT_USAGE, XmmextError
 
-__all__ = ["Parser", "base_parser", "LIBRARIES", "quiet_library", "setup_logging", "run_main"]
+__all__ = ["Parser", "base_parser", "LIBRARIES", "quiet_library", "setup_logging", "log_to_file",
+           "say_warnings_again", "run_main"]
 
 log = logging.getLogger("xmmext")
 
@@ -66,23 +68,84 @@ def setup_logging(debug: bool = False, quiet: bool = False, logfile=None) -> Non
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(message)s"))
+    console.addFilter(_OnceFilter())
     root.addHandler(console)
     _LOG_FILE_HANDLER = None
     if logfile is not None:
-        from pathlib import Path
-        try:
-            Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(logfile)
-        except OSError as exc:
-            raise XmmextError(f"cannot write the log file: {exc.strerror}", Path(logfile).parent) from None
-        fh.setLevel(logging.DEBUG)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(fh)
-        _LOG_FILE_HANDLER = fh
+        _attach_file(_file_handler(logfile))
     root.propagate = False
     for name in LIBRARIES:
         if name in sys.modules:
             quiet_library(name)
+
+
+class _OnceFilter(logging.Filter):
+    """A warning said once on the console per program run (e.g. a camera without data is
+    skipped by every step: the log files keep each occurrence)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+def say_warnings_again() -> None:
+    """Start a new "once" for console warnings (each observation of a list says its own)."""
+    for h in logging.getLogger("xmmext").handlers:
+        for f in h.filters:
+            if isinstance(f, _OnceFilter):
+                f.seen.clear()
+
+
+def _file_handler(logfile) -> logging.Handler:
+    from pathlib import Path
+    try:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(logfile)
+    except OSError as exc:
+        raise XmmextError(f"cannot write the log file: {exc.strerror}", Path(logfile).parent) from None
+    fh.setLevel(logging.DEBUG)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return fh
+
+
+def _attach_file(fh: logging.Handler | None) -> None:
+    """Make ``fh`` the one log file of this program's and the quiet libraries' messages."""
+    global _LOG_FILE_HANDLER
+    for name in ("xmmext",) + LIBRARIES:
+        lg = logging.getLogger(name)
+        if _LOG_FILE_HANDLER is not None:
+            lg.removeHandler(_LOG_FILE_HANDLER)
+        if fh is not None:
+            lg.addHandler(fh)
+    if _LOG_FILE_HANDLER is not None and _LOG_FILE_HANDLER is not fh:
+        _LOG_FILE_HANDLER.flush()
+    _LOG_FILE_HANDLER = fh
+
+
+@contextlib.contextmanager
+def log_to_file(logfile):
+    """Within the block, this program's messages and the libraries' chatter go to
+    ``logfile`` (one log per step of a run: results/<OBSID>/logs/<step>.log) instead of
+    the program's own log file, if any."""
+    previous = _LOG_FILE_HANDLER
+    fh = _file_handler(logfile)
+    _attach_file(fh)
+    try:
+        yield
+    finally:
+        _attach_file(None)
+        fh.close()
+        if previous is not None:
+            _attach_file(previous)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

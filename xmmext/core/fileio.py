@@ -78,19 +78,26 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
 def observation_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold ``folder``/.xmmext.lock while a run works on an observation: a second run on
     the same observation is refused with a clear message instead of both writing the
-    same files. The lock (``flock``) goes away with the process, even when killed."""
+    same files. The lock (``flock``) goes away with the process, even when killed; at the
+    end of the run the file is removed too (while still held, so no other run can take a
+    lock on a file that is about to disappear: a run checks that the file it locked is
+    still the one on disk)."""
     import fcntl
     folder = Path(folder)
+    lock = folder / ".xmmext.lock"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fh = open(folder / ".xmmext.lock", "a+")
+        fh = open(lock, "a+")
     except OSError as exc:
-        raise (write_error(exc, folder / ".xmmext.lock")
-               or UsageError(f"cannot create the lock file: {exc.strerror}", folder)) from None
+        raise (write_error(exc, lock) or UsageError(f"cannot create the lock file: {exc.strerror}", folder)) from None
+    held = False
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = _same_file(fh, lock)
         except BlockingIOError:
+            pass
+        if not held:
             fh.seek(0)
             holder = fh.read().strip() or "?"
             raise UsageError(f"another xmmext run is working on this observation (pid {holder}); "
@@ -101,7 +108,17 @@ def observation_lock(folder: str | os.PathLike) -> Iterator[None]:
         fh.flush()
         yield
     finally:
+        if held:
+            lock.unlink(missing_ok=True)
         fh.close()
+
+
+def _same_file(fh, path: Path) -> bool:
+    """Whether the open file ``fh`` is still the file at ``path`` (not removed meanwhile)."""
+    try:
+        return os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def read_record(path: str | os.PathLike) -> dict:

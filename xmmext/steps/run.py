@@ -6,14 +6,18 @@ a step needs from a run it declares itself (:class:`~xmmext.steps.base.Step`).""
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from dataclasses import dataclass, field
 
+from xmmext.core.cli import log_to_file, say_warnings_again
 from xmmext.core.errors import XmmextError
 from xmmext.core.fileio import observation_lock
 from xmmext.core.paths import ObsPaths
 from xmmext.steps.base import add_options, execute, option_fields, options_from_namespace
 from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
+
+log = logging.getLogger("xmmext.steps.run")
 
 __all__ = ["RunSettings", "default_options", "add_pipeline_options", "step_options_from", "check_run",
            "run_observation"]
@@ -85,6 +89,7 @@ def run_observation(obsid: str, settings: RunSettings, echo: bool = True) -> dic
 
     On failure the exception is re-raised with the outcomes so far attached (``.steps``)."""
     paths = ObsPaths.of(obsid, settings.workdir)
+    say_warnings_again()
     if not settings.checked:
         check_run(settings, f"[{obsid}] ", echo)
     with observation_lock(paths.results):
@@ -100,9 +105,12 @@ def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, 
         t0 = time.monotonic()
         try:
             opts = step.options_from_run(settings.options.get(step.name) or step.Options(), paths, settings)
-            plan = step.plan(paths if step.needs_obsid else None, opts, settings.backend)
-            rec = execute(plan, force=settings.force)
-            outcome[step.name] = ("skipped (up to date)" if rec.skipped else "done") + f": {rec.message}"
+            with log_to_file(paths.logs / f"{step.name}.log"):
+                plan = step.plan(paths if step.needs_obsid else None, opts, settings.backend)
+                log.debug("%s (%s) for %s, options %s", step.name, plan.backend, paths.obsid, plan.described["options"])
+                rec = execute(plan, force=settings.force)
+                outcome[step.name] = ("skipped (up to date)" if rec.skipped else "done") + f": {rec.message}"
+                log.debug("%s %s", step.name, outcome[step.name])
         except XmmextError as exc:
             outcome[step.name] = f"failed: {exc.one_line()}"
             if echo:
