@@ -13,6 +13,7 @@ from xmmext.core.version import __version__
 __all__ = ["ObsPaths", "RunSettings", "run_observation", "STEPS",
            "FilteringStep", "FilterOptions", "run_filtering", "RegionsStep", "RegionOptions", "run_regions",
            "SpectraStep", "SpectraOptions", "run_spectra", "FitStep", "FitOptions", "run_fit",
+           "ProfileStep", "ProfileOptions", "run_profile",
            "ReportStep", "ReportOptions", "XmmextError", "__version__"]
 
 

@@ -93,6 +93,21 @@ def test_cool_core_profile_recovers_the_input(cool_core):
     assert "Temperature profile" in page and "xspec_analysis.py --profile" in page
 
 
+def test_run_profile_returns_the_record(cool_core):
+    """The Python API: run_profile with the run's options finds the profile up to date and
+    returns profile.json's content."""
+    from xmmext.core.paths import ObsPaths
+    from xmmext.steps import ProfileOptions, run_profile
+    wd, _ = cool_core
+    record = wd / "results" / OBSID / "profile" / "profile.json"
+    first_fit = record.parent / "annulus_01" / "fit" / "fit.json"
+    stamp = first_fit.stat().st_mtime_ns
+    prof = run_profile(ObsPaths.of(OBSID, wd), ProfileOptions(cameras=("pn",), nh=0.03, redshift=0.05,
+                                                              max_annuli=3, target_sn=60))
+    assert first_fit.stat().st_mtime_ns == stamp          # up to date: nothing refitted (60 == 60.0)
+    assert prof == json.loads(record.read_text()) and len(prof["annuli"]) >= 2
+
+
 def test_profile_step_alone_is_up_to_date_then_redone_on_new_options(cool_core):
     wd, _ = cool_core
     base = ["python", str(ROOT / "xspec_analysis.py"), "--profile", "--obsid", OBSID, "--workdir", str(wd),

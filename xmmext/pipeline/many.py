@@ -60,8 +60,8 @@ def process_observation(obsid: str, settings) -> dict:
     :class:`xmmext.steps.run.RunSettings`); never raises (status in the dict)."""
     from xmmext.steps.run import run_observation
     try:
-        steps = run_observation(obsid, settings, echo=False)
-        return {"obsid": obsid, "status": "ok", "steps": steps}
+        records = run_observation(obsid, settings, echo=False)
+        return {"obsid": obsid, "status": "ok", "steps": {k: r.outcome() for k, r in records.items()}}
     except XmmextError as exc:
         return {"obsid": obsid, "status": "failed", "reason": exc.one_line(), "steps": getattr(exc, "steps", {})}
     except Exception as exc:    # an unexpected failure of one observation must not stop the others

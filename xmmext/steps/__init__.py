@@ -14,6 +14,7 @@ from xmmext.core.paths import ObsPaths
 from xmmext.steps.base import Plan, Step, StepRecord, StepResult, execute, is_up_to_date
 from xmmext.steps.filtering import FilteringStep, FilterOptions
 from xmmext.steps.fit import FitOptions, FitStep
+from xmmext.steps.profile import ProfileOptions, ProfileStep
 from xmmext.steps.regions import RegionOptions, RegionsStep
 from xmmext.steps.report import ReportOptions, ReportStep
 from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
@@ -22,8 +23,8 @@ from xmmext.steps.spectra import SpectraOptions, SpectraStep
 
 __all__ = ["Step", "Plan", "StepResult", "StepRecord", "execute", "is_up_to_date", "STEPS", "RunSettings",
            "run_observation", "FilteringStep", "FilterOptions", "RegionsStep", "RegionOptions", "SpectraStep",
-           "SpectraOptions", "FitStep", "FitOptions", "ReportStep", "ReportOptions",
-           "run_filtering", "run_regions", "run_spectra", "run_fit"]
+           "SpectraOptions", "FitStep", "FitOptions", "ProfileStep", "ProfileOptions", "ReportStep", "ReportOptions",
+           "run_filtering", "run_regions", "run_spectra", "run_fit", "run_profile"]
 
 
 def run_filtering(paths: ObsPaths, opts: FilterOptions | None = None, force: bool = False,
@@ -49,3 +50,9 @@ def run_fit(input_dir: str | Path, output_dir: str | Path | None = None, opts: F
     """Step 4 on the spectra in ``input_dir`` (unless up to date); returns fit.json's content."""
     opts = replace(opts or FitOptions(), input=str(input_dir), output=None if output_dir is None else str(output_dir))
     return execute(FitStep().plan(None, opts), force).summary
+
+
+def run_profile(paths: ObsPaths, opts: ProfileOptions | None = None, force: bool = False) -> dict:
+    """The temperature profile of one observation (unless up to date; steps 1-2 done
+    before); returns profile.json's content."""
+    return execute(ProfileStep().plan(paths, opts or ProfileOptions()), force).summary

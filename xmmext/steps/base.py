@@ -145,13 +145,25 @@ def option_argv(opts) -> list[str]:
 
 
 def fingerprint_options(opts) -> dict:
-    """The options that change a step's results, as JSON-able values."""
+    """The options that change a step's results, as JSON-able values; numbers as floats,
+    so that 60 from Python and 60.0 from the command line are the same option."""
     out = {}
     for f in fields(opts):
         if f.metadata.get("fingerprint", True):
-            v = getattr(opts, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
+            out[f.name] = _plain(getattr(opts, f.name))
     return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+def _plain(v):
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
 
 # --- fingerprints ------------------------------------------------------------------------------
@@ -225,6 +237,10 @@ class StepRecord:
     summary: dict
     skipped: bool
     message: str
+
+    def outcome(self) -> str:
+        """One line: done or up to date, and what the result is."""
+        return ("skipped (up to date)" if self.skipped else "done") + f": {self.message}"
 
 
 class Step:

@@ -14,7 +14,7 @@ from xmmext.core.cli import log_to_file, say_warnings_again
 from xmmext.core.errors import XmmextError
 from xmmext.core.fileio import observation_lock
 from xmmext.core.paths import ObsPaths
-from xmmext.steps.base import add_options, execute, option_fields, options_from_namespace
+from xmmext.steps.base import StepRecord, add_options, execute, option_fields, options_from_namespace
 from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
 
 log = logging.getLogger("xmmext.steps.run")
@@ -84,10 +84,12 @@ def check_run(settings: RunSettings, prefix: str = "", echo: bool = True) -> lis
     return said
 
 
-def run_observation(obsid: str, settings: RunSettings, echo: bool = True) -> dict[str, str]:
-    """Run every step for one observation; return {step: outcome line}.
+def run_observation(obsid: str, settings: RunSettings, echo: bool = True) -> dict[str, StepRecord]:
+    """Run every step for one observation; return {step: its StepRecord} (``.summary`` is
+    the content of the step's record file, ``.skipped`` whether it was up to date,
+    ``.outcome()`` the line the pipeline prints).
 
-    On failure the exception is re-raised with the outcomes so far attached (``.steps``)."""
+    On failure the exception is re-raised with the outcome lines so far attached (``.steps``)."""
     paths = ObsPaths.of(obsid, settings.workdir)
     say_warnings_again()
     if not settings.checked:
@@ -96,9 +98,9 @@ def run_observation(obsid: str, settings: RunSettings, echo: bool = True) -> dic
         return _run_steps(paths, settings, echo)
 
 
-def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, str]:
+def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, StepRecord]:
     obsid = paths.obsid
-    outcome: dict[str, str] = {}
+    records: dict[str, StepRecord] = {}
     for step in STEPS:
         if not settings.runs(step):
             continue
@@ -108,16 +110,13 @@ def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, 
             with log_to_file(paths.logs / f"{step.name}.log"):
                 plan = step.plan(paths if step.needs_obsid else None, opts, settings.backend)
                 log.debug("%s (%s) for %s, options %s", step.name, plan.backend, paths.obsid, plan.described["options"])
-                rec = execute(plan, force=settings.force)
-                outcome[step.name] = ("skipped (up to date)" if rec.skipped else "done") + f": {rec.message}"
-                log.debug("%s %s", step.name, outcome[step.name])
+                rec = records[step.name] = execute(plan, force=settings.force)
+                log.debug("%s %s", step.name, rec.outcome())
         except XmmextError as exc:
-            outcome[step.name] = f"failed: {exc.one_line()}"
+            exc.steps = {**{k: r.outcome() for k, r in records.items()}, step.name: f"failed: {exc.one_line()}"}
             if echo:
-                print(f"[{obsid}] {step.name:<10} {outcome[step.name]}", flush=True)
-            exc.steps = outcome
+                print(f"[{obsid}] {step.name:<10} {exc.steps[step.name]}", flush=True)
             raise
         if echo:
-            print(f"[{obsid}] {step.name:<10} {outcome[step.name]} ({time.monotonic() - t0:.1f} s)", flush=True)
-    return outcome
-
+            print(f"[{obsid}] {step.name:<10} {rec.outcome()} ({time.monotonic() - t0:.1f} s)", flush=True)
+    return records
