@@ -106,6 +106,21 @@ def brightness_map(x, y, pi, grid: ImageGrid, geo: Geometry, exposure_s, bkg_rat
 
 
 # --- the step --------------------------------------------------------------------------------
+def _overlap(src: ExtractionRegion, bkg: ExtractionRegion) -> bool:
+    """Whether the regions share area (circles and annuli exactly; other shapes sampled
+    every pixel over the source's bounding circle)."""
+    d = math.hypot(src.x - bkg.x, src.y - bkg.y)
+    if src.shape is None and bkg.shape is None:
+        if bkg.is_annulus and d < 1.0:
+            return bkg.r_in < src.r_out
+        return d < src.r_out + bkg.r_out and not (bkg.is_annulus and d + src.r_out <= bkg.r_in)
+    if d >= src.r_out + bkg.r_out:
+        return False
+    xs = np.arange(src.x - src.r_out, src.x + src.r_out + 1.0, 1.0)
+    X, Y = np.meshgrid(xs, xs - src.x + src.y)
+    return bool(np.any(src.contains(X, Y) & bkg.contains(X, Y)))
+
+
 def _regions_for(paths: ObsPaths, opts, meta):
     src_path = opts.src_reg or paths.regions / "src.reg"
     bkg_path = opts.bkg_reg or paths.regions / "bkg.reg"
@@ -114,13 +129,7 @@ def _regions_for(paths: ObsPaths, opts, meta):
             raise UsageError("region file not found (run step 2, generate_regions.sh, or give --src-reg/--bkg-reg)", p)
     src = read_ds9(src_path, meta["ra_pnt"], meta["dec_pnt"])
     bkg = read_ds9(bkg_path, meta["ra_pnt"], meta["dec_pnt"])
-    # the background must not overlap the source region
-    d = math.hypot(src.x - bkg.x, src.y - bkg.y)
-    if bkg.is_annulus and d < 1.0:
-        overlap = bkg.r_in < src.r_out
-    else:
-        overlap = d < src.r_out + bkg.r_out and not (bkg.is_annulus and d + src.r_out <= bkg.r_in)
-    if overlap:
+    if _overlap(src, bkg):        # the background must not overlap the source region
         raise UsageError("the background region overlaps the source region", bkg_path)
     return src, bkg, src_path, bkg_path
 

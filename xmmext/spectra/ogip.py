@@ -186,6 +186,8 @@ def pha_hdulist(counts: np.ndarray, cam: ins.Camera, meta: dict, exposure: float
 def _region_hdu(region: ExtractionRegion) -> fits.BinTableHDU:
     shapes, xs, ys, rs = [], [], [], []
     main = "ANNULUS" if region.is_annulus else "CIRCLE"
+    if region.shape is not None:       # another shape: its kind, and the circle that holds it
+        main = type(region.shape).__name__.replace("PixelRegion", "").upper()
     shapes.append(main)
     xs.append(region.x)
     ys.append(region.y)
