@@ -301,3 +301,24 @@ def test_a_run_logs_each_step_says_a_skipped_camera_once_and_removes_its_lock(tm
     assert said == 1 and logged >= 2
     assert not (res / ".xmmext.lock").exists()
     assert "sherpa" not in r.stderr.lower() and "ds9" not in r.stderr.lower()
+    # the report answers first: a summary block before everything else, with kT, its
+    # interval and frame, fluxes with band/frame/cosmology, the statistic and the flags
+    import html as H
+    import shlex
+    import subprocess
+    page = (res / "report.html").read_text()
+    summary = page.split("<div class='summary'>")[1].split("</div>")[0]
+    assert page.index("<div class='summary'>") < page.index("<h2>1. Flare filtering")
+    assert "kT (zbremss)" in summary and "source rest frame (z = 0.05)" in summary and "90%" in summary
+    assert "L 0.1-2.4 keV" in summary and "Planck18" in summary and "flux 0.5-2 keV, absorbed" in summary
+    assert "for " in summary and " dof" in summary and "flags" in summary
+    # MOS-only data: pn's absence is a note, not a warning
+    warnings = page.split("<h2>Warnings</h2>")[1].split("</ul>")[0]
+    assert "pn" not in warnings and "pn: no cleaned events" in page.split("<summary>Notes")[1]
+    # links to the products lead to files; the commands run as printed, from anywhere
+    links = re.findall(r"<a href='([^']+)'>", page)
+    assert "fit/fit.xcm" in links and all((res / H.unescape(link)).exists() for link in links)
+    cmds = H.unescape(page.split("<h2>Reproduce</h2>")[1].split("<pre>")[1].split("</pre>")[0]).splitlines()
+    fit_cmd = next(c for c in cmds if "xspec_analysis.py" in c)
+    r = subprocess.run(shlex.split(fit_cmd), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "skipped (up to date)" in r.stdout, r.stdout + r.stderr

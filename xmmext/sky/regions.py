@@ -189,7 +189,8 @@ def _write_products(outdir, meta, src, bkg, sources, kept, imgs, grid, profile, 
     write_text(outdir / "src_sky.reg", src.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
     write_text(outdir / "bkg_sky.reg", bkg.ds9_fk5(meta["ra_pnt"], meta["dec_pnt"]))
     write_text(outdir / "ptsrc.reg", source_list_text(sources, "point sources excluded by xmmext"))
-    _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png", kept)
+    _plot_regions(imgs["counts"]["0.5-2"], grid, src, bkg, sources, outdir / "regions.png", kept,
+                  grid.wcs(meta["ra_pnt"], meta["dec_pnt"]))
     edges, n, e, _, p = profile
     plot_profile(edges, n - p, e, b_rate, snr, choice.radius, choice.bkg_in, choice.bkg_out, outdir / "profile.png")
     return [outdir / n for n in ("src.reg", "bkg.reg", "src_sky.reg", "bkg_sky.reg", "ptsrc.reg",
@@ -219,13 +220,15 @@ def _user_centre(opts, meta, cams, paths: ObsPaths) -> tuple[float, float]:
     return x, y
 
 
-def _plot_regions(img, grid, src, bkg, sources, dest, kept=()):
+def _plot_regions(img, grid, src, bkg, sources, dest, kept=(), wcs=None):
+    """The EPIC image with the regions, on RA/Dec axes (``wcs``: the image's)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Circle
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig = plt.figure(figsize=(7.4, 7))
+    ax = fig.add_subplot(projection=wcs) if wcs is not None else fig.add_subplot()
     sm = ndimage.gaussian_filter(img, 1.0)
     pos = sm[sm > 0]
     vmin = max(np.percentile(pos, 5), 1e-2) if pos.size else 1e-2
@@ -244,8 +247,8 @@ def _plot_regions(img, grid, src, bkg, sources, dest, kept=()):
         circ(s.x, s.y, 20.0 / ins.SKY_PIX_ARCSEC, color="white", lw=0.8, ls=":",
              label="candidates kept: extended structure" if i == 0 else None)
     ax.set_title("EPIC 0.5-2 keV counts (log), 4\" pixels")
-    ax.set_xlabel("image x (4\" pixels)")
-    ax.set_ylabel("image y")
+    ax.set_xlabel("RA (J2000)" if wcs is not None else "image x (4\" pixels)")
+    ax.set_ylabel("Dec (J2000)" if wcs is not None else "image y")
     ax.legend(loc="upper right", fontsize=8)
     save_figure(dest, fig)
     plt.close(fig)

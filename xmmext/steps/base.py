@@ -266,8 +266,12 @@ class Step:
         if self.script is None:
             return None
         import shlex
+        import sys
         paths = plan.context if self.needs_obsid else None
         head = shlex.split(self.script.format(obsid=getattr(paths, "obsid", "")))
+        # runnable as printed, from any folder: this interpreter, the scripts by full path
+        root = Path(__file__).resolve().parents[2]
+        head = [sys.executable if w == "python" else str(root / w) if (root / w).is_file() else w for w in head]
         if paths is not None:
             head += ["--workdir", str(paths.workdir)]
         if self.has_backend:
