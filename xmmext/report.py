@@ -90,7 +90,8 @@ def build_report(paths: ObsPaths, name: str, commands: list[str]) -> Path:
                  for c, s in filt.items() if s.get("status") == "ok"]
     st = fit.get("statistic", {})
     lcs = "".join(_img(p, f"{p.name[:-len('_lc.png')]} light curve and flare cut")
-                  for c in filt for p in (sorted(paths.events.glob(f"{c}*_lc.png")) or [paths.events / f"{c}_lc.png"]))
+                  for c, s in filt.items() if isinstance(s, dict) and s.get("status") == "ok"
+                  for p in (sorted(paths.events.glob(f"{c}*_lc.png")) or [paths.events / f"{c}_lc.png"]))
     vers = "".join(f"<li>{html.escape(k)} {html.escape(v)}</li>" for k, v in _versions().items())
     cmds = "\n".join(html.escape(c) for c in commands)
     centre = reg.get("center", {})
