@@ -322,3 +322,9 @@ def test_a_run_logs_each_step_says_a_skipped_camera_once_and_removes_its_lock(tm
     fit_cmd = next(c for c in cmds if "xspec_analysis.py" in c)
     r = subprocess.run(shlex.split(fit_cmd), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "skipped (up to date)" in r.stdout, r.stdout + r.stderr
+    # a step run on its own rebuilds the observation's report and says so
+    r = run_cli(["python", "-m", "xmmext", "fit", obsid, "--workdir", str(tmp_path), "--model", "tbabs*zbremss",
+                 "--nh", "0.03", "--redshift", "0.05", "--emin", "0.7"])
+    assert r.returncode == 0 and "report.html rebuilt with the new fit results" in r.stdout, r.stdout + r.stderr
+    assert "0.7-7.0 keV" in (res / "report.html").read_text()
+    assert not (res / ".xmmext.lock").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from dataclasses import fields
+from pathlib import Path
 
 from xmmext.core.cli import base_parser, setup_logging
 from xmmext.core.errors import UsageError
@@ -63,7 +64,29 @@ def step_main(step: Step, argv, prog: str, description: str) -> int:
         rec = execute(plan, force=args.force)
     state = "skipped (up to date)" if rec.skipped else "done"
     print(f"{step.name} ({plan.backend}) {state}: {step.console(rec.summary)}")
+    if not rec.skipped:
+        _refresh_report(step, plan)
     return 0
+
+
+def _refresh_report(step: Step, plan) -> None:
+    """A step run on its own changed an observation's results: its report.html, when there
+    is one, is rebuilt (the report step is redone when any record it shows changed), and
+    the user is told."""
+    from xmmext.core.fileio import read_record
+    from xmmext.steps.report import ReportOptions, ReportStep
+    results = Path(plan.record).resolve().parent.parent
+    previous = read_record(results / "report.json")
+    if step.name == "report" or not previous or not (results / "report.html").exists():
+        return
+    try:
+        paths = ObsPaths.of(results.name, results.parent.parent)
+    except UsageError:
+        return                                   # not a results/<OBSID>/ folder
+    with observation_lock(paths.results):
+        rec = execute(ReportStep().plan(paths, ReportOptions(name=previous.get("name", "source"))))
+    if not rec.skipped:
+        print(f"report.html rebuilt with the new {step.name} results: {paths.results / 'report.html'}")
 
 
 def _from_obsid(step: Step, paths: ObsPaths | None, args) -> dict:
