@@ -196,3 +196,23 @@ def test_crosstalk_fit_recovers_noise_free_spectra(cool_core, tmp_path):
         true = emission_weighted_kt(truth, r["r_in_arcmin"], r["r_out_arcmin"])
         tolerance = 0.03 if k == len(rows) - 1 else 0.015
         assert abs(pars["zbremss.kT"]["value"] / true - 1) < tolerance, (r["folder"], pars["zbremss.kT"]["value"], true)
+
+
+def test_annuli_in_fk5_match_the_physical_file(cool_core):
+    """Issue 26: profile/annuli_sky.reg, the fk5 twin of annuli.reg (same pixels)."""
+    import numpy as np
+    from astropy.io import fits
+    from xmmext.sky.extraction_region import HEADER, read_ds9
+    wd, _ = cool_core
+    folder = wd / "results" / OBSID / "profile"
+    h = fits.getheader(wd / "results" / OBSID / "events" / "pn_clean_evt.fits", "EVENTS")
+    phys = [ln for ln in (folder / "annuli.reg").read_text().splitlines() if ln.startswith(("annulus", "circle"))]
+    sky = [ln for ln in (folder / "annuli_sky.reg").read_text().splitlines() if ln.startswith(("annulus", "circle"))]
+    assert len(phys) == len(sky) >= 2
+    for k, (a, b) in enumerate(zip(phys, sky)):
+        (folder / f"p{k}.reg").write_text(HEADER + "physical\n" + a.split("#")[0] + "\n")
+        (folder / f"s{k}.reg").write_text(HEADER + "fk5\n" + b.split("#")[0] + "\n")
+        ra, rb = read_ds9(folder / f"p{k}.reg"), read_ds9(folder / f"s{k}.reg", h["RA_PNT"], h["DEC_PNT"])
+        assert np.allclose([ra.x, ra.y, ra.r_in, ra.r_out], [rb.x, rb.y, rb.r_in, rb.r_out], atol=0.5)
+        (folder / f"p{k}.reg").unlink()
+        (folder / f"s{k}.reg").unlink()

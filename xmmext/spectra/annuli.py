@@ -33,7 +33,7 @@ from xmmext.sky.extraction_region import ExtractionRegion, read_ds9
 from xmmext.spectra.extraction import backscal
 
 __all__ = ["PROFILE_BAND_KEV", "RING_ARCSEC", "AREA_STEP_PX", "Annulus", "profile_regions", "counts_profile",
-           "choose_annuli", "write_annuli_regions", "plot_profile"]
+           "choose_annuli", "write_annuli_regions", "write_annuli_sky_regions", "plot_profile"]
 
 log = logging.getLogger("xmmext.spectra.annuli")
 PROFILE_BAND_KEV = (0.3, 2.0)
@@ -162,6 +162,19 @@ def write_annuli_regions(path: Path, annuli: list[Annulus], centre: tuple, exclu
         lines.append(f"{shape} # text={{{k}}}\n")
     for ex, ey, er in exclude:
         lines.append(f"-circle({ex:.2f},{ey:.2f},{er:.2f})\n")
+    return write_text(path, "".join(lines))
+
+
+def write_annuli_sky_regions(path: Path, annuli: list[Annulus], centre: tuple, exclude: list,
+                             ra_pnt: float, dec_pnt: float) -> Path:
+    """The same annuli in fk5, for images other than the pipeline's."""
+    lines = ["# Region file format: DS9 version 4.1\n", "fk5\n"]
+    for k, a in enumerate(annuli, start=1):
+        shape = a.region(centre, []).ds9_fk5(ra_pnt, dec_pnt).splitlines()[2]
+        lines.append(f"{shape} # text={{{k}}}\n")
+    for ex, ey, er in exclude:
+        circle = ExtractionRegion(ex, ey, 0.0, er).ds9_fk5(ra_pnt, dec_pnt).splitlines()[2]
+        lines.append(f"-{circle}\n")
     return write_text(path, "".join(lines))
 
 

@@ -139,9 +139,14 @@ class ProfileStep(Step):
         exclude = prof["exclude"]
         for old in folder.glob("annulus_[0-9][0-9]"):     # a previous run's annuli would mislead
             shutil.rmtree(old)
-        written = [P.write_annuli_regions(folder / "annuli.reg", annuli, prof["centre"], exclude)]
+        written = [P.write_annuli_regions(folder / "annuli.reg", annuli, prof["centre"], exclude),
+                   P.write_annuli_sky_regions(folder / "annuli_sky.reg", annuli, prof["centre"], exclude,
+                                              *_pointing(paths, prof["cameras"]))]
         rows = []
-        for k, ann in enumerate(annuli, start=1):
+        from tqdm import tqdm
+        # a bar on a terminal only (disable=None): the annuli take 5-20 s each
+        for k, ann in enumerate(tqdm(annuli, desc="profile: annuli", unit="annulus", disable=None, leave=False),
+                                start=1):
             sub = folder / f"annulus_{k:02d}"
             reg = write_text(sub / "src.reg", ann.region(prof["centre"], exclude).ds9_physical())
             sopts = SpectraOptions(src_reg=str(reg), bkg_reg=str(paths.regions / "bkg.reg"), group=opts.group,
@@ -180,6 +185,13 @@ class ProfileStep(Step):
                          f"S/N {a['sn']:.0f}")
             lines += [f"      FLAG {f}" for f in a.get("flags", [])]
         return "\n".join(lines)
+
+
+def _pointing(paths: ObsPaths, cameras) -> tuple[float, float]:
+    """RA_PNT, DEC_PNT of the observation (from a cleaned event list)."""
+    from astropy.io import fits
+    h = fits.getheader(paths.clean_events(cameras[0]), "EVENTS")
+    return float(h["RA_PNT"]), float(h["DEC_PNT"])
 
 
 def _fit_annulus(ann, folder: Path, spec: dict, opts: ProfileOptions, written: list) -> dict:
