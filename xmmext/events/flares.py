@@ -127,8 +127,16 @@ def plot_light_curve(ev: EventList, res: FlareResult, dest, exposure: tuple[floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     t0 = res.lc.edges[0]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True,
-                                 gridspec_kw={"height_ratios": [2.2, 1]})
+    with plt.rc_context({"font.size": 13}):      # shown at half width in the report: larger type
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.6), sharex=True,
+                                     gridspec_kw={"height_ratios": [2.2, 1]})
+        _draw_light_curve(fig, a1, a2, ev, res, t0, exposure)
+    save_figure(dest, fig)
+    plt.close(fig)
+
+
+def _draw_light_curve(fig, a1, a2, ev: EventList, res: FlareResult, t0: float, exposure) -> None:
+    """The rate with its cut and the rejected intervals (a1), the corners beneath (a2)."""
     x = (res.lc.centres - t0) / 1000.0
     a1.step(x, res.lc.rate, where="mid", color="k", lw=0.8, label="FOV, high energy, PATTERN==0")
     if np.isfinite(res.screening.threshold):
@@ -147,14 +155,12 @@ def plot_light_curve(ev: EventList, res: FlareResult, dest, exposure: tuple[floa
         share = G.total(res.gti) / max(G.total(np.array([[res.lc.edges[0], res.lc.edges[-1]]])), 1)
         kept = f"kept {100 * share:.0f}% of the light curve's span"
     a1.set_title(f"{ins.camera(ev.camera).instrume} {ev.key('OBS_ID', '')}: flare screening "
-                 f"({kept}; shaded = rejected)", fontsize=10)
-    a1.legend(loc="upper right", fontsize=8)
+                 f"({kept}; shaded = rejected)", fontsize=11)
+    a1.legend(loc="upper right", fontsize=10)
     a2.step(x, res.corner.rate, where="mid", color="C0", lw=0.8)
     a2.set_ylabel("corner (ct/s)")
     a2.set_xlabel(f"time since {t0:.0f} s (ks)")
     fig.tight_layout()
-    save_figure(dest, fig)
-    plt.close(fig)
 
 
 def _complement(gti, t0, t1):
