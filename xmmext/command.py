@@ -63,4 +63,11 @@ def main(argv=None) -> int:
 
 def console() -> None:
     """The ``xmmext`` console script."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:          # `xmmext --help | head`: the reader left; nothing to say
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
