@@ -86,6 +86,9 @@ def test_rotated_box_with_an_excluded_ellipse_and_galactic_frame(processed_obs, 
                                   f"physical\nbox({x0:.1f},{y0:.1f},3000,2000,20)\n-ellipse({x0:.1f},{y0:.1f},300,200,0)\n")
     r = read_ds9(reg)
     assert not r.contains([x0], [y0])[0] and r.contains([x0 + 1000], [y0])[0]
+    # the excluded ellipse is cut out exactly: a point beside it (not in it) stays in
+    assert r.contains([x0], [y0 + 250])[0] and not r.contains([x0 + 250], [y0])[0]
+    assert "-ellipse(" in r.ds9_physical() and "!((X,Y) IN ellipse(" in r.evselect_expression()
     assert bs < 3000 * 2000
     from astropy.coordinates import SkyCoord
     g = SkyCoord(truth["cluster"]["ra"], truth["cluster"]["dec"], unit="deg").galactic

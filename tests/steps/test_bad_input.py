@@ -379,6 +379,7 @@ def test_xcm_and_report_quote_paths(obs, tmp_path):
     assert "[" not in xcm and "$" not in xcm
     page = (paths.results / "report.html").read_text()
     import html
-    cmds = html.unescape(page.split("<h2>Reproduce</h2><pre>")[1].split("</pre>")[0]).splitlines()
+    cmds = html.unescape(page.split("<h2>Reproduce</h2>")[1].split("<pre>")[1].split("</pre>")[0]).splitlines()
+    assert cmds
     for line in cmds:
         assert str(evil) in shlex.split(line) or "--input" in line

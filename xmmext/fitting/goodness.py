@@ -153,7 +153,9 @@ def simulated_goodness(ids, free_pars, n: int, seed: int) -> dict:
     ui.set_method("levmar")
     stats, failed = [], 0
     try:
-        for _ in range(n):
+        from tqdm import tqdm
+        # refits take ~0.1-1 s each: a bar on a terminal (disable=None: none in logs and pipes)
+        for _ in tqdm(range(n), desc="fit: goodness simulations", unit="fit", disable=None, leave=False):
             for i in ids:
                 d = ui.get_data(i)
                 d.counts = rng.poisson(expected[i]).astype(saved[i][0].dtype)

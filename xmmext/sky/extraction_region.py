@@ -33,6 +33,7 @@ class ExtractionRegion:
     # elliptical/box annuli), in 0-based pixels of event X/Y (X - 1, Y - 1); then x, y is
     # the centre of its bounding box and r_out the radius of the circle that holds it
     shape: object = None
+    exclude_shapes: list = field(default_factory=list)   # excluded shapes other than circles (as ``shape``)
 
     @property
     def is_annulus(self) -> bool:
@@ -49,6 +50,10 @@ class ExtractionRegion:
             inside = (d2 <= self.r_out ** 2) & (d2 >= self.r_in ** 2 if self.is_annulus else True)
         for ex, ey, er in self.exclude:
             inside &= (x - ex) ** 2 + (y - ey) ** 2 > er ** 2
+        if self.exclude_shapes:
+            from regions import PixCoord
+            for s in self.exclude_shapes:
+                inside &= ~np.asarray(s.contains(PixCoord(x - 1.0, y - 1.0)), bool)
         return inside
 
     def relevant_exclusions(self) -> list:
@@ -71,6 +76,7 @@ class ExtractionRegion:
             lines.append(f"circle({self.x:.2f},{self.y:.2f},{self.r_out:.2f})\n")
         for ex, ey, er in self.relevant_exclusions():
             lines.append(f"-circle({ex:.2f},{ey:.2f},{er:.2f})\n")
+        lines += [f"-{_ds9_line(s)}" for s in self.exclude_shapes]
         return "".join(lines)
 
     def ds9_fk5(self, ra_pnt: float, dec_pnt: float) -> str:
@@ -86,6 +92,7 @@ class ExtractionRegion:
         for ex, ey, er in self.relevant_exclusions():
             era, edec = ins.sky_to_radec(ex, ey, ra_pnt, dec_pnt)
             lines.append(f'-circle({era[0]:.6f},{edec[0]:.6f},{er * s:.3f}")\n')
+        lines += [f"-{_ds9_line(x.to_sky(ins.sky_wcs(ra_pnt, dec_pnt)))}" for x in self.exclude_shapes]
         return "".join(lines)
 
     def evselect_expression(self) -> str:
@@ -98,6 +105,7 @@ class ExtractionRegion:
             main = f"((X,Y) IN circle({self.x:.2f},{self.y:.2f},{self.r_out:.2f}))"
         parts = [main] + [f"!((X,Y) IN circle({ex:.2f},{ey:.2f},{er:.2f}))"
                           for ex, ey, er in self.relevant_exclusions()]
+        parts += [f"!((X,Y) IN {_evselect_shape(s)})" for s in self.exclude_shapes]
         return " && ".join(parts)
 
 
@@ -151,18 +159,20 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
     frame = _frame_of(text)
     regs = _parse(text.replace("physical", "image") if frame == "physical" else text, path)
     wcs = ins.sky_wcs(ra_pnt, dec_pnt) if ra_pnt is not None else None
-    main, exclude = None, []
+    main, exclude, exclude_shapes = None, [], []
     for r in regs:
         r = _to_physical(r, frame, wcs, path)
         if r.meta.get("include", 1) in (0, False):
-            exclude.append(_exclusion(r, path))
+            (exclude if _is_circle(r) else exclude_shapes).append(_exclusion(r, path))
         elif main is None:
             main = r
         else:
             raise UsageError("region file has more than one included shape", path)
     if main is None:
         raise UsageError("region file has no included shape", path)
-    return _region_of(main, exclude, path)
+    region = _region_of(main, exclude, path)
+    region.exclude_shapes = exclude_shapes
+    return region
 
 
 def _read_text(path: Path) -> str:
@@ -231,17 +241,17 @@ def _finite(r) -> bool:
     return all(math.isfinite(float(v)) for v in np.ravel(values))
 
 
-def _exclusion(r, path: Path) -> tuple:
-    """An excluded shape as (x, y, r) in event X/Y (circles; another excluded shape is
-    taken as the circle that holds it, so nothing of it is kept)."""
+def _is_circle(r) -> bool:
     from regions import CirclePixelRegion
-    if isinstance(r, CirclePixelRegion):
-        x, y, rad = r.center.x + 1.0, r.center.y + 1.0, float(r.radius)
-    else:
-        x, y, rad = _bounding_circle(r)
+    return isinstance(r, CirclePixelRegion)
+
+
+def _exclusion(r, path: Path):
+    """An excluded circle as (x, y, r) in event X/Y; another excluded shape as it is."""
+    x, y, rad = (r.center.x + 1.0, r.center.y + 1.0, float(r.radius)) if _is_circle(r) else _bounding_circle(r)
     if not all(math.isfinite(float(v)) for v in (x, y, rad)):
         raise DataError("an excluded region lies outside the field of view", path)
-    return float(x), float(y), float(rad)
+    return (float(x), float(y), float(rad)) if _is_circle(r) else r
 
 
 def _bounding_circle(r) -> tuple:
