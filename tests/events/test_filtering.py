@@ -187,6 +187,7 @@ def test_no_pi_column(short_obs, tmp_path):
     with fits.open(wd / "data/0999990201/event/mos1_evt.fits") as h:
         ev = h["EVENTS"]
         hdu = fits.BinTableHDU.from_columns([c for c in ev.columns if c.name != "PI"], header=ev.header, name="EVENTS")
+        hdu.header["OBS_ID"] = "0999990999"        # the folder's observation (another one's list is refused)
         fits.HDUList([h[0].copy(), hdu]).writeto(d / "mos1_evt.fits")
     assert_one_line_error(_cli(tmp_path, "0999990999", "--cameras", "mos1"), 2, "no PI column")
 

@@ -12,6 +12,7 @@ Outputs (results/<OBSID>/events/): <cam>_clean_evt.fits, <cam>_gti.fits,
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
@@ -180,21 +181,52 @@ def filter_observation(paths: ObsPaths, opts) -> tuple[dict, list]:
     A camera that is absent or unusable is skipped with a warning and recorded (the step
     fails only when no camera is usable: see :mod:`xmmext.steps.filtering`)."""
     found = find_event_files(paths)
+    check_observation(paths, {cam: files for cam, files in found.items() if cam in opts.cameras})
     summary: dict = {}
     written: list = []
     for cam in opts.cameras:
         if cam not in found:
             log.warning("%s: no event list in %s; camera skipped", cam, paths.event_dir)
             summary[cam] = {"status": "skipped", "reason": "no event list"}
-            continue
-        infiles, choice = exposures_to_use(found[cam])
-        try:
-            summary[cam], files = _filter_camera(paths, cam, infiles, choice, opts)
-            written += files
-        except DataError as exc:
-            log.warning("%s: %s", cam, exc.message)
-            summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infiles[0])}
+        else:
+            infiles, choice = exposures_to_use(found[cam])
+            try:
+                summary[cam], files = _filter_camera(paths, cam, infiles, choice, opts)
+                written += files
+            except DataError as exc:
+                log.warning("%s: %s", cam, exc.message)
+                summary[cam] = {"status": "failed", "reason": exc.message, "input": str(infiles[0])}
+        if summary[cam]["status"] != "ok":      # an earlier run's products of it must not be used
+            for stale in [*outputs_for(paths, cam), *paths.events.glob(f"{cam}_e[0-9]*")]:
+                stale.unlink(missing_ok=True)
     return summary, written
+
+
+def check_observation(paths: ObsPaths, found: dict) -> None:
+    """Every event list belongs to this observation: XMM, the folder's OBS_ID, and one
+    pointing (another observation's list dropped into the folder is refused, exit 2)."""
+    first = None
+    for cam, files in found.items():
+        for f in files:
+            h = fits.getheader(f, "EVENTS")
+            tel, obs = str(h.get("TELESCOP", "XMM")).strip(), str(h.get("OBS_ID", paths.obsid)).strip()
+            if tel and tel.upper() != "XMM":
+                raise UsageError(f"{cam} event list is from {tel}, not XMM-Newton", f)
+            if obs and obs != paths.obsid:
+                raise UsageError(f"{cam} event list belongs to observation {obs}, not {paths.obsid}", f)
+            if "RA_PNT" not in h or "DEC_PNT" not in h:
+                continue
+            here = (float(h["RA_PNT"]), float(h["DEC_PNT"]))
+            if first is None:
+                first = (here, f)
+            elif _separation_arcmin(first[0], here) > 5.0:
+                raise UsageError(f"{cam} event list points {_separation_arcmin(first[0], here):.1f}' away from "
+                                 f"{Path(first[1]).name}: not one observation", f)
+
+
+def _separation_arcmin(a: tuple, b: tuple) -> float:
+    from astropy.coordinates import SkyCoord
+    return float(SkyCoord(*a, unit="deg").separation(SkyCoord(*b, unit="deg")).arcmin)
 
 
 def _filter_camera(paths: ObsPaths, cam: str, infiles: list, choice: str, opts) -> tuple[dict, list]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from xmmext.xspec.atomdb import find_apec_files, missing_data_message, needs_atomdb
 from xmmext.core.errors import DataError, DependencyError, UsageError
+from xmmext.core.fileio import read_record
 from xmmext.xspec.expression import ModelExpression, parse_model
 from xmmext.xspec.library import configure_xspec
 from xmmext.spectra.ogip import check_response, read_pha
@@ -35,6 +36,9 @@ def find_spectra(input_dir: Path, cameras) -> list[tuple[str, Path]]:
     if not input_dir.is_dir():
         raise UsageError("spectra folder not found (run step 3, spectral_analysis.py)", input_dir)
     found = []
+    record = read_record(input_dir / "spectra.json").get("cameras")
+    if isinstance(record, dict):         # step 3's own folder: only the cameras it made spectra of now
+        cameras = [c for c in cameras if isinstance(record.get(c), dict) and record[c].get("status") == "ok"]
     for cam in cameras:
         for name in (f"{cam}_src_grp.pha", f"{cam}_src.pha"):
             if (input_dir / name).exists():

@@ -157,6 +157,13 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
             continue
         summary["cameras"][cam_name] = rec
         written += [Path(f) for f in rec["files"].values()]
+    for cam_name, s in summary["cameras"].items():
+        # a camera without data now: an earlier run's spectra of it must not be fitted (those of
+        # a camera skipped for another reason are left; spectra.json says not to use them)
+        if s.get("status") != "ok" and s.get("reason") == "no cleaned events":
+            for stale in [*out.glob(f"{cam_name}_*"), out / f"{cam_name}.rmf", out / f"{cam_name}.arf"]:
+                if stale.is_file():
+                    stale.unlink()
     usable = [c for c, s in summary["cameras"].items() if s.get("status") == "ok"]
     if usable and plot:
         _plot(out, usable)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from xmmext.core.errors import DataError, UsageError
 from xmmext.core.fileio import read_record, remove_stale_parts, write_json
 
-__all__ = ["RECORD_KEY", "RECORD_VERSION", "HASH_LIMIT_BYTES", "option", "option_fields", "default_of", "flag_of",
+__all__ = ["RECORD_KEY", "RECORD_VERSION", "HASH_LIMIT_BYTES", "option", "option_fields", "default_of", "flag_of", "refuse_inputs_inside",
            "add_options", "options_from_namespace", "option_argv", "fingerprint_options", "file_signature",
            "fingerprint", "Plan", "StepResult", "StepRecord", "Step", "is_up_to_date", "finish_plan", "execute",
            "require", "no_usable"]
@@ -360,6 +360,17 @@ def _with_current_command(plan: Plan, summary: dict) -> dict:
     summary = plan.step.attach_record(summary, {**rec, "command": command})
     write_json(plan.record, summary)
     return summary
+
+
+def refuse_inputs_inside(files, folder: Path) -> None:
+    """Files a user names are inputs: one inside the folder a step writes would be
+    overwritten or removed by it (exit 2, naming the file)."""
+    out = Path(folder).resolve()
+    for f in files:
+        p = Path(f).resolve()
+        if out == p.parent or out in p.parents:
+            raise UsageError(f"an input file inside the folder this step writes ({out}) would be overwritten: "
+                             "copy it elsewhere first", f)
 
 
 def require(path: Path, message: str) -> Path:

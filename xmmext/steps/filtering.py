@@ -66,9 +66,11 @@ class FilteringStep(Step):
         if chosen == "sas":          # gigabytes of raw telemetry, never rewritten: by size + mtime
             odf = sorted(p for p in paths.odf.rglob("*") if p.is_file()) if paths.odf.is_dir() else []
         else:
+            from xmmext.events.cleaning import check_observation
             from xmmext.events.reader import exposures_to_use, find_event_files
-            found = find_event_files(paths)
-            inputs = [f for c in opts.cameras if c in found for f in exposures_to_use(found[c])[0]]
+            found = {c: files for c, files in find_event_files(paths).items() if c in opts.cameras}
+            check_observation(paths, found)        # another observation's list: exit 2, before anything
+            inputs = [f for c in found for f in exposures_to_use(found[c])[0]]
         return finish_plan(Plan(self, opts, chosen, inputs, paths.events / "filtering.json",
                                 [paths.events], paths, stat_inputs=odf))
 

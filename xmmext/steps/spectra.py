@@ -17,7 +17,7 @@ from xmmext.spectra.grouping import DEFAULT_GROUP
 from xmmext.steps.fit import BACKGROUNDS
 from xmmext.core.paths import CAMERAS, ObsPaths
 import xmmext.core.values as V
-from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
+from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, refuse_inputs_inside, require
 from xmmext.steps.filtering import cleaned_event_inputs
 
 __all__ = ["SpectraOptions", "SpectraStep", "main"]
@@ -82,6 +82,7 @@ class SpectraStep(Step):
         if chosen == "sas" and opts.output:
             raise UsageError("the SAS path writes results/<OBSID>/spectra only: drop --output")
         out = opts.folder(paths)
+        refuse_inputs_inside(opts.user_files(paths)[2:], out)
         return finish_plan(Plan(self, opts, chosen, inputs, out / "spectra.json", [out], paths))
 
     def run(self, plan: Plan) -> StepResult:
