@@ -75,3 +75,18 @@ def test_many_takes_the_name_as_the_pipeline_does(tmp_path):
     r = run_cli(["python", "-m", "xmmext", "many", "--list", str(lst), "sample", "--workdir", str(tmp_path)])
     assert_one_line_error(r, 2, "no observation of the list has a fit")
     assert str(tmp_path / "results" / "multi" / "sample") in r.stderr       # the positional name was taken
+
+
+def test_a_long_step_shows_its_elapsed_time():
+    """Issue 26: work with no count of its own (a step over 10 s) gets a live line."""
+    import io
+    import time
+    from xmmext.core.runner import progress_while
+    out = io.StringIO()
+    with progress_while("fit", delay=0.0, file=out, disable=False):
+        time.sleep(1.3)
+    assert "fit: running for 00:01" in out.getvalue()
+    quiet = io.StringIO()
+    with progress_while("fit", delay=10.0, file=quiet, disable=False):
+        time.sleep(0.2)                      # shorter than the delay: nothing shown
+    assert "running" not in quiet.getvalue()

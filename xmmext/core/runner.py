@@ -6,16 +6,18 @@ task, not just a wrapper), and its stdout/stderr kept in a log file.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from xmmext.core.errors import UsageError
 
-__all__ = ["RunResult", "run", "write_log"]
+__all__ = ["RunResult", "run", "write_log", "progress_while"]
 
 
 @dataclass
@@ -67,3 +69,25 @@ def write_log(log: Path, res: RunResult) -> None:
     with open(log, "a") as fh:
         fh.write(f"$ {' '.join(res.cmd)}\n# {status} after {res.seconds:.1f} s\n")
         fh.write("--- stdout ---\n" + res.stdout + "\n--- stderr ---\n" + res.stderr + "\n")
+
+
+@contextlib.contextmanager
+def progress_while(desc: str, delay: float = 10.0, file=None, disable: bool | None = None):
+    """A live elapsed-time line for work that has no count of its own (a step that runs
+    more than ``delay`` seconds): on a terminal only (``disable=None``), gone at the end."""
+    from tqdm import tqdm
+    bar = tqdm(desc=desc, total=None, unit="s", delay=delay, leave=False, file=file, disable=disable,
+               bar_format="{desc}: running for {elapsed}")
+    stop = threading.Event()
+
+    def tick():
+        while not stop.wait(1.0):
+            bar.update(1)
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()

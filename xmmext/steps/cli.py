@@ -11,6 +11,7 @@ from xmmext.core.cli import base_parser, setup_logging
 from xmmext.core.errors import UsageError
 from xmmext.core.fileio import observation_lock
 from xmmext.core.paths import ObsPaths
+from xmmext.core.runner import progress_while
 from xmmext.steps.base import Step, add_options, execute, options_from_namespace
 
 __all__ = ["add_runner_options", "add_obsid", "obsid_of", "step_main"]
@@ -60,7 +61,7 @@ def step_main(step: Step, argv, prog: str, description: str) -> int:
     opts = options_from_namespace(step.Options, args, **_from_obsid(step, paths, args))
     plan = step.plan(context, opts, getattr(args, "backend", "auto"))     # bad input fails here, touching nothing
     lock = observation_lock(context.results) if context is not None else contextlib.nullcontext()
-    with lock:
+    with lock, progress_while(step.name):
         rec = execute(plan, force=args.force)
     state = "skipped (up to date)" if rec.skipped else "done"
     print(f"{step.name} ({plan.backend}) {state}: {step.console(rec.summary)}")

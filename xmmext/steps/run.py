@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from xmmext.core.cli import log_to_file, say_warnings_again
 from xmmext.core.errors import XmmextError
 from xmmext.core.fileio import observation_lock
+from xmmext.core.runner import progress_while
 from xmmext.core.paths import ObsPaths
 from xmmext.steps.base import StepRecord, add_options, execute, option_fields, options_from_namespace
 from xmmext.steps.registry import OBSERVATION_STEPS as STEPS
@@ -107,7 +108,8 @@ def _run_steps(paths: ObsPaths, settings: RunSettings, echo: bool) -> dict[str, 
         t0 = time.monotonic()
         try:
             opts = step.options_from_run(settings.options.get(step.name) or step.Options(), paths, settings)
-            with log_to_file(paths.logs / f"{step.name}.log"):
+            with log_to_file(paths.logs / f"{step.name}.log"), progress_while(f"[{obsid}] {step.name}",
+                                                                          disable=None if echo else True):
                 plan = step.plan(paths if step.needs_obsid else None, opts, settings.backend)
                 log.debug("%s (%s) for %s, options %s", step.name, plan.backend, paths.obsid, plan.described["options"])
                 rec = records[step.name] = execute(plan, force=settings.force)
