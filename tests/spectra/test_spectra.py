@@ -267,7 +267,12 @@ def _cli(wd, *args):
 
 
 def test_bad_inputs(extracted, tmp_path):
-    wd, truth, paths, _ = extracted
+    import shutil
+    from xmmext.core.paths import ObsPaths
+    shared, truth, _, _ = extracted
+    wd = tmp_path / "w"                      # a copy: a failed run rewrites spectra.json, and the
+    shutil.copytree(shared, wd)              # shared observation's later fits must not see it
+    paths = ObsPaths.of(OBS, wd)
     bad = tmp_path / "bad.reg"
     bad.write_text("# Region file format: DS9 version 4.1\nphysical\npolygon(1,2,3\n")
     assert_one_line_error(_cli(wd, "--src-reg", str(bad)), 2, "region")
