@@ -81,6 +81,13 @@ def validate(cfg: SimConfig) -> None:
     checks = [
         (cfg.exposure > 0, "exposure must be positive"),
         (cfg.exposure <= 2.0e6, "exposure above 2 Ms is not an XMM observation"),
+        (cfg.exposure >= 100.0, "exposure below 100 s leaves nothing to analyse"),
+        (cfg.kt <= 100.0, "kT above 100 keV is outside the thermal models' range"),
+        (cfg.nh <= 100.0, "nH above 1e24 cm^-2 (100 x 1e22) absorbs everything XMM sees"),
+        (cfg.cluster_rate <= 1000.0, "cluster rate above 1000 pn counts/s is beyond pile-up and telemetry"),
+        (cfg.n_point_sources <= 1000, "more than 1000 point sources"),
+        (cfg.n_flares <= 100, "more than 100 flares"),
+        (cfg.flare_scale <= 1000.0, "flare scale above 1000"),
         (0.0 <= cfg.flare_fraction <= 1.0, "flare fraction must be in [0, 1]"),
         (cfg.flare_scale > 0, "flare scale must be positive"),
         (cfg.kt > 0, "kT must be positive"),
@@ -115,6 +122,13 @@ def validate(cfg: SimConfig) -> None:
         raise UsageError("no camera to simulate")
     if cfg.filter.lower() not in ("thin", "medium", "thick"):
         raise UsageError(f"unknown filter {cfg.filter!r}")
+    from astropy.time import Time
+    try:
+        year = Time(cfg.date_obs, scale="utc").datetime.year
+    except (ValueError, TypeError):
+        raise UsageError(f"--date-obs must be an ISO date (e.g. 2019-05-01T12:00:00), got {cfg.date_obs!r}") from None
+    if not 1999 <= year <= 2100:
+        raise UsageError(f"--date-obs {cfg.date_obs} is not within XMM-Newton's life (from 1999)")
 
 
 def preset_config(name: str, **overrides) -> SimConfig:

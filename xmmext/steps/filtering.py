@@ -13,11 +13,15 @@ import xmmext.instrument as ins
 from xmmext.sas.backend import choose_backend
 from xmmext.events.selection import compile_expression
 from xmmext.events.gti import validate_method
+from xmmext.core.errors import UsageError
 from xmmext.core.paths import CAMERAS, ObsPaths
 import xmmext.core.values as V
 from xmmext.steps.base import Plan, Step, StepResult, finish_plan, no_usable, option, require
 
 __all__ = ["FilterOptions", "FilteringStep", "cleaned_event_inputs", "main"]
+
+
+MIN_BINSIZE_S, MAX_BINSIZE_S = 1.0, 10000.0
 
 
 @dataclass
@@ -49,6 +53,9 @@ class FilterOptions:
         for name in ("threshold_mos", "threshold_pn", "sigma", "binsize", "timeout"):
             V.check(self, name, V.positive_float)
         V.check(self, "min_gti", V.non_negative_float)
+        if not MIN_BINSIZE_S <= self.binsize <= MAX_BINSIZE_S:     # bins of 1e-9 s: 10^13 of them
+            raise UsageError(f"--binsize must be {MIN_BINSIZE_S:g}-{MAX_BINSIZE_S:g} s (light-curve bin), "
+                             f"got {self.binsize:g}")
         self.cameras = V.camera_tuple(self.cameras)
         for cam in self.cameras:
             compile_expression(self.expression(cam))   # fail early on a bad expression

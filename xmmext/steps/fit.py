@@ -28,6 +28,9 @@ MAX_NH = 1000.0            # 1e25 cm^-2: beyond any column that leaves X-rays to
 MAX_REDSHIFT = 10.0
 
 
+MAX_GOODNESS = 10000          # refits of simulated spectra: 10^4 take ~1-3 h already
+
+
 @dataclass
 class FitOptions:
     """Step-4 settings."""
@@ -89,8 +92,9 @@ class FitOptions:
             raise UsageError("--background model fits every region's counts with cstat: drop --stat")
         if self.engine not in ("auto", "sherpa", "pyxspec"):
             raise UsageError("--engine must be auto, sherpa or pyxspec")
-        if self.goodness < 0:
-            raise UsageError(f"--goodness takes a number of simulations >= 0, got {self.goodness}")
+        if not 0 <= self.goodness <= MAX_GOODNESS:
+            raise UsageError(f"--goodness takes a number of simulations from 0 to {MAX_GOODNESS} "
+                             f"(each is a refit), got {self.goodness}")
         if self.abund_table not in xm.ABUNDANCE_TABLES:
             raise UsageError(f"unknown abundance table {self.abund_table!r}")
         for k, v in self.set_values.items():
