@@ -1,10 +1,10 @@
 """Extraction regions in sky X/Y: membership, areas, and ds9 / evselect forms.
 
 An :class:`ExtractionRegion` is a circle or an annulus around a centre, or any other
-shape the ``regions`` package reads, with circular exclusions (point sources). It writes ds9 files in physical (event X/Y) and fk5
-coordinates, the evselect expression SAS accepts, and reads ds9 files back through the
-``regions`` package (which has no 'physical' frame: physical files are read as pixel
-regions, the pixels being the event X/Y).
+shape the ``regions`` package reads, with exclusions (point sources). It writes ds9
+files in physical (event X/Y) and fk5 coordinates, the evselect expression SAS accepts,
+and reads ds9 files back through the ``regions`` package (which has no 'physical' frame:
+physical files are read as pixel regions, the pixels being the event X/Y).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import numpy as np
 import xmmext.instrument as ins
 from xmmext.core.errors import DataError, UsageError
 
-__all__ = ["HEADER", "SKY_FRAMES", "ExtractionRegion", "read_ds9", "area_fraction_map"]
+__all__ = ["HEADER", "SKY_FRAMES", "ExtractionRegion", "read_ds9", "read_region_text", "parse_ds9",
+           "area_fraction_map"]
 
 HEADER = "# Region file format: DS9 version 4.1\n"
 
@@ -155,9 +156,11 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
     ``regions`` package reads (circle, annulus, ellipse, box, polygon, rotated, elliptical
     or box annulus) with excluded circles; exit 2 on anything else."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_region_text(path)
     frame = _frame_of(text)
-    regs = _parse(text.replace("physical", "image") if frame == "physical" else text, path)
+    regs = parse_ds9(text, path)
+    if not regs:
+        raise UsageError("region file holds no region this pipeline understands", path)
     wcs = ins.sky_wcs(ra_pnt, dec_pnt) if ra_pnt is not None else None
     main, exclude, exclude_shapes = None, [], []
     for r in regs:
@@ -170,34 +173,34 @@ def read_ds9(path: str | Path, ra_pnt: float | None = None, dec_pnt: float | Non
             raise UsageError("region file has more than one included shape", path)
     if main is None:
         raise UsageError("region file has no included shape", path)
-    region = _region_of(main, exclude, path)
-    region.exclude_shapes = exclude_shapes
-    return region
+    return _region_of(main, exclude, exclude_shapes, path)
 
 
-def _read_text(path: Path) -> str:
+def read_region_text(path: Path, what: str = "region file") -> str:
+    """The text of a ds9 file a user names (exit 2 when it is not a readable regular text
+    file: a FIFO or device would block, a directory is no file)."""
     try:
         if not path.is_file():
-            raise UsageError("region file is not a regular file", path)
+            raise UsageError(f"{what} is not a regular file", path)
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read region file: {exc.strerror}", path) from None
+        raise UsageError(f"cannot read {what}: {exc.strerror}", path) from None
     except UnicodeDecodeError:
-        raise UsageError("region file is not a text file", path) from None
+        raise UsageError(f"{what} is not a text file", path) from None
 
 
-def _parse(text: str, path: Path) -> list:
+def parse_ds9(text: str, path: Path, what: str = "region file") -> list:
+    """The shapes of a ds9 file. The ``regions`` package has no ds9 ``physical`` frame:
+    those lines are read as ``image`` (pixel regions, here in event X/Y)."""
     import warnings
     from regions import Regions
+    text = "\n".join("image" if line.strip().lower() == "physical" else line for line in text.splitlines())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            regs = Regions.parse(text, format="ds9")
+            return list(Regions.parse(text, format="ds9"))
     except Exception as exc:
-        raise UsageError(f"region file does not parse: {exc}", path) from None
-    if not regs:
-        raise UsageError("region file holds no region this pipeline understands", path)
-    return list(regs)
+        raise UsageError(f"{what} does not parse: {exc}", path) from None
 
 
 def _to_physical(r, frame: str, wcs, path: Path):
@@ -262,14 +265,15 @@ def _bounding_circle(r) -> tuple:
     return cx + 1.0, cy + 1.0, half
 
 
-def _region_of(r, exclude: list, path: Path) -> ExtractionRegion:
+def _region_of(r, exclude: list, exclude_shapes: list, path: Path) -> ExtractionRegion:
     """The ExtractionRegion of the included shape (circles and annuli as before; other
     shapes kept as they are, with their bounding circle)."""
     from regions import CircleAnnulusPixelRegion, CirclePixelRegion
     if isinstance(r, CirclePixelRegion):
         cx, cy, rin, rout, shape = r.center.x + 1.0, r.center.y + 1.0, 0.0, float(r.radius), None
     elif isinstance(r, CircleAnnulusPixelRegion):
-        cx, cy, rin, rout, shape = r.center.x + 1.0, r.center.y + 1.0, float(r.inner_radius), float(r.outer_radius), None
+        cx, cy, shape = r.center.x + 1.0, r.center.y + 1.0, None
+        rin, rout = float(r.inner_radius), float(r.outer_radius)
     else:
         try:
             cx, cy, rout = _bounding_circle(r)
@@ -282,7 +286,7 @@ def _region_of(r, exclude: list, path: Path) -> ExtractionRegion:
         raise DataError("the region lies outside the field of view (far from the pointing)", path)
     if rout <= 0 or rout <= rin:
         raise UsageError("region has zero area", path)
-    return ExtractionRegion(float(cx), float(cy), float(rin), float(rout), exclude, shape)
+    return ExtractionRegion(float(cx), float(cy), float(rin), float(rout), exclude, shape, exclude_shapes)
 
 
 def area_fraction_map(region: ExtractionRegion, grid, sub: int = 4) -> np.ndarray:

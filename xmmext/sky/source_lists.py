@@ -18,6 +18,8 @@ import xmmext.instrument as ins
 from xmmext.sky.detect import Source
 from xmmext.core.errors import UsageError
 
+__all__ = ["read_source_list", "merge_lists", "source_list_text"]
+
 DEFAULT_RADIUS_ARCSEC = 20.0        # a point region has no radius: about the 85% encircled energy
 MERGE_ARCSEC = 10.0                 # detections closer than this are one source
 MAX_SOURCES = 20000
@@ -28,25 +30,14 @@ def read_source_list(path: str | Path, ra_pnt: float, dec_pnt: float, origin: st
     """The exclusions of a ds9 region file (see the module docstring); ``origin`` labels them.
     ``allow_physical=False`` where the list serves several observations (physical X/Y
     belong to one)."""
-    from regions import PixelRegion, Regions
+    from regions import PixelRegion
+    from xmmext.sky.extraction_region import parse_ds9, read_region_text
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read the point-source list: {exc.strerror}", path) from None
-    except UnicodeDecodeError:
-        raise UsageError("the point-source list is not a text file", path) from None
+    text = read_region_text(path, "the point-source list")
     if re.search(r"^\s*image\s*(;|$)", text, flags=re.IGNORECASE | re.MULTILINE):
         raise UsageError("the point-source list is in image coordinates, which refer to an image this pipeline "
                          "does not have: save it in fk5 (ds9: Region > Save > fk5)", path)
-    parse_text = "\n".join("image" if line.strip().lower() == "physical" else line for line in text.splitlines())
-    import warnings
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            regs = Regions.parse(parse_text, format="ds9")
-    except Exception as exc:
-        raise UsageError(f"the point-source list does not parse as a ds9 region file: {exc}", path) from None
+    regs = parse_ds9(text, path, "the point-source list")
     if len(regs) > MAX_SOURCES:
         raise UsageError(f"the point-source list has {len(regs)} regions (at most {MAX_SOURCES})", path)
     label = origin or f"file: {path.name}"
@@ -139,6 +130,3 @@ def source_list_text(sources: list[Source], comment: str) -> str:
         label = f"{s.significance:.1f} sigma" if math.isfinite(s.significance) else s.origin
         lines.append(f'circle({s.ra:.6f},{s.dec:.6f},{s.radius_arcsec:.2f}") # text={{{label}}}\n')
     return "".join(lines)
-
-
-__all__ = ["read_source_list", "merge_lists", "source_list_text"]

@@ -54,6 +54,7 @@ __all__ = ["BACKSCAL_STEP_PX", "ARF_REF_BAND", "MIN_SPECTRUM_COUNTS", "backscal"
            "extract_spectra", "CameraInputs", "own_emission_of"]
 
 log = logging.getLogger("xmmext.spectra.extraction")
+NO_EVENTS = "no cleaned events"     # the reason of a camera without data (its old spectra are removed)
 BACKSCAL_STEP_PX = 20.0           # 1" sampling grid for region areas
 ARF_REF_BAND = (0.5, 2.0)         # keV, band of the brightness map that weights the ARF
 MIN_SPECTRUM_COUNTS = 50          # fewer source counts give no fit worth writing down (2 groups of 25)
@@ -147,7 +148,7 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
     for cam_name in opts.cameras:
         if filt.get(cam_name, {}).get("status") != "ok" or not paths.clean_events(cam_name).exists():
             log.warning("%s: no cleaned events; camera skipped", cam_name)
-            summary["cameras"][cam_name] = {"status": "skipped", "reason": "no cleaned events"}
+            summary["cameras"][cam_name] = {"status": "skipped", "reason": NO_EVENTS}
             continue
         try:
             rec = _camera_spectra(paths, cam_name, opts, spec, filt[cam_name], out)
@@ -160,7 +161,7 @@ def extract_spectra(paths: ObsPaths, opts, out: Path | None = None, plot: bool =
     for cam_name, s in summary["cameras"].items():
         # a camera without data now: an earlier run's spectra of it must not be fitted (those of
         # a camera skipped for another reason are left; spectra.json says not to use them)
-        if s.get("status") != "ok" and s.get("reason") == "no cleaned events":
+        if s.get("status") != "ok" and s.get("reason") == NO_EVENTS:
             for stale in [*out.glob(f"{cam_name}_*"), out / f"{cam_name}.rmf", out / f"{cam_name}.arf"]:
                 if stale.is_file():
                     stale.unlink()
